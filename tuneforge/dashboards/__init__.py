@@ -1,0 +1,1 @@
+"""Reports built from MLflow and Ray data. Never imports trainables."""

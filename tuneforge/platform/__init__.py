@@ -1,0 +1,1 @@
+"""The platform: the runner that builds the Tuner, Ray connection, MLflow tracking, the CLI."""

@@ -1,0 +1,71 @@
+"""The Tune callback that turns trial events into MLflow writes and progress events."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.result import AUTO_RESULT_KEYS
+
+from tuneforge.platform.events import TrialEnded
+from tuneforge.platform.tracking import SearchRecorder
+from tuneforge.search_spaces import SearchSpace
+
+__all__ = ["TrialEvents"]
+
+# Tune's bookkeeping, not the trainable's metrics.
+_TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint"}
+
+
+def trial_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numeric metrics a trainable reported, without Tune's own keys."""
+    return {key: float(value) for key, value in result.items()
+            if key not in _TUNE_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+class TrialEvents(Callback):
+    """Runs on the driver: records each trial in MLflow and reports each trial's end."""
+
+    def __init__(self, recorder: SearchRecorder, space: SearchSpace, n_trials: int,
+                 notify: Callable[[Any], None]) -> None:
+        self.recorder = recorder
+        self.space = space
+        self.n_trials = n_trials
+        self.notify = notify
+        self.best_score: float | None = None
+        self.n_ended = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state. The recorder (a thread and a
+        # store connection) stays behind: a restored experiment gets a new callback.
+        return {"space": self.space, "n_trials": self.n_trials, "recorder": None,
+                "notify": None, "best_score": self.best_score, "n_ended": self.n_ended}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        params = {name: trial.config[name] for name in self.space.param_names}
+        self.recorder.start_trial(trial.trial_id, str(trial), params)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.recorder.log_metrics(trial.trial_id, trial_metrics(result),
+                                  step=int(result.get("training_iteration", 0)),
+                                  node_ip=result.get("node_ip"))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.recorder.end_trial(trial.trial_id, "FINISHED", checkpoint=trial.checkpoint)
+        self._ended(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.recorder.end_trial(trial.trial_id, "FAILED", error=trial.get_error())
+        self._ended(trial)
+
+    def _ended(self, trial: Any) -> None:
+        self.n_ended += 1
+        record = self.recorder.trials[trial.trial_id]
+        score = record.metrics.get(self.space.metric)
+        if score is not None and math.isfinite(score) and (
+                self.best_score is None
+                or (score > self.best_score if self.space.mode == "max" else score < self.best_score)):
+            self.best_score = score
+        self.notify(TrialEnded(record, self.n_ended, self.n_trials, self.best_score))

@@ -1,0 +1,206 @@
+"""The ``tuneforge`` command: a thin shell over :func:`tuneforge.search` and the space model.
+
+Bad input prints one ``error: ...`` line and exits with 2; an interrupted search exits with
+130 after recording what finished. This is the only module that prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tuneforge.errors import ConfigError
+
+__all__ = ["main"]
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+_TOP_TRIALS = 5
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return " ".join(f"{name}={_fmt(value)}" for name, value in params.items())
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+def _print_started(event: Any) -> None:
+    plan, cluster = event.plan, event.cluster
+    space, options = plan.space, plan.options
+    n_cpus = sum(node.get("CPU", 0) for node in cluster.node_resources)
+    n_gpus = sum(node.get("GPU", 0) for node in cluster.node_resources)
+    ray_text = "local Ray" if cluster.is_local else f"Ray cluster {cluster.address}"
+    print(f"Searching {space.name} ({space.trainable}, {space.mode} {space.metric}) with "
+          f"{options.algo}: {plan.setup.n_trials} trials, seed {plan.seed}")
+    print(f"  Ray:    {ray_text}, {len(cluster.node_resources)} node(s), {n_cpus:g} CPUs, "
+          f"{n_gpus:g} GPUs; dashboard {cluster.dashboard_url or 'not running'}")
+    print(f"  MLflow: {plan.tracking_uri}, experiment {plan.experiment!r}, "
+          f"parent run {event.parent_run_id}")
+    print(f"  Tune:   {event.experiment_path}", flush=True)
+
+
+class _Progress:
+    """Prints the start of a search, then one line per ended trial."""
+
+    metric = ""
+
+    def __call__(self, event: Any) -> None:
+        from tuneforge.platform.events import SearchStarted
+
+        if isinstance(event, SearchStarted):
+            self.metric = event.plan.space.metric
+            _print_started(event)
+            return
+        record, width = event.record, len(str(event.n_trials))
+        score = record.metrics.get(self.metric)
+        outcome = f"{self.metric}={_fmt(score)}" if score is not None else record.status
+        if record.error:
+            outcome = f"FAILED: {record.error}"
+        best = f"best={_fmt(event.best_score)}  " if event.best_score is not None else ""
+        print(f"[{event.n_ended:>{width}}/{event.n_trials}] {record.trial_id}  {outcome}  {best}"
+              f"{_params_text(record.params)}", flush=True)
+
+
+def _print_summary(result: Any) -> None:
+    ranked = result.ranked()
+    n_failed = sum(t.status == "FAILED" for t in result.trials)
+    print(f"\nSearch {result.status.lower()}: {len(result.trials)} trials, {len(ranked)} scored, "
+          f"{n_failed} failed.")
+    if ranked:
+        names = list(ranked[0].params)
+        header = ["rank", "trial", result.metric, *names]
+        rows = [[str(i + 1), t.trial_id, _fmt(t.metrics[result.metric]),
+                 *(_fmt(t.params[n]) for n in names)] for i, t in enumerate(ranked[:_TOP_TRIALS])]
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        print(f"\nTop {len(rows)} trials by {result.metric} ({result.mode}):")
+        for row in [header, *rows]:
+            print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+        best = result.best
+        print(f"\nBest {result.metric}: {_fmt(result.best_score)}  (trial {best.trial_id}, "
+              f"MLflow run {best.run_id})")
+        print(f"Best config: {_params_text(result.best_config)}")
+    print(f"Parent run: {result.parent_run_id} in experiment {result.experiment!r}")
+    print("\nLook further:")
+    print(f"  mlflow ui --backend-store-uri {result.tracking_uri}")
+    if result.cluster.is_local:
+        print(f"  Ray results: {result.experiment_path} (the local Ray and its dashboard stopped "
+              "with the search)")
+    else:
+        print(f"  Ray dashboard: {result.cluster.dashboard_url}")
+
+
+def _search(args: argparse.Namespace) -> int:
+    from tuneforge.platform.runner import SearchOptions, search
+
+    options = SearchOptions(
+        algo=args.algo, trials=args.trials, max_concurrent=args.max_concurrent, seed=args.seed,
+        experiment=args.experiment, tracking_uri=args.tracking_uri, address=args.address,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        storage=args.storage, grid_points=args.grid_points)
+    result = search(args.space, options, on_event=_Progress())
+    _print_summary(result)
+    return 0 if result.status == "FINISHED" else EXIT_INTERRUPTED
+
+
+# -- spaces and show ---------------------------------------------------------------------------
+
+
+def _spaces(args: argparse.Namespace) -> int:
+    from tuneforge.search_spaces import bundled_spaces, load_space
+
+    for name, path in sorted(bundled_spaces().items()):
+        space = load_space(path)
+        print(f"{name:<20} {space.trainable:<10} {space.mode} {space.metric:<16} "
+              f"{len(space.params)} params, {space.n_dims} dims  {space.description}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from tuneforge.search_spaces import grid_size, load_space, to_grid
+
+    space = load_space(args.space)
+    print(f"{space.name}: {space.description}".rstrip(": "))
+    print(f"  source:    {space.source}")
+    print(f"  trainable: {space.trainable}")
+    print(f"  metric:    {space.metric} ({space.mode})")
+    for key, value in space.config.items():
+        print(f"  config.{key}: {value}")
+    grid = to_grid(space, args.grid_points)
+    width = max(len(name) for name in space.param_names)
+    for param in space.params:
+        print(f"  param {param.name:<{width}}  {param.describe()}  grid: {len(grid[param.name])} values")
+    print(f"  unit-cube dimensions: {space.n_dims}")
+    print(f"  grid size (--grid-points {args.grid_points}): {grid_size(space, args.grid_points)}")
+    return 0
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    from tuneforge import __version__
+    from tuneforge.search_spaces.adapters import DEFAULT_GRID_POINTS
+
+    parser = argparse.ArgumentParser(prog="tuneforge", description="Ray Tune searches, tracked in MLflow.")
+    parser.add_argument("--version", action="version", version=f"tuneforge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("search", help="run a search on a space",
+                              description="Run a search on Ray Tune, recorded in MLflow.")
+    run.add_argument("space", help="a space YAML file or the name of a bundled space")
+    run.add_argument("--algo", default="random", help="grid or random (default: random)")
+    run.add_argument("--trials", type=int, help="random: trials (default 20); grid: passes over the grid (default 1)")
+    run.add_argument("--max-concurrent", type=int, help="most trials running at once (default: as resources allow)")
+    run.add_argument("--seed", type=int, help="random seed (default: drawn, and logged)")
+    run.add_argument("--experiment", help="MLflow experiment (default: the space's name)")
+    run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    run.add_argument("--address", help="Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
+    run.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
+    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default 0)")
+    run.add_argument("--storage", help="Ray Tune results folder (default: ./ray_results)")
+    run.add_argument("--grid-points", type=int, default=DEFAULT_GRID_POINTS,
+                     help=f"grid: values per numeric param without an explicit grid (default {DEFAULT_GRID_POINTS})")
+    run.set_defaults(handler=_search)
+
+    listing = commands.add_parser("spaces", help="list the bundled spaces")
+    listing.set_defaults(handler=_spaces)
+
+    show = commands.add_parser("show", help="print a space as parsed, with its grid size")
+    show.add_argument("space", help="a space YAML file or the name of a bundled space")
+    show.add_argument("--grid-points", type=int, default=DEFAULT_GRID_POINTS)
+    show.set_defaults(handler=_show)
+    return parser
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tuneforge`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished trials are recorded in MLflow", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Search algorithms, by the name ``--algo`` takes.
+
+Each entry turns a space and a budget into a :class:`SearchSetup`: what ``tune.Tuner``
+needs to run that algorithm. The runner is the only caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tuneforge.errors import ConfigError
+from tuneforge.search_spaces import SearchSpace, grid_size, to_grid, to_tune_domains
+
+__all__ = ["ALGORITHMS", "SearchSetup", "setup_search"]
+
+_DEFAULT_RANDOM_TRIALS = 20
+# Beyond this a grid is almost surely a mistake (a forgotten `grid:` or --grid-points).
+_MAX_GRID_TRIALS = 10_000
+
+
+@dataclass(frozen=True)
+class SearchSetup:
+    """The algorithm-specific part of a ``tune.Tuner``."""
+
+    param_space: dict[str, Any]
+    """The searched params as Ray Tune domains (fixed config is added by the runner)."""
+    num_samples: int
+    n_trials: int
+    """How many trials the search will run."""
+    search_alg: Any = None
+    """A ``ray.tune.search`` algorithm, or None for Tune's default (random / grid)."""
+
+
+def _grid(space: SearchSpace, trials: int | None, seed: int, grid_points: int) -> SearchSetup:
+    """Every combination of :func:`to_grid`'s values, repeated ``trials`` times (default 1):
+    a 3 x 4 grid with ``--trials 2`` runs 24 trials."""
+    from ray import tune
+
+    repeats = trials or 1
+    n_trials = grid_size(space, grid_points) * repeats
+    if n_trials > _MAX_GRID_TRIALS:
+        raise ConfigError(f"{space.name}: the grid has {n_trials} trials (more than {_MAX_GRID_TRIALS}); "
+                          "lower --grid-points or give params an explicit `grid:`")
+    values = to_grid(space, grid_points)
+    return SearchSetup({name: tune.grid_search(v) for name, v in values.items()}, repeats, n_trials)
+
+
+def _random(space: SearchSpace, trials: int | None, seed: int, grid_points: int) -> SearchSetup:
+    """``trials`` (default 20) independent uniform draws from the space, seeded."""
+    from ray.tune.search import BasicVariantGenerator
+
+    n_trials = trials or _DEFAULT_RANDOM_TRIALS
+    return SearchSetup(to_tune_domains(space), n_trials, n_trials,
+                       BasicVariantGenerator(random_state=seed))
+
+
+ALGORITHMS: dict[str, Callable[[SearchSpace, int | None, int, int], SearchSetup]] = {
+    "grid": _grid,
+    "random": _random,
+}
+
+
+def setup_search(algo: str, space: SearchSpace, *, trials: int | None, seed: int,
+                 grid_points: int) -> SearchSetup:
+    """The :class:`SearchSetup` of ``algo``; ConfigError listing the valid names otherwise."""
+    if algo not in ALGORITHMS:
+        raise ConfigError(f"--algo: unknown algorithm {algo!r}; valid: {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[algo](space, trials, seed, grid_points)

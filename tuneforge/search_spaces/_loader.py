@@ -1,0 +1,218 @@
+"""Reading and validating search-space YAML files.
+
+Every problem raises :class:`~tuneforge.errors.ConfigError` with the file and the key,
+for example ``rf.yaml: params.max_depth: low (32) > high (2)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuneforge.errors import ConfigError
+from tuneforge.search_spaces._params import CategoricalParam, FloatParam, IntParam, Param
+from tuneforge.search_spaces.space import SearchSpace
+
+__all__ = ["bundled_spaces", "load_space", "parse_space"]
+
+_TOP_LEVEL_KEYS = {"trainable", "metric", "mode", "config", "params", "description"}
+_REQUIRED_KEYS = ("trainable", "metric", "mode", "params")
+_MODES = ("max", "min")
+_NUMERIC_KEYS = {"type", "low", "high", "log", "step", "grid"}
+_CATEGORICAL_KEYS = {"type", "choices"}
+
+
+def bundled_spaces() -> dict[str, Path]:
+    """The spaces shipped with tuneforge, by name (the file name without ``.yaml``)."""
+    folder = resources.files("tuneforge.search_spaces") / "spaces"
+    return {Path(f.name).stem: Path(str(f)) for f in folder.iterdir() if f.name.endswith(".yaml")}
+
+
+def load_space(source: str | Path) -> SearchSpace:
+    """Load a space from a YAML file path or the name of a bundled space."""
+    path = Path(source)
+    if not path.is_file():
+        bundled = bundled_spaces()
+        if str(source) not in bundled:
+            raise ConfigError(
+                f"{source}: no such space file or bundled space; bundled: {', '.join(sorted(bundled))}"
+            )
+        path = bundled[str(source)]
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_space(data, name=path.stem, source=path)
+
+
+def parse_space(data: Any, *, name: str, source: Path | None = None) -> SearchSpace:
+    """Validate a parsed YAML document and build its :class:`SearchSpace`."""
+    where = str(source) if source else name
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with keys {sorted(_TOP_LEVEL_KEYS)}")
+    _check_keys(data, _TOP_LEVEL_KEYS, where)
+    for key in _REQUIRED_KEYS:
+        if key not in data:
+            raise ConfigError(f"{where}: missing required key '{key}'")
+    mode = data["mode"]
+    if mode not in _MODES:
+        raise ConfigError(f"{where}: mode: {mode!r} is not one of {list(_MODES)}")
+    config = data.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{where}: config: expected a mapping of fixed settings")
+    params = _parse_params(data["params"], where)
+    clashes = sorted(set(config) & {p.name for p in params})
+    if clashes:
+        raise ConfigError(f"{where}: {clashes} set both in config and in params; keep one")
+    return SearchSpace(
+        name=name,
+        trainable=_string(data["trainable"], f"{where}: trainable"),
+        metric=_string(data["metric"], f"{where}: metric"),
+        mode=mode,
+        params=params,
+        config=dict(config),
+        description=str(data.get("description") or ""),
+        source=source,
+    )
+
+
+def _check_keys(data: Mapping, allowed: set[str], where: str) -> None:
+    unknown = sorted(str(key) for key in set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {sorted(allowed)}")
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _parse_params(data: Any, where: str) -> tuple[Param, ...]:
+    if not isinstance(data, Mapping) or not data:
+        raise ConfigError(f"{where}: params: expected a non-empty mapping of name -> spec")
+    return tuple(_parse_param(str(name), spec, f"{where}: params.{name}") for name, spec in data.items())
+
+
+def _parse_param(name: str, spec: Any, where: str) -> Param:
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: expected a mapping like {{type: float, low: 0.1, high: 1.0}}")
+    kind = spec.get("type")
+    if kind not in _PARSERS:
+        raise ConfigError(f"{where}: type: {kind!r} is not one of {sorted(_PARSERS)}")
+    return _PARSERS[kind](name, spec, where)
+
+
+def _number(spec: Mapping, key: str, where: str) -> float:
+    """A number from YAML; strings such as ``1e-4`` (YAML 1.1 leaves them strings) are parsed."""
+    if key not in spec:
+        raise ConfigError(f"{where}: missing '{key}'")
+    value = spec[key]
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where}: {key}: expected a finite number, got {spec[key]!r}")
+    return value
+
+
+def _integer(spec: Mapping, key: str, where: str) -> int:
+    value = _number(spec, key, where)
+    if value != int(value):
+        raise ConfigError(f"{where}: {key}: expected an integer, got {spec[key]!r}")
+    return int(value)
+
+
+def _flag(spec: Mapping, key: str, where: str) -> bool:
+    value = spec.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}")
+    return value
+
+
+def _check_bounds(low: float, high: float, log: bool, where: str) -> None:
+    if low > high:
+        raise ConfigError(f"{where}: low ({low}) > high ({high})")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: log: true needs low > 0, got low = {low}")
+
+
+def _parse_float(name: str, spec: Mapping, where: str) -> FloatParam:
+    _check_keys(spec, _NUMERIC_KEYS, where)
+    low, high, log = float(_number(spec, "low", where)), float(_number(spec, "high", where)), _flag(spec, "log", where)
+    _check_bounds(low, high, log, where)
+    if low == high:
+        raise ConfigError(f"{where}: low == high ({low}); put a fixed value under config instead")
+    step = None
+    if "step" in spec:
+        step = float(_number(spec, "step", where))
+        _check_step(low, high, step, log, where)
+    param = FloatParam(name=name, low=low, high=high, log=log, step=step)
+    return _with_grid(param, spec, where, lambda v: float(v) if isinstance(v, (int, float)) else v)
+
+
+def _parse_int(name: str, spec: Mapping, where: str) -> IntParam:
+    _check_keys(spec, _NUMERIC_KEYS, where)
+    low, high, log = _integer(spec, "low", where), _integer(spec, "high", where), _flag(spec, "log", where)
+    _check_bounds(low, high, log, where)
+    step = _integer(spec, "step", where) if "step" in spec else 1
+    _check_step(low, high, step, log, where)
+    param = IntParam(name=name, low=low, high=high, log=log, step=step)
+    return _with_grid(param, spec, where, lambda v: int(v) if isinstance(v, float) and v == int(v) else v)
+
+
+def _check_step(low: float, high: float, step: float, log: bool, where: str) -> None:
+    if step <= 0:
+        raise ConfigError(f"{where}: step: expected a positive number, got {step}")
+    if log and step != 1:
+        raise ConfigError(f"{where}: log and step cannot be combined; drop one")
+    span = (high - low) / step
+    if abs(span - round(span)) > 1e-6:
+        raise ConfigError(f"{where}: high - low ({high - low:g}) is not a multiple of step ({step:g})")
+
+
+def _with_grid(param: Param, spec: Mapping, where: str, coerce: Callable[[Any], Any]) -> Param:
+    if "grid" not in spec:
+        return param
+    values = spec["grid"]
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}: grid: expected a non-empty list of values")
+    grid = tuple(coerce(v) for v in values)
+    bad = [v for v in grid if not param.contains(v)]
+    if bad:
+        raise ConfigError(f"{where}: grid: {bad[0]!r} is outside the param's range ({param.describe()})")
+    return dataclasses.replace(param, grid=grid)
+
+
+def _parse_categorical(name: str, spec: Mapping, where: str) -> CategoricalParam:
+    _check_keys(spec, _CATEGORICAL_KEYS, where)
+    choices = spec.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise ConfigError(f"{where}: choices: expected a non-empty list")
+    for choice in choices:
+        if isinstance(choice, (list, dict)):
+            raise ConfigError(f"{where}: choices: {choice!r} is not a scalar")
+    param = CategoricalParam(name=name, choices=tuple(choices))
+    if len({(type(c), c) for c in choices}) < len(choices):
+        raise ConfigError(f"{where}: choices: duplicate values in {choices}")
+    return param
+
+
+_PARSERS: dict[str, Callable[[str, Mapping, str], Param]] = {
+    "float": _parse_float,
+    "int": _parse_int,
+    "categorical": _parse_categorical,
+}

@@ -1,0 +1,176 @@
+"""The three kinds of searched parameter, and how each maps to the unit cube.
+
+Glossary
+    v   a parameter value in the user's units (int, float or a categorical choice)
+    u   its coordinates in the unit cube, a float array of shape (width,)
+
+Bounds are inclusive for every kind. The unit-cube encoding follows Optuna's
+``optuna/_gp/search_space.py``: numbers are scaled linearly (or in log space) to [0, 1];
+ints, and floats with a ``step``, widen their bounds by half a step so that every value owns an
+equal share of [0, 1]; a categorical with k choices takes k one-hot coordinates and decodes to
+its largest one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CategoricalParam", "FloatParam", "IntParam", "Param"]
+
+# Decoded floats on a step grid are rounded to this many significant digits so that
+# 0.1 + 3 * 0.1 comes back as 0.4, not 0.4000000000000001.
+_STEP_SIGNIFICANT_DIGITS = 12
+
+
+def _to_unit(value: float, low: float, high: float, log: bool) -> float:
+    if log:
+        value, low, high = math.log(value), math.log(low), math.log(high)
+    return (value - low) / (high - low)
+
+
+def _from_unit(u: float, low: float, high: float, log: bool) -> float:
+    u = min(max(float(u), 0.0), 1.0)
+    if log:
+        return math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+    return low + u * (high - low)
+
+
+def _snap(raw: float, low: float, high: float, step: float) -> float:
+    """The value of ``low + k * step`` (k an integer) nearest to ``raw``, kept in [low, high]."""
+    n_steps = math.floor((high - low) / step + 1e-9)
+    k = min(max(round((raw - low) / step), 0), n_steps)
+    return low + k * step
+
+
+def n_values(low: float, high: float, step: float) -> int:
+    """How many values ``low, low + step, ..., <= high`` there are."""
+    return math.floor((high - low) / step + 1e-9) + 1
+
+
+@dataclass(frozen=True)
+class FloatParam:
+    """A real number in [low, high]; log-scaled if ``log``, or on the grid ``low + k * step``.
+
+    ``grid`` lists the values a grid search tries; without it, grid search spaces
+    ``--grid-points`` values over the range.
+    """
+
+    name: str
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    grid: tuple[float, ...] | None = None
+
+    width = 1
+
+    def contains(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if not self.low <= value <= self.high:
+            return False
+        if self.step is None:
+            return True
+        k = (value - self.low) / self.step
+        return abs(k - round(k)) < 1e-6
+
+    def encode(self, value: float) -> list[float]:
+        if self.step is None:
+            return [_to_unit(value, self.low, self.high, self.log)]
+        half = 0.5 * self.step
+        return [_to_unit(value, self.low - half, self.high + half, False)]
+
+    def decode(self, u: np.ndarray) -> float:
+        if self.step is None:
+            return float(min(max(_from_unit(u[0], self.low, self.high, self.log), self.low), self.high))
+        half = 0.5 * self.step
+        raw = _from_unit(u[0], self.low - half, self.high + half, False)
+        value = _snap(raw, self.low, self.high, self.step)
+        return float(f"{value:.{_STEP_SIGNIFICANT_DIGITS}g}")
+
+    def describe(self) -> str:
+        scale = " log" if self.log else (f" step {self.step:g}" if self.step else "")
+        return f"float [{self.low:g}, {self.high:g}]{scale}"
+
+
+@dataclass(frozen=True)
+class IntParam:
+    """An integer in [low, high] on the grid ``low + k * step``; log-scaled if ``log``.
+
+    Grid search enumerates it (``--grid-points`` evenly spaced values where it has more),
+    or tries exactly ``grid`` when given.
+    """
+
+    name: str
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+    grid: tuple[int, ...] | None = None
+
+    width = 1
+
+    def _unit_bounds(self) -> tuple[float, float]:
+        half = 0.5 * self.step
+        return self.low - half, self.high + half
+
+    def contains(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return False
+        return self.low <= value <= self.high and (value - self.low) % self.step == 0
+
+    def encode(self, value: int) -> list[float]:
+        return [_to_unit(value, *self._unit_bounds(), self.log)]
+
+    def decode(self, u: np.ndarray) -> int:
+        raw = _from_unit(u[0], *self._unit_bounds(), self.log)
+        return int(_snap(raw, self.low, self.high, self.step))
+
+    def describe(self) -> str:
+        scale = " log" if self.log else (f" step {self.step}" if self.step != 1 else "")
+        return f"int   [{self.low}, {self.high}]{scale}"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same type, so that ``True`` is not taken for choice ``1``."""
+    return type(a) is type(b) and a == b
+
+
+@dataclass(frozen=True)
+class CategoricalParam:
+    """One of ``choices`` (any YAML scalars, ``null`` included), one-hot in the unit cube."""
+
+    name: str
+    choices: tuple[Any, ...]
+
+    @property
+    def width(self) -> int:
+        return len(self.choices)
+
+    def index(self, value: Any) -> int:
+        for i, choice in enumerate(self.choices):
+            if _same(choice, value):
+                return i
+        raise ValueError(f"{self.name}: {value!r} is not one of {list(self.choices)}")
+
+    def contains(self, value: Any) -> bool:
+        return any(_same(choice, value) for choice in self.choices)
+
+    def encode(self, value: Any) -> list[float]:
+        one_hot = [0.0] * self.width
+        one_hot[self.index(value)] = 1.0
+        return one_hot
+
+    def decode(self, u: np.ndarray) -> Any:
+        return self.choices[int(np.argmax(u))]
+
+    def describe(self) -> str:
+        return f"categorical {list(self.choices)}"
+
+
+Param = FloatParam | IntParam | CategoricalParam
+

@@ -1,0 +1,71 @@
+"""The search-space model: one declaration that every search algorithm reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuneforge.search_spaces._params import Param
+
+__all__ = ["SearchSpace"]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What to search: a trainable, the metric it optimises, fixed settings and searched params.
+
+    A trial's config is ``config`` (handed to the trainable as is) updated with one value per
+    entry of ``params``. ``encode``/``decode`` map the searched values to the unit cube
+    ``[0, 1]^n_dims`` and back; ``decode(encode(values)) == values`` for every valid point.
+    """
+
+    name: str
+    trainable: str
+    metric: str
+    mode: str
+    params: tuple[Param, ...]
+    config: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: Path | None = None
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(param.name for param in self.params)
+
+    @property
+    def n_dims(self) -> int:
+        """Width of the unit-cube encoding (a categorical takes one column per choice)."""
+        return sum(param.width for param in self.params)
+
+    def columns(self) -> Iterator[tuple[Param, slice]]:
+        """Each param with the slice of unit-cube columns that encodes it."""
+        start = 0
+        for param in self.params:
+            yield param, slice(start, start + param.width)
+            start += param.width
+
+    def encode(self, values: Mapping[str, Any]) -> np.ndarray:
+        """Searched values (extra keys ignored) -> a point of shape ``(n_dims,)`` in [0, 1]."""
+        missing = [name for name in self.param_names if name not in values]
+        if missing:
+            raise ValueError(f"cannot encode: no value for {missing}")
+        point = [u for param in self.params for u in param.encode(values[param.name])]
+        return np.asarray(point, dtype=float)
+
+    def decode(self, point: np.ndarray) -> dict[str, Any]:
+        """A point of shape ``(n_dims,)`` (clipped to [0, 1]) -> searched values, native types."""
+        point = np.asarray(point, dtype=float)
+        assert point.shape == (self.n_dims,), f"expected shape ({self.n_dims},), got {point.shape}"
+        return {param.name: param.decode(point[cols]) for param, cols in self.columns()}
+
+    def contains(self, values: Mapping[str, Any]) -> bool:
+        """Whether ``values`` holds a valid value for every searched param."""
+        return all(p.name in values and p.contains(values[p.name]) for p in self.params)
+
+    def trial_config(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The config a trial with these searched values receives."""
+        return {**self.config, **values}

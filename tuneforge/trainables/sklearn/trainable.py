@@ -1,0 +1,113 @@
+"""The ``sklearn`` trainable: cross-validate one scikit-learn estimator per trial.
+
+Config keys it reads: ``estimator`` (see :mod:`.estimator`), ``dataset`` (see
+:mod:`tuneforge.trainables.datasets`), ``cv`` (folds, default 5) and ``scoring`` (a scikit-learn
+scorer name or a list; by default taken from the space's metric ``cv_<scorer>``). Every other key
+is an estimator parameter, searched or fixed. Reports ``cv_<scorer>`` (mean over folds),
+``cv_<scorer>_std``, ``fit_time_s`` and ``score_time_s``, once, with a checkpoint holding
+``cv_report.json`` (per-fold scores and the estimator's full parameters).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuneforge.errors import ConfigError
+from tuneforge.search_spaces import SearchSpace
+from tuneforge.trainables.datasets import check_dataset, load_dataset
+from tuneforge.trainables.sklearn.estimator import base_estimator, trial_estimator
+
+__all__ = ["metrics", "prepare", "train_sklearn"]
+
+_OWN_KEYS = ("estimator", "dataset", "cv", "scoring")
+_DEFAULT_FOLDS = 5
+_SCORER_ALIASES = {
+    "neg_rmse": "neg_root_mean_squared_error",
+    "neg_mse": "neg_mean_squared_error",
+    "neg_mae": "neg_mean_absolute_error",
+}
+"""Short metric names -> scikit-learn scorer names (``cv_neg_rmse`` reads better)."""
+
+
+def _scorers(config: Mapping[str, Any]) -> list[str]:
+    scoring = config["scoring"]
+    return [scoring] if isinstance(scoring, str) else list(scoring)
+
+
+def _estimator_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in config.items() if key not in _OWN_KEYS}
+
+
+def train_sklearn(config: dict[str, Any]) -> None:
+    """Cross-validate ``clone(base).set_params(**params)`` and report its scores once."""
+    from ray import tune
+    from sklearn.model_selection import cross_validate
+
+    X, y = load_dataset(config["dataset"])
+    estimator = trial_estimator(base_estimator(config["estimator"]), _estimator_params(config))
+    names = _scorers(config)
+    scoring = {name: _SCORER_ALIASES.get(name, name) for name in names}
+    scores = cross_validate(estimator, X, y, cv=config["cv"], scoring=scoring, error_score="raise")
+    metrics = {"fit_time_s": float(np.mean(scores["fit_time"])),
+               "score_time_s": float(np.mean(scores["score_time"]))}
+    for name in names:
+        metrics[f"cv_{name}"] = float(np.mean(scores[f"test_{name}"]))
+        metrics[f"cv_{name}_std"] = float(np.std(scores[f"test_{name}"]))
+    report = {"estimator": str(estimator),
+              "params": {k: repr(v) for k, v in estimator.get_params(deep=False).items()},
+              "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
+              "folds": {key: value.tolist() for key, value in scores.items()}}
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "cv_report.json").write_text(json.dumps(report, indent=2))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _default_scoring(metric: str, base: Any) -> str:
+    """``cv_<scorer>`` names its scorer; otherwise accuracy for classifiers, r2 for regressors."""
+    from sklearn.base import is_classifier
+
+    if metric.startswith("cv_") and not metric.endswith("_std"):
+        return metric.removeprefix("cv_")
+    return "accuracy" if is_classifier(base) else "r2"
+
+
+def _check_scorers(names: list[str]) -> None:
+    from sklearn.metrics import get_scorer_names
+
+    valid = set(get_scorer_names())
+    for name in names:
+        if _SCORER_ALIASES.get(name, name) not in valid:
+            raise ConfigError(f"scoring: {name!r} is not a scikit-learn scorer; valid: "
+                              f"{', '.join(sorted(valid | set(_SCORER_ALIASES)))}")
+
+
+def prepare(space: SearchSpace) -> dict[str, Any]:
+    """Validate the estimator, its params, the dataset, the folds and the scorers."""
+    config = dict(space.config)
+    if "estimator" not in config:
+        raise ConfigError("config.estimator: missing; name a scikit-learn estimator class, "
+                          "e.g. sklearn.ensemble.RandomForestClassifier")
+    if "dataset" not in config:
+        raise ConfigError("config.dataset: missing; name a bundled dataset or {path: f.csv, target: col}")
+    base = base_estimator(config["estimator"])
+    trial_estimator(base, {**_estimator_params(config), **dict.fromkeys(space.param_names)})
+    config["dataset"] = check_dataset(config["dataset"], space.source.parent if space.source else None)
+    folds = config.setdefault("cv", _DEFAULT_FOLDS)
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ConfigError(f"config.cv: expected an integer number of folds >= 2, got {folds!r}")
+    config.setdefault("scoring", _default_scoring(space.metric, base))
+    _check_scorers(_scorers(config))
+    return config
+
+
+def metrics(config: Mapping[str, Any]) -> frozenset[str]:
+    """What :func:`train_sklearn` reports for a prepared config."""
+    names = _scorers(config)
+    return frozenset({"fit_time_s", "score_time_s"}
+                     | {f"cv_{name}" for name in names} | {f"cv_{name}_std" for name in names})
