@@ -14,6 +14,7 @@ its largest one.
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +22,6 @@ import numpy as np
 
 __all__ = ["CategoricalParam", "FloatParam", "IntParam", "Param"]
 
-# Decoded floats on a step grid are rounded to this many significant digits so that
-# 0.1 + 3 * 0.1 comes back as 0.4, not 0.4000000000000001.
-_STEP_SIGNIFICANT_DIGITS = 12
 
 
 def _to_unit(value: float, low: float, high: float, log: bool) -> float:
@@ -44,6 +42,11 @@ def _snap(raw: float, low: float, high: float, step: float) -> float:
     n_steps = math.floor((high - low) / step + 1e-9)
     k = min(max(round((raw - low) / step), 0), n_steps)
     return low + k * step
+
+
+def _decimals(*numbers: float) -> int:
+    """Decimal places needed to write every one of ``numbers`` exactly as its repr does."""
+    return max(max(0, -Decimal(repr(x)).normalize().as_tuple().exponent) for x in numbers)
 
 
 def n_values(low: float, high: float, step: float) -> int:
@@ -90,7 +93,8 @@ class FloatParam:
         half = 0.5 * self.step
         raw = _from_unit(u[0], self.low - half, self.high + half, False)
         value = _snap(raw, self.low, self.high, self.step)
-        return float(f"{value:.{_STEP_SIGNIFICANT_DIGITS}g}")
+        # Rounded to the decimals of low and step: 0.1 + 3 * 0.1 comes back as 0.4.
+        return round(value, _decimals(self.low, self.step))
 
     def describe(self) -> str:
         scale = " log" if self.log else (f" step {self.step:g}" if self.step else "")

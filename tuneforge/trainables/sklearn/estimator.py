@@ -20,7 +20,7 @@ __all__ = ["base_estimator", "trial_estimator"]
 def _import_estimator_class(path: Any) -> type:
     module_name, _, class_name = str(path).rpartition(".")
     try:
-        cls = getattr(import_module(module_name), class_name) if module_name else None
+        cls = getattr(import_module(module_name), class_name, None) if module_name else None
     except ImportError:
         cls = None
     if not isinstance(cls, type) or not hasattr(cls, "get_params"):

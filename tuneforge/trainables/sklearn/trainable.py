@@ -27,6 +27,7 @@ __all__ = ["metrics", "prepare", "train_sklearn"]
 
 _OWN_KEYS = ("estimator", "dataset", "cv", "scoring")
 _DEFAULT_FOLDS = 5
+_REPORT = "cv_report.json"
 _SCORER_ALIASES = {
     "neg_rmse": "neg_root_mean_squared_error",
     "neg_mse": "neg_mean_squared_error",
@@ -45,10 +46,18 @@ def _estimator_params(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def train_sklearn(config: dict[str, Any]) -> None:
-    """Cross-validate ``clone(base).set_params(**params)`` and report its scores once."""
+    """Cross-validate ``clone(base).set_params(**params)`` and report its scores once.
+
+    Restarted from its checkpoint, it reports the scores stored there without refitting.
+    """
     from ray import tune
     from sklearn.model_selection import cross_validate
 
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            tune.report(json.loads((Path(folder) / _REPORT).read_text())["metrics"])
+        return
     X, y = load_dataset(config["dataset"])
     estimator = trial_estimator(base_estimator(config["estimator"]), _estimator_params(config))
     names = _scorers(config)
@@ -59,12 +68,12 @@ def train_sklearn(config: dict[str, Any]) -> None:
     for name in names:
         metrics[f"cv_{name}"] = float(np.mean(scores[f"test_{name}"]))
         metrics[f"cv_{name}_std"] = float(np.std(scores[f"test_{name}"]))
-    report = {"estimator": str(estimator),
+    report = {"metrics": metrics, "estimator": str(estimator),
               "params": {k: repr(v) for k, v in estimator.get_params(deep=False).items()},
               "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
               "folds": {key: value.tolist() for key, value in scores.items()}}
     with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "cv_report.json").write_text(json.dumps(report, indent=2))
+        (Path(folder) / _REPORT).write_text(json.dumps(report, indent=2))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
