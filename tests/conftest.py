@@ -19,7 +19,8 @@ def ray_local():
     """A local Ray shared by the in-process searches (the runner joins a Ray already up)."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="tuneforge-tests")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             namespace="tuneforge-tests")
     yield ray
     ray.shutdown()
 

@@ -63,7 +63,8 @@ def _values_of(space: SearchSpace, draw: st.DrawFn) -> dict:
             n = round((param.high - param.low) / param.step)
             values[param.name] = param.decode(np.array([(draw(st.integers(0, n)) + 0.5) / (n + 1)]))
         else:
-            values[param.name] = draw(st.sampled_from([param.low, param.high]) | st.floats(param.low, param.high))
+            bounds_or_inside = st.sampled_from([param.low, param.high]) | st.floats(param.low, param.high)
+            values[param.name] = draw(bounds_or_inside)
     return values
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -57,7 +58,9 @@ class TrialEvents(Callback):
         self._ended(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.recorder.end_trial(trial.trial_id, "FAILED", error=trial.get_error())
+        # Tune writes the error to the trial's local folder just before calling us.
+        error = Path(trial.error_file).read_text() if trial.error_file else None
+        self.recorder.end_trial(trial.trial_id, "FAILED", error=error)
         self._ended(trial)
 
     def _ended(self, trial: Any) -> None:

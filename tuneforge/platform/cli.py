@@ -85,7 +85,7 @@ def _print_summary(result: Any) -> None:
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
         print(f"\nTop {len(rows)} trials by {result.metric} ({result.mode}):")
         for row in [header, *rows]:
-            print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+            print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
         best = result.best
         print(f"\nBest {result.metric}: {_fmt(result.best_score)}  (trial {best.trial_id}, "
               f"MLflow run {best.run_id})")
@@ -160,17 +160,22 @@ def _parser() -> argparse.ArgumentParser:
                               description="Run a search on Ray Tune, recorded in MLflow.")
     run.add_argument("space", help="a space YAML file or the name of a bundled space")
     run.add_argument("--algo", default="random", help="grid or random (default: random)")
-    run.add_argument("--trials", type=int, help="random: trials (default 20); grid: passes over the grid (default 1)")
-    run.add_argument("--max-concurrent", type=int, help="most trials running at once (default: as resources allow)")
+    run.add_argument("--trials", type=int,
+                     help="random: trials (default 20); grid: passes over the grid (default 1)")
+    run.add_argument("--max-concurrent", type=int,
+                     help="most trials running at once (default: as resources allow)")
     run.add_argument("--seed", type=int, help="random seed (default: drawn, and logged)")
     run.add_argument("--experiment", help="MLflow experiment (default: the space's name)")
-    run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    run.add_argument("--tracking-uri",
+                     help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     run.add_argument("--address", help="Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     run.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
-    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial, fractions allowed (default 0)")
+    run.add_argument("--gpus-per-trial", type=float, default=0.0,
+                     help="GPUs per trial, fractions allowed (default 0)")
     run.add_argument("--storage", help="Ray Tune results folder (default: ./ray_results)")
     run.add_argument("--grid-points", type=int, default=DEFAULT_GRID_POINTS,
-                     help=f"grid: values per numeric param without an explicit grid (default {DEFAULT_GRID_POINTS})")
+                     help="grid: values per numeric param without an explicit `grid:` "
+                          f"(default {DEFAULT_GRID_POINTS})")
     run.set_defaults(handler=_search)
 
     listing = commands.add_parser("spaces", help="list the bundled spaces")
@@ -183,6 +188,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NoTrialFailures(logging.Filter):
+    """Drops Tune's log of each failed trial (a full traceback): the progress line and the
+    trial's MLflow run (tag ``tuneforge.error``, artifact ``error.txt``) report it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("Trial task failed", "Trials did not complete"))
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    # After an interrupt, Tune warns about every trial that never started.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logging.getLogger(name).addFilter(_NoTrialFailures())
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -190,7 +212,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tuneforge`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging()
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return args.handler(args)

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import ConfigError
-from tuneforge.platform.events import SearchStarted, TrialEnded
 from tuneforge.platform.cluster import Cluster, check_trial_resources, ray_cluster, resolve_address
+from tuneforge.platform.events import SearchStarted, TrialEnded
 from tuneforge.platform.searchers import SearchSetup, setup_search
 from tuneforge.platform.tracking import (
     SearchRecorder,
@@ -219,18 +219,13 @@ def _fit(plan: SearchPlan, name: str, recorder: SearchRecorder,
 
 @contextmanager
 def _quiet_tune_output() -> Iterator[None]:
-    """Tune prints a banner and INFO lines even at ``verbose=0`` with its new output engine;
-    the old engine is silent at 0. Our progress replaces both."""
-    import logging
-
-    tune_logger = logging.getLogger("ray.tune")
-    level, engine = tune_logger.level, os.environ.get(_TUNE_OUTPUT_ENGINE)
-    tune_logger.setLevel(logging.WARNING)
+    """Tune prints a banner and status tables even at ``verbose=0`` with its new output
+    engine; the old engine is silent at 0. Progress is the caller's (``on_event``)."""
+    engine = os.environ.get(_TUNE_OUTPUT_ENGINE)
     os.environ[_TUNE_OUTPUT_ENGINE] = "0"
     try:
         yield
     finally:
-        tune_logger.setLevel(level)
         if engine is None:
             del os.environ[_TUNE_OUTPUT_ENGINE]
         else:

@@ -32,6 +32,8 @@ __all__ = ["SearchRecorder", "TrialRecord", "check_tracking_uri", "resolve_track
 logger = logging.getLogger(__name__)
 
 _SQLITE_FILE = "mlflow.db"
+_ARTIFACTS_FOLDER = "mlruns"
+_ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
 _HTTP_TIMEOUT_S = 5.0
 _DATABASE_SCHEMES = {"postgresql", "mysql", "mssql"}
 _SECRET_NAME = re.compile(r"token|password|passwd|secret|api[_-]?key|credential", re.IGNORECASE)
@@ -71,6 +73,15 @@ def _check_server(uri: str) -> None:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ConfigError(f"--tracking-uri: no MLflow server answers at {uri} ({reason})") from None
+
+
+def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Beside a SQLite store, so that its artifacts do not land in whatever the cwd is
+    (MLflow's default, ``./mlruns``); elsewhere, the store's or server's own default."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    folder = Path(tracking_uri.removeprefix("sqlite:///")).expanduser().resolve().parent
+    return (folder / _ARTIFACTS_FOLDER / re.sub(r"[^A-Za-z0-9._-]+", "-", experiment)).as_uri()
 
 
 def _param_value(name: str, value: Any) -> str:
@@ -131,8 +142,10 @@ class SearchRecorder:
         experiment = self._client.get_experiment_by_name(self.experiment)
         if experiment is not None and experiment.lifecycle_stage == "deleted":
             self._client.restore_experiment(experiment.experiment_id)
-        self.experiment_id = (experiment.experiment_id if experiment is not None
-                              else self._client.create_experiment(self.experiment))
+        self.experiment_id = (experiment.experiment_id if experiment is not None else
+                              self._client.create_experiment(
+                                  self.experiment, artifact_location=_artifact_location(
+                                      self.tracking_uri, self.experiment)))
         run = self._client.create_run(self.experiment_id, run_name=run_name,
                                       tags={"tuneforge.role": "search", **tags})
         self.parent_run_id = run.info.run_id
@@ -203,6 +216,7 @@ class SearchRecorder:
         record = self.trials[trial_id]
         record.status = status
         if error:
+            error = _ANSI_CODES.sub("", error)
             record.error = error.strip().splitlines()[-1]
         self._submit(self._write_trial_end, record, checkpoint, error)
 

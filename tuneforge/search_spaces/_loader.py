@@ -6,6 +6,7 @@ for example ``rf.yaml: params.max_depth: low (32) > high (2)``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
@@ -120,10 +121,8 @@ def _number(spec: Mapping, key: str, where: str) -> float:
         raise ConfigError(f"{where}: missing '{key}'")
     value = spec[key]
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{where}: {key}: expected a finite number, got {spec[key]!r}")
     return value
@@ -152,7 +151,8 @@ def _check_bounds(low: float, high: float, log: bool, where: str) -> None:
 
 def _parse_float(name: str, spec: Mapping, where: str) -> FloatParam:
     _check_keys(spec, _NUMERIC_KEYS, where)
-    low, high, log = float(_number(spec, "low", where)), float(_number(spec, "high", where)), _flag(spec, "log", where)
+    low, high = float(_number(spec, "low", where)), float(_number(spec, "high", where))
+    log = _flag(spec, "log", where)
     _check_bounds(low, high, log, where)
     if low == high:
         raise ConfigError(f"{where}: low == high ({low}); put a fixed value under config instead")

@@ -14,8 +14,8 @@ its largest one.
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np

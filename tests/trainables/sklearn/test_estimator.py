@@ -30,5 +30,5 @@ def test_unknown_param_lists_the_valid_ones() -> None:
 
 @pytest.mark.parametrize("spec", ["sklearn.ensemble.NoSuchForest", "os.path", "nonexistent.module.X", 42])
 def test_a_bad_estimator_path_is_a_config_error(spec) -> None:
-    with pytest.raises(ConfigError, match="config.estimator"):
+    with pytest.raises(ConfigError, match=r"config\.estimator"):
         base_estimator(spec)

@@ -41,8 +41,8 @@ def _grid(space: SearchSpace, trials: int | None, seed: int, grid_points: int) -
     repeats = trials or 1
     n_trials = grid_size(space, grid_points) * repeats
     if n_trials > _MAX_GRID_TRIALS:
-        raise ConfigError(f"{space.name}: the grid has {n_trials} trials (more than {_MAX_GRID_TRIALS}); "
-                          "lower --grid-points or give params an explicit `grid:`")
+        raise ConfigError(f"{space.source or space.name}: the grid has {n_trials} trials (more than "
+                          f"{_MAX_GRID_TRIALS}); lower --grid-points or give params an explicit `grid:`")
     values = to_grid(space, grid_points)
     return SearchSetup({name: tune.grid_search(v) for name, v in values.items()}, repeats, n_trials)
 

@@ -1,0 +1,168 @@
+"""The ``tuneforge`` command: listings, a real search, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import write_space
+from tuneforge.platform.cli import main
+
+RIDGE = """\
+trainable: sklearn
+metric: cv_r2
+mode: max
+config: {estimator: sklearn.linear_model.Ridge, dataset: diabetes}
+params:
+  alpha: {type: float, low: 0.01, high: 10.0, log: true}
+"""
+
+
+def tuneforge(*args: str, cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run the installed console script as a user would."""
+    return subprocess.run([str(Path(sys.executable).parent / "tuneforge"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env})
+
+
+def test_spaces_lists_every_bundled_space(capsys) -> None:
+    assert main(["spaces"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) >= 4
+    [rf_digits] = [line for line in lines if line.startswith("rf-digits")]
+    assert "cv_accuracy" in rf_digits and "4 params" in rf_digits
+
+
+def test_show_prints_the_parsed_space_and_its_grid_size(capsys) -> None:
+    assert main(["show", "svc-wine", "--grid-points", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "svc__C" in out and "float [0.001, 1000] log" in out
+    assert "grid size (--grid-points 3): 18" in out
+
+
+def test_search_prints_progress_and_a_summary(tmp_path: Path) -> None:
+    done = tuneforge("search", "ridge-diabetes", "--trials", "4", "--seed", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Searching ridge-diabetes" in out and "4 trials, seed 1" in out
+    progress = [line[:5] for line in out.splitlines() if line.startswith("[")]
+    assert progress == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    assert "Top 4 trials by cv_neg_rmse (max)" in out and "Best config: alpha=" in out
+    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}" in out
+    assert "Traceback" not in done.stderr
+    # The default store and results folder are in the working directory.
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ridge-diabetes")
+    assert len(client.search_runs([experiment.experiment_id])) == 5
+    assert len(list((tmp_path / "ray_results").iterdir())) == 1
+
+
+def _ridge(old: str, new: str) -> str:
+    assert old in RIDGE, old
+    return RIDGE.replace(old, new)
+
+
+HUGE_GRID = _ridge("log: true}", "log: true}\n  max_iter: {type: int, low: 1, high: 100000}\n"
+                                 "  tol: {type: float, low: 0.1, high: 0.2}")
+
+BAD_INPUTS = {  # name: (space file text, or None for no file; extra arguments; message)
+    "missing space file": (None, [], "nope.yaml: no such space file or bundled space"),
+    "invalid yaml": ("params: [oops", [], "invalid YAML"),
+    "unknown trainable": (_ridge("trainable: sklearn", "trainable: xgboost"), [],
+                          "unknown trainable 'xgboost'; valid: sklearn"),
+    "metric not reported": (_ridge("metric: cv_r2", "metric: accuracy"), [],
+                            "metric: 'accuracy' is not reported by trainable 'sklearn'"),
+    "missing dataset": (_ridge("dataset: diabetes", "dataset: {path: no.csv, target: y}"), [],
+                        "no.csv does not exist"),
+    "grid too large": (HUGE_GRID, ["--algo", "grid", "--grid-points", "200"],
+                       "nope.yaml: the grid has 8000000 trials"),
+    "unknown algo": (RIDGE, ["--algo", "annealing"], "--algo: unknown algorithm 'annealing'"),
+    "zero trials": (RIDGE, ["--trials", "0"], "--trials: expected at least 1, got 0"),
+    "bad tracking uri": (RIDGE, ["--tracking-uri", "ftp://x"], "unsupported scheme 'ftp'"),
+}
+
+
+@pytest.mark.parametrize(("text", "extra", "message"), BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_input_is_one_line_exit_2_and_nothing_created(
+        text, extra, message, tmp_path, monkeypatch, capsys) -> None:
+    if text is not None:
+        write_space(tmp_path, text, "nope.yaml")
+    before = set(tmp_path.iterdir())
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "nope.yaml", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert set(tmp_path.iterdir()) == before, "nothing may be created"
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--cpus-per-trial", "64", "--cpus-per-trial 64 --gpus-per-trial 0: no node of the Ray cluster"),
+    ("--gpus-per-trial", "1", "--cpus-per-trial 1 --gpus-per-trial 1: no node"),
+])
+def test_impossible_resources_are_refused_before_anything_is_created(
+        ray_local, tmp_path, monkeypatch, capsys, flag, value, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "ridge-diabetes", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "largest: 2 CPUs, 0 GPUs" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_console_script_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    done = tuneforge("search", "nope.yaml", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: nope.yaml") and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_address_fails_fast_with_one_line(tmp_path: Path) -> None:
+    # The subprocess timeout only guards against a hang; Ray's own retries would take minutes.
+    done = tuneforge("search", "ridge-diabetes", "--address", "127.0.0.1:1", cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: --address: cannot reach a Ray cluster at 127.0.0.1:1")
+    assert list(tmp_path.iterdir()) == []
+
+
+SLOW = """\
+trainable: sklearn
+metric: cv_accuracy
+mode: max
+config: {estimator: sklearn.ensemble.RandomForestClassifier, dataset: digits, cv: 5}
+params:
+  n_estimators: {type: int, low: 150, high: 200}
+"""
+
+
+def test_an_interrupted_search_keeps_every_finished_trial(tmp_path: Path) -> None:
+    space = write_space(tmp_path, SLOW)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    process = subprocess.Popen([str(Path(sys.executable).parent / "tuneforge"), "search", str(space),
+                                "--trials", "40", "--tracking-uri", store], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("[ 3/40]"):
+            break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=180)
+    lines.append(out)
+    assert process.returncode == 130, "".join(lines) + err
+    n_reported = sum(line.startswith("[") for line in "".join(lines).splitlines())
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("space").experiment_id])
+    [parent] = [r for r in runs if r.data.tags.get("tuneforge.role") == "search"]
+    finished = [r for r in runs if r.info.status == "FINISHED" and r is not parent]
+    assert parent.info.status == "KILLED"
+    assert len(finished) >= 3 and len(finished) >= n_reported - 2
+    assert all("cv_accuracy" in r.data.metrics for r in finished)
+    assert all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    assert parent.data.metrics["n_trials_finished"] == len(finished)
+    # The results table is written even when interrupted.
+    assert "results.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
