@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,12 +80,28 @@ def _check_authenticated(address: str) -> None:
     # Ray does this itself only for local and "auto" addresses.
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
     try:
-        GcsClient(address=address)
+        with _native_stderr_silenced():
+            GcsClient(address=address)
     except AuthenticationError:
         raise ConfigError(
             f"--address: the Ray cluster at {address} rejected this machine's auth token; run "
             "`ray get-auth-token` on the head node and put the token in ~/.ray/auth_token "
             "(or RAY_AUTH_TOKEN)") from None
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Ray's C++ GCS client logs a refused token straight to file descriptor 2; the
+    ConfigError raised instead says it once, in one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _connect(address: str | None, job_name: str) -> bool:
@@ -94,14 +111,14 @@ def _connect(address: str | None, job_name: str) -> bool:
 
     if ray.is_initialized():
         return False
+    # Ray's own notice that token authentication is on; tuneforge keeps it on.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     if address and address != "auto":
         _check_reachable(address)
         if not address.startswith("ray://"):
             _check_authenticated(address)
     options = {"namespace": _NAMESPACE, "logging_level": logging.WARNING, "log_to_driver": False,
                "job_config": JobConfig(metadata={"job_name": job_name})}
-    # Ray's own warning that local clusters now use token auth; tuneforge keeps it on.
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
         # "local" always starts a new Ray; None would join any Ray already running here.
         ray.init(address=address or "local", **options)
