@@ -9,12 +9,11 @@ import pytest
 
 HEAVY = ("torch", "ray", "mlflow", "sklearn", "optuna")
 
+_HELP = "from tuneforge.platform.cli import main\ntry:\n    main({args})\nexcept SystemExit:\n    pass"
 SCRIPTS = {
     "import tuneforge": "import tuneforge",
-    "tuneforge --help": "from tuneforge.platform.cli import main\ntry:\n    main(['--help'])\n"
-                        "except SystemExit:\n    pass",
-    "tuneforge search --help": "from tuneforge.platform.cli import main\ntry:\n    main(['search', '--help'])\n"
-                               "except SystemExit:\n    pass",
+    "tuneforge --help": _HELP.format(args=["--help"]),
+    "tuneforge search --help": _HELP.format(args=["search", "--help"]),
 }
 
 

@@ -38,8 +38,8 @@ def _ray(*args: str) -> subprocess.Popen:
 
 
 def _alive_nodes(address: str) -> int:
-    script = ("import ray; ray.init(address=%r, logging_level='ERROR'); "
-              "print(sum(n['Alive'] for n in ray.nodes()))" % address)
+    script = (f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
+              "print(sum(n['Alive'] for n in ray.nodes()))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "RAY_AUTH_MODE": "token"})
     return int(done.stdout.strip() or 0)

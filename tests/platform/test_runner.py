@@ -125,11 +125,11 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(ray_local, tracking_u
 
 
 def test_secret_looking_params_are_masked(ray_local, tracking_uri, tmp_path) -> None:
-    from tuneforge.platform.tracking import _param_value
+    from tuneforge.platform._store_writer import param_value
 
-    assert _param_value("api_token", "abc123") == "***"
-    assert _param_value("db_password", "hunter2") == "***"
-    assert _param_value("alpha", 0.5) == "0.5"
+    assert param_value("api_token", "abc123") == "***"
+    assert param_value("db_password", "hunter2") == "***"
+    assert param_value("alpha", 0.5) == "0.5"
 
 
 @pytest.mark.parametrize("option", [{"trials": 0}, {"algo": "bayes-ish"}, {"max_concurrent": 0}])

@@ -1,13 +1,16 @@
 """The runner: the one place that builds and runs a ``tune.Tuner``.
 
-:func:`plan_search` validates everything that can be checked without side effects (the space,
-the trainable's config and dataset, the algorithm, the budget, the tracking store); only then
-does :func:`search` connect to Ray, check the trial resources against the cluster, and create
-the MLflow experiment and runs. Bad input therefore leaves nothing behind.
+A search is validated before anything is created, in two steps. :func:`plan_search` checks the
+space, the options, the algorithm and budget, and the tracking store at once.
+:func:`prepare_trials` runs the trainable family's own checks (estimator, params, dataset,
+metric), which import its library, while Ray starts, since both take seconds. Only when both
+passed, and the cluster can hold a trial, are the MLflow experiment and runs and the Ray
+results folder created. Bad input therefore leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import io
 import json
@@ -16,6 +19,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +28,7 @@ from typing import Any
 from tuneforge.errors import ConfigError
 from tuneforge.platform.cluster import Cluster, check_trial_resources, ray_cluster, resolve_address
 from tuneforge.platform.events import SearchStarted, TrialEnded
-from tuneforge.platform.searchers import SearchSetup, setup_search
+from tuneforge.platform.searchers import Budget, SearchSetup, setup_search
 from tuneforge.platform.tracking import (
     SearchRecorder,
     TrialRecord,
@@ -69,8 +73,6 @@ class SearchPlan:
 
     space: SearchSpace
     trainable: Trainable
-    config: dict[str, Any]
-    """The fixed config every trial receives (as prepared by the trainable)."""
     setup: SearchSetup
     options: SearchOptions
     seed: int
@@ -132,25 +134,32 @@ def _check_options(options: SearchOptions) -> None:
 
 
 def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None = None) -> SearchPlan:
-    """Validate a search without side effects; every problem is one ConfigError."""
+    """Check a search's space and options, without side effects; each problem is a ConfigError."""
     options = options or SearchOptions()
     space = space if isinstance(space, SearchSpace) else load_space(space)
     _check_options(options)
     trainable = get_trainable(space.trainable)
+    seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
+    setup = setup_search(options.algo, space, Budget(trials=options.trials, seed=seed,
+                                                     max_concurrent=options.max_concurrent,
+                                                     grid_points=options.grid_points))
+    tracking_uri = resolve_tracking_uri(options.tracking_uri)
+    check_tracking_uri(tracking_uri)
+    return SearchPlan(space=space, trainable=trainable, setup=setup, options=options,
+                      seed=seed, experiment=options.experiment or space.name,
+                      tracking_uri=tracking_uri, address=resolve_address(options.address),
+                      storage_path=Path(options.storage or _DEFAULT_STORAGE).expanduser().resolve())
+
+
+def prepare_trials(plan: SearchPlan) -> dict[str, Any]:
+    """The trainable's checks of the space; returns the fixed config every trial receives."""
+    space, trainable = plan.space, plan.trainable
     config = trainable.prepare(space)
     reported = trainable.metrics(config)
     if space.metric not in reported:
         raise ConfigError(f"{space.source or space.name}: metric: {space.metric!r} is not reported by "
                           f"trainable {trainable.name!r}; it reports: {', '.join(sorted(reported))}")
-    seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
-    setup = setup_search(options.algo, space, trials=options.trials, seed=seed,
-                         grid_points=options.grid_points)
-    tracking_uri = resolve_tracking_uri(options.tracking_uri)
-    check_tracking_uri(tracking_uri)
-    return SearchPlan(space=space, trainable=trainable, config=config, setup=setup, options=options,
-                      seed=seed, experiment=options.experiment or space.name,
-                      tracking_uri=tracking_uri, address=resolve_address(options.address),
-                      storage_path=Path(options.storage or _DEFAULT_STORAGE).expanduser().resolve())
+    return config
 
 
 def search(space: SearchSpace | str | Path, options: SearchOptions | None = None, *,
@@ -167,21 +176,25 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
     plan = plan_search(space, options)
     notify = on_event or (lambda event: None)
     job_name = f"tuneforge search {plan.space.name} ({plan.options.algo})"
-    with ray_cluster(plan.address, job_name=job_name) as cluster:
+    recorder = SearchRecorder(tracking_uri=plan.tracking_uri, experiment=plan.experiment)
+    recorder.preload()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneforge-prepare") as background, \
+            ray_cluster(plan.address, job_name=job_name) as cluster:
+        preparing = background.submit(prepare_trials, plan)
         check_trial_resources(cluster, plan.options.cpus_per_trial, plan.options.gpus_per_trial)
-        recorder = SearchRecorder(tracking_uri=plan.tracking_uri, experiment=plan.experiment)
+        config = preparing.result()
         experiment_name = f"{plan.space.name}-{plan.options.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
         parent_run_id = recorder.start_search(
-            run_name=experiment_name, params=_search_params(plan, cluster),
+            run_name=experiment_name, params=_search_params(plan, config, cluster),
             tags={"tuneforge.ray_results": str(plan.storage_path / experiment_name)},
             artifacts={"space.yaml": _space_document(plan.space)})
         notify(SearchStarted(plan, cluster, parent_run_id, plan.storage_path / experiment_name))
         status = "FAILED"
         try:
-            _fit(plan, experiment_name, recorder, notify)
+            _fit(plan, config, experiment_name, recorder, notify)
             finished = sum(t.status in ("FINISHED", "FAILED") for t in recorder.trials.values())
             status = "FINISHED" if finished == plan.setup.n_trials else "KILLED"
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C twice; SIGTERM (Ray's handler exits)
             status = "KILLED"
             raise
         finally:
@@ -193,7 +206,7 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
                         experiment_path=plan.storage_path / experiment_name, best=best)
 
 
-def _fit(plan: SearchPlan, name: str, recorder: SearchRecorder,
+def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRecorder,
          notify: Callable[[TrialEnded], None]) -> None:
     from ray import tune
 
@@ -205,11 +218,10 @@ def _fit(plan: SearchPlan, name: str, recorder: SearchRecorder,
     events = TrialEvents(recorder, plan.space, setup.n_trials, notify)
     tuner = tune.Tuner(
         trainable,
-        param_space={**plan.config, **setup.param_space},
+        param_space={**config, **setup.param_space},
         tune_config=tune.TuneConfig(
             metric=plan.space.metric, mode=plan.space.mode, search_alg=setup.search_alg,
-            num_samples=setup.num_samples, max_concurrent_trials=options.max_concurrent,
-            reuse_actors=True),
+            num_samples=setup.num_samples, reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=str(plan.storage_path), verbose=0,
                                   callbacks=[events]),
     )
@@ -247,7 +259,7 @@ def _finish(plan: SearchPlan, recorder: SearchRecorder, status: str) -> TrialRec
     return best
 
 
-def _search_params(plan: SearchPlan, cluster: Cluster) -> dict[str, Any]:
+def _search_params(plan: SearchPlan, config: dict[str, Any], cluster: Cluster) -> dict[str, Any]:
     from tuneforge import __version__
 
     options = plan.options
@@ -259,7 +271,7 @@ def _search_params(plan: SearchPlan, cluster: Cluster) -> dict[str, Any]:
               "tuneforge_version": __version__}
     if options.algo == "grid":
         params["grid_points"] = options.grid_points
-    return {**params, **{f"config.{key}": value for key, value in plan.config.items()}}
+    return {**params, **{f"config.{key}": value for key, value in config.items()}}
 
 
 def _space_document(space: SearchSpace) -> str:
@@ -274,12 +286,13 @@ def _space_document(space: SearchSpace) -> str:
 
 def _results_csv(trials: Iterable[TrialRecord], space: SearchSpace) -> str:
     """One row per trial: ids, status, searched params and the last value of every metric."""
-    import pandas as pd
-
     rows = [{"trial_id": t.trial_id, "run_id": t.run_id, "status": t.status, "node_ip": t.node_ip,
              **{name: t.params.get(name) for name in space.param_names}, **t.metrics,
              "error": t.error} for t in trials]
+    columns = list(dict.fromkeys(column for row in rows for column in row))
     buffer = io.StringIO()
-    pd.DataFrame(rows).to_csv(buffer, index=False)
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
     return buffer.getvalue()
 

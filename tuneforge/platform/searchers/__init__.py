@@ -13,11 +13,23 @@ from typing import Any
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import SearchSpace, grid_size, to_grid, to_tune_domains
 
-__all__ = ["ALGORITHMS", "SearchSetup", "setup_search"]
+__all__ = ["ALGORITHMS", "Budget", "SearchSetup", "setup_search"]
 
 _DEFAULT_RANDOM_TRIALS = 20
 # Beyond this a grid is almost surely a mistake (a forgotten `grid:` or --grid-points).
 _MAX_GRID_TRIALS = 10_000
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every algorithm is given besides the space."""
+
+    trials: int | None
+    """None: the algorithm's default."""
+    seed: int
+    max_concurrent: int | None
+    """None: as many trials at once as the cluster's resources allow."""
+    grid_points: int
 
 
 @dataclass(frozen=True)
@@ -29,14 +41,17 @@ class SearchSetup:
     num_samples: int
     n_trials: int
     """How many trials the search will run."""
-    search_alg: Any = None
-    """A ``ray.tune.search`` algorithm, or None for Tune's default (random / grid)."""
+    search_alg: Any
+    """A ``ray.tune.search`` algorithm that itself keeps to the budget's ``max_concurrent``."""
 
 
-def _grid(space: SearchSpace, trials: int | None, seed: int, grid_points: int) -> SearchSetup:
+def _grid(space: SearchSpace, budget: Budget) -> SearchSetup:
     """Every combination of :func:`to_grid`'s values, repeated ``trials`` times (default 1):
     a 3 x 4 grid with ``--trials 2`` runs 24 trials."""
     from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    trials, grid_points = budget.trials, budget.grid_points
 
     repeats = trials or 1
     n_trials = grid_size(space, grid_points) * repeats
@@ -44,27 +59,28 @@ def _grid(space: SearchSpace, trials: int | None, seed: int, grid_points: int) -
         raise ConfigError(f"{space.source or space.name}: the grid has {n_trials} trials (more than "
                           f"{_MAX_GRID_TRIALS}); lower --grid-points or give params an explicit `grid:`")
     values = to_grid(space, grid_points)
-    return SearchSetup({name: tune.grid_search(v) for name, v in values.items()}, repeats, n_trials)
+    return SearchSetup({name: tune.grid_search(v) for name, v in values.items()}, repeats, n_trials,
+                       BasicVariantGenerator(max_concurrent=budget.max_concurrent or 0))
 
 
-def _random(space: SearchSpace, trials: int | None, seed: int, grid_points: int) -> SearchSetup:
+def _random(space: SearchSpace, budget: Budget) -> SearchSetup:
     """``trials`` (default 20) independent uniform draws from the space, seeded."""
     from ray.tune.search import BasicVariantGenerator
 
-    n_trials = trials or _DEFAULT_RANDOM_TRIALS
+    n_trials = budget.trials or _DEFAULT_RANDOM_TRIALS
     return SearchSetup(to_tune_domains(space), n_trials, n_trials,
-                       BasicVariantGenerator(random_state=seed))
+                       BasicVariantGenerator(random_state=budget.seed,
+                                             max_concurrent=budget.max_concurrent or 0))
 
 
-ALGORITHMS: dict[str, Callable[[SearchSpace, int | None, int, int], SearchSetup]] = {
+ALGORITHMS: dict[str, Callable[[SearchSpace, Budget], SearchSetup]] = {
     "grid": _grid,
     "random": _random,
 }
 
 
-def setup_search(algo: str, space: SearchSpace, *, trials: int | None, seed: int,
-                 grid_points: int) -> SearchSetup:
+def setup_search(algo: str, space: SearchSpace, budget: Budget) -> SearchSetup:
     """The :class:`SearchSetup` of ``algo``; ConfigError listing the valid names otherwise."""
     if algo not in ALGORITHMS:
         raise ConfigError(f"--algo: unknown algorithm {algo!r}; valid: {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[algo](space, trials, seed, grid_points)
+    return ALGORITHMS[algo](space, budget)

@@ -1,0 +1,179 @@
+"""Every MLflow write of a search, made by :class:`StoreWriter` on the recorder's writer thread.
+
+Only this module imports MLflow, and only on that thread: the import and the store's schema
+check (~1.5 s together) overlap Ray's start instead of delaying the search.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+_ARTIFACTS_FOLDER = "mlruns"
+_SECRET_NAME = re.compile(r"token|password|passwd|secret|api[_-]?key|credential", re.IGNORECASE)
+_MASK = "***"
+_MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+_PARAMS_PER_BATCH = 100  # MLflow's limit on params + tags in one log_batch
+
+
+def artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Beside a SQLite store, so that its artifacts do not land in whatever the cwd is
+    (MLflow's default, ``./mlruns``); elsewhere, the store's or server's own default."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    folder = Path(tracking_uri.removeprefix("sqlite:///")).expanduser().resolve().parent
+    return (folder / _ARTIFACTS_FOLDER / re.sub(r"[^A-Za-z0-9._-]+", "-", experiment)).as_uri()
+
+
+def store_exists(tracking_uri: str) -> bool:
+    """Whether opening the store creates nothing: an existing SQLite file or folder, a server."""
+    scheme = urlparse(tracking_uri).scheme
+    if scheme == "sqlite":
+        return Path(tracking_uri.removeprefix("sqlite:///")).expanduser().is_file()
+    if scheme in ("", "file"):
+        return Path(urlparse(tracking_uri).path or tracking_uri).expanduser().is_dir()
+    return scheme in ("http", "https")
+
+
+def param_value(name: str, value: Any) -> str:
+    """A param as MLflow stores it: text, secrets masked, cut to MLflow's limit."""
+    if _SECRET_NAME.search(name):
+        return _MASK
+    text = json.dumps(value, default=repr) if isinstance(value, (list, tuple, dict)) else str(value)
+    return text[:_MAX_PARAM_CHARS]
+
+
+@dataclass
+class _ChildRun:
+    name: str
+    params: dict[str, Any]
+    start_ms: int
+    run_id: str | None = None
+
+
+class StoreWriter:
+    """Every MLflow write of one search. Methods are called in the order the driver sent them."""
+
+    def __init__(self, tracking_uri: str, experiment: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.client: Any = None
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self.trials: dict[str, _ChildRun] = {}
+
+    def open(self, *, create: bool) -> None:
+        """Import MLflow and open the store, unless that would create it and ``create`` is off."""
+        from mlflow import MlflowClient
+
+        for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking"):
+            # They log every schema migration of a new SQLite store at INFO.
+            logging.getLogger(name).setLevel(logging.WARNING)
+        if self.client is None and (create or store_exists(self.tracking_uri)):
+            self.client = MlflowClient(self.tracking_uri)
+
+    def start_search(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str],
+                     artifacts: Mapping[str, str]) -> tuple[str, str]:
+        """Create the experiment if needed and the parent run; returns their ids."""
+        self.open(create=True)
+        experiment = self.client.get_experiment_by_name(self.experiment)
+        if experiment is not None and experiment.lifecycle_stage == "deleted":
+            self.client.restore_experiment(experiment.experiment_id)
+        self.experiment_id = (experiment.experiment_id if experiment is not None else
+                              self.client.create_experiment(
+                                  self.experiment,
+                                  artifact_location=artifact_location(self.tracking_uri, self.experiment)))
+        run = self.client.create_run(self.experiment_id, run_name=run_name,
+                                     tags={"tuneforge.role": "search", **tags})
+        self.parent_run_id = run.info.run_id
+        self._log_batch(self.parent_run_id, params=_params(params))
+        for name, text in artifacts.items():
+            self.client.log_text(self.parent_run_id, text, name)
+        return self.experiment_id, self.parent_run_id
+
+    def add_trial(self, trial_id: str, name: str, params: Mapping[str, Any], start_ms: int) -> None:
+        """A trial started. Its run is created with its first result (or its end), so a
+        one-result trial costs three writes: run, result, end."""
+        self.trials[trial_id] = _ChildRun(name=name, params=dict(params), start_ms=start_ms)
+
+    def log_result(self, trial_id: str, metrics: Mapping[str, float], step: int,
+                   tags: Mapping[str, str]) -> None:
+        run_id, params = self._run_of(trial_id)
+        finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
+        self._log_batch(run_id, metrics=_metrics(finite, step), params=params, tags=_tags(tags))
+
+    def end_trial(self, trial_id: str, status: str, checkpoint: Any, error: str | None) -> None:
+        """Log the files of the trial's last checkpoint, its error if any, and close its run."""
+        run_id, params = self._run_of(trial_id)
+        tags = _tags({"tuneforge.error": error.strip().splitlines()[-1][:_MAX_PARAM_CHARS]} if error else {})
+        if params or tags:
+            self._log_batch(run_id, params=params, tags=tags)
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                self.client.log_artifacts(run_id, folder)
+        if error:
+            self.client.log_text(run_id, error, "error.txt")
+        self.client.set_terminated(run_id, status=status)
+
+    def run_ids(self) -> dict[str, str | None]:
+        """Each trial's MLflow run id (None if its run could not be created)."""
+        return {trial_id: run.run_id for trial_id, run in self.trials.items()}
+
+    def end_search(self, status: str, metrics: Mapping[str, float], tags: Mapping[str, str],
+                   artifacts: Mapping[str, str]) -> None:
+        finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
+        self._log_batch(self.parent_run_id, metrics=_metrics(finite, 0), tags=_tags(tags))
+        for name, text in artifacts.items():
+            self.client.log_text(self.parent_run_id, text, name)
+        self.client.set_terminated(self.parent_run_id, status=status)
+
+    def _run_of(self, trial_id: str) -> tuple[str, list[Any]]:
+        """The trial's run id, creating the run if needed, and the params still to log."""
+        run = self.trials[trial_id]
+        if run.run_id is not None:
+            return run.run_id, []
+        created = self.client.create_run(
+            self.experiment_id, run_name=run.name, start_time=run.start_ms,
+            tags={"mlflow.parentRunId": self.parent_run_id, "tuneforge.role": "trial",
+                  "tuneforge.trial_id": trial_id})
+        run.run_id = created.info.run_id
+        return run.run_id, _params(run.params)
+
+    def _log_batch(self, run_id: str, *, metrics: list[Any] = (), params: list[Any] = (),
+                   tags: list[Any] = ()) -> None:
+        """One ``log_batch``, or more where params and tags pass MLflow's limit per batch."""
+        from mlflow.entities import Param
+
+        entries = [*tags, *params]
+        for start in range(0, max(len(entries), 1), _PARAMS_PER_BATCH):
+            chunk = entries[start:start + _PARAMS_PER_BATCH]
+            self.client.log_batch(run_id, metrics=metrics if start == 0 else [],
+                                  params=[e for e in chunk if isinstance(e, Param)],
+                                  tags=[e for e in chunk if not isinstance(e, Param)])
+
+
+def _params(values: Mapping[str, Any]) -> list[Any]:
+    from mlflow.entities import Param
+
+    return [Param(name, param_value(name, value)) for name, value in values.items()]
+
+
+def _metrics(values: Mapping[str, float], step: int) -> list[Any]:
+    from mlflow.entities import Metric
+
+    timestamp = int(time.time() * 1000)
+    return [Metric(name, float(value), timestamp, step) for name, value in values.items()]
+
+
+def _tags(values: Mapping[str, str]) -> list[Any]:
+    from mlflow.entities import RunTag
+
+    return [RunTag(name, str(value)) for name, value in values.items()]
