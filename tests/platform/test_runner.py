@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -105,6 +106,20 @@ def test_same_seed_gives_the_same_configs(ray_local, tracking_uri, tmp_path) -> 
     first = configs(11)
     assert configs(11) == first
     assert configs(12) != first
+
+
+def _overlaps(trials) -> int:
+    intervals = sorted((t.started_at, t.ended_at) for t in trials)
+    return sum(later[0] < earlier[1] for earlier, later in itertools.pairwise(intervals))
+
+
+def test_max_concurrent_is_honoured(ray_local, tracking_uri, tmp_path) -> None:
+    one_at_a_time = tuneforge.search("svc-wine", trials=6, seed=1, max_concurrent=1,
+                                     tracking_uri=tracking_uri, storage=tmp_path / "ray")
+    assert _overlaps(one_at_a_time.trials) == 0
+    two_cpus = tuneforge.search("svc-wine", trials=6, seed=1, tracking_uri=tracking_uri,
+                                storage=tmp_path / "ray")
+    assert _overlaps(two_cpus.trials) > 0
 
 
 def test_failed_trials_are_recorded_and_the_search_goes_on(ray_local, tracking_uri, tmp_path) -> None:

@@ -287,6 +287,7 @@ def _space_document(space: SearchSpace) -> str:
 def _results_csv(trials: Iterable[TrialRecord], space: SearchSpace) -> str:
     """One row per trial: ids, status, searched params and the last value of every metric."""
     rows = [{"trial_id": t.trial_id, "run_id": t.run_id, "status": t.status, "node_ip": t.node_ip,
+             "started_at": t.started_at, "ended_at": t.ended_at,
              **{name: t.params.get(name) for name in space.param_names}, **t.metrics,
              "error": t.error} for t in trials]
     columns = list(dict.fromkeys(column for row in rows for column in row))

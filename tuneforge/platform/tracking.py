@@ -78,6 +78,9 @@ class TrialRecord:
     trial_id: str
     name: str
     params: dict[str, Any]
+    started_at: float = field(default_factory=time.time)
+    """When the trial started, by the driver's clock (seconds since the epoch)."""
+    ended_at: float | None = None
     status: str = "RUNNING"
     metrics: dict[str, float] = field(default_factory=dict)
     """The last value of each metric the trial reported."""
@@ -129,7 +132,7 @@ class SearchRecorder:
     def start_trial(self, trial_id: str, name: str, params: Mapping[str, Any]) -> None:
         """A trial started."""
         self.trials[trial_id] = TrialRecord(trial_id=trial_id, name=name, params=dict(params))
-        self._send("add_trial", trial_id, name, dict(params), int(time.time() * 1000))
+        self._send("add_trial", trial_id, name, dict(params), int(self.trials[trial_id].started_at * 1000))
 
     def log_metrics(self, trial_id: str, metrics: Mapping[str, float], *, step: int,
                     node_ip: str | None = None) -> None:
@@ -146,7 +149,7 @@ class SearchRecorder:
         """A trial ended (FINISHED, FAILED or KILLED): log the files of its last checkpoint
         (a ``ray.tune.Checkpoint``) as artifacts, its error trace if any, and close its run."""
         record = self.trials[trial_id]
-        record.status = status
+        record.status, record.ended_at = status, time.time()
         if error:
             error = _ANSI_CODES.sub("", error)
             record.error = error.strip().splitlines()[-1]
