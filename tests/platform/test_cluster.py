@@ -80,6 +80,9 @@ def test_search_runs_trials_on_both_nodes_and_records_them_all(two_nodes: str, t
     assert len(runs) == 9 and len(children) == 8
     assert all(r.info.status == "FINISHED" and "cv_accuracy" in r.data.metrics for r in children)
     assert {r.data.tags["tuneforge.node_ip"] for r in children} == {HEAD_IP, WORKER_IP}
+    # Artifacts came to the driver through Ray, from both nodes.
+    assert all([a.path for a in client.list_artifacts(r.info.run_id)] == ["cv_report.json"]
+               for r in children)
 
 
 def test_a_wrong_token_is_refused_at_once(two_nodes: str, tmp_path: Path) -> None:

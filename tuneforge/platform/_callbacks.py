@@ -30,8 +30,10 @@ class TrialEvents(Callback):
     """Runs on the driver: records each trial in MLflow and reports each trial's end."""
 
     def __init__(self, recorder: SearchRecorder, space: SearchSpace, n_trials: int,
-                 notify: Callable[[Any], None]) -> None:
+                 notify: Callable[[Any], None], artifacts: Path) -> None:
         self.recorder = recorder
+        self.artifacts = artifacts
+        """Where the search's artifact inbox puts each trial's files (``<trial_id>/``)."""
         self.space = space
         self.n_trials = n_trials
         self.notify = notify
@@ -41,8 +43,8 @@ class TrialEvents(Callback):
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state. The recorder (a thread and a
         # store connection) stays behind: a restored experiment gets a new callback.
-        return {"space": self.space, "n_trials": self.n_trials, "recorder": None,
-                "notify": None, "best_score": self.best_score, "n_ended": self.n_ended}
+        return {"space": self.space, "n_trials": self.n_trials, "recorder": None, "notify": None,
+                "artifacts": self.artifacts, "best_score": self.best_score, "n_ended": self.n_ended}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         params = {name: trial.config[name] for name in self.space.param_names}
@@ -54,13 +56,14 @@ class TrialEvents(Callback):
                                   node_ip=result.get("node_ip"))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.recorder.end_trial(trial.trial_id, "FINISHED", checkpoint=trial.checkpoint)
+        self.recorder.end_trial(trial.trial_id, "FINISHED", artifacts=self.artifacts / trial.trial_id)
         self._ended(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # Tune writes the error to the trial's local folder just before calling us.
         error = Path(trial.error_file).read_text() if trial.error_file else None
-        self.recorder.end_trial(trial.trial_id, "FAILED", error=error)
+        self.recorder.end_trial(trial.trial_id, "FAILED", artifacts=self.artifacts / trial.trial_id,
+                                error=error)
         self._ended(trial)
 
     def _ended(self, trial: Any) -> None:

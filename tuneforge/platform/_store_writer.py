@@ -110,15 +110,14 @@ class StoreWriter:
         finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
         self._log_batch(run_id, metrics=_metrics(finite, step), params=params, tags=_tags(tags))
 
-    def end_trial(self, trial_id: str, status: str, checkpoint: Any, error: str | None) -> None:
-        """Log the files of the trial's last checkpoint, its error if any, and close its run."""
+    def end_trial(self, trial_id: str, status: str, artifacts: Path | None, error: str | None) -> None:
+        """Log the files in ``artifacts`` (if it exists), the error if any, and close the run."""
         run_id, params = self._run_of(trial_id)
         tags = _tags({"tuneforge.error": error.strip().splitlines()[-1][:_MAX_PARAM_CHARS]} if error else {})
         if params or tags:
             self._log_batch(run_id, params=params, tags=tags)
-        if checkpoint is not None:
-            with checkpoint.as_directory() as folder:
-                self.client.log_artifacts(run_id, folder)
+        if artifacts is not None and artifacts.is_dir():
+            self.client.log_artifacts(run_id, str(artifacts))
         if error:
             self.client.log_text(run_id, error, "error.txt")
         self.client.set_terminated(run_id, status=status)

@@ -44,6 +44,7 @@ __all__ = ["SearchOptions", "SearchPlan", "SearchResult", "SearchStarted", "Tria
 
 _DEFAULT_STORAGE = "ray_results"
 _TUNE_OUTPUT_ENGINE = "RAY_AIR_NEW_OUTPUT"
+_ARTIFACTS_FOLDER = "artifacts"  # in the Tune experiment's folder: each trial's files, by trial id
 
 
 @dataclass(frozen=True)
@@ -208,14 +209,18 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
 
 def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRecorder,
          notify: Callable[[TrialEnded], None]) -> None:
+    import ray
     from ray import tune
 
     from tuneforge.platform._callbacks import TrialEvents
+    from tuneforge.platform.artifacts import open_inbox
 
     setup, options = plan.setup, plan.options
     trainable = tune.with_resources(plan.trainable.function,
                                     {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
-    events = TrialEvents(recorder, plan.space, setup.n_trials, notify)
+    artifacts = plan.storage_path / name / _ARTIFACTS_FOLDER
+    events = TrialEvents(recorder, plan.space, setup.n_trials, notify, artifacts)
+    inbox = open_inbox(name, artifacts)
     tuner = tune.Tuner(
         trainable,
         param_space={**config, **setup.param_space},
@@ -225,8 +230,11 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
         run_config=tune.RunConfig(name=name, storage_path=str(plan.storage_path), verbose=0,
                                   callbacks=[events]),
     )
-    with _quiet_tune_output():
-        tuner.fit()
+    try:
+        with _quiet_tune_output():
+            tuner.fit()
+    finally:
+        ray.kill(inbox)
 
 
 @contextmanager

@@ -144,16 +144,16 @@ class SearchRecorder:
             record.node_ip = tags["tuneforge.node_ip"] = node_ip
         self._send("log_result", trial_id, dict(metrics), step, tags)
 
-    def end_trial(self, trial_id: str, status: str, *, checkpoint: Any = None,
+    def end_trial(self, trial_id: str, status: str, *, artifacts: Path | None = None,
                   error: str | None = None) -> None:
-        """A trial ended (FINISHED, FAILED or KILLED): log the files of its last checkpoint
-        (a ``ray.tune.Checkpoint``) as artifacts, its error trace if any, and close its run."""
+        """A trial ended (FINISHED, FAILED or KILLED): log the files in the folder
+        ``artifacts`` (if it exists), its error trace if any, and close its run."""
         record = self.trials[trial_id]
         record.status, record.ended_at = status, time.time()
         if error:
             error = _ANSI_CODES.sub("", error)
             record.error = error.strip().splitlines()[-1]
-        self._send("end_trial", trial_id, status, checkpoint, error)
+        self._send("end_trial", trial_id, status, artifacts, error)
 
     def flush(self) -> None:
         """Mark trials still running as KILLED and wait for every write so far."""

@@ -10,11 +10,12 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 from tuneforge.errors import ConfigError
+from tuneforge.trainables._report import report
 
 if TYPE_CHECKING:
     from tuneforge.trainables._base import Trainable
 
-__all__ = ["TRAINABLES", "get_trainable"]
+__all__ = ["TRAINABLES", "get_trainable", "report"]
 
 TRAINABLES: dict[str, str] = {
     "sklearn": "tuneforge.trainables.sklearn:TRAINABLE",

@@ -13,7 +13,8 @@ from tuneforge.trainables.sklearn.trainable import metrics, prepare
 
 class TestSklearnContract(TrainableContract):
     space_name = "svc-wine"
-    uses_gpu = False
+    no_gpu = "scikit-learn estimators run on the CPU"
+    no_resume = "one cross-validation, one report: a restarted trial simply runs again"
 
 
 def _with_config(name: str, **changes) -> object:

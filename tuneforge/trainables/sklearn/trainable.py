@@ -4,8 +4,9 @@ Config keys it reads: ``estimator`` (see :mod:`.estimator`), ``dataset`` (see
 :mod:`tuneforge.trainables.datasets`), ``cv`` (folds, default 5) and ``scoring`` (a scikit-learn
 scorer name or a list; by default taken from the space's metric ``cv_<scorer>``). Every other key
 is an estimator parameter, searched or fixed. Reports ``cv_<scorer>`` (mean over folds),
-``cv_<scorer>_std``, ``fit_time_s`` and ``score_time_s``, once, with a checkpoint holding
-``cv_report.json`` (per-fold scores and the estimator's full parameters).
+``cv_<scorer>_std``, ``fit_time_s`` and ``score_time_s``, once, with the artifact
+``cv_report.json`` (per-fold scores and the estimator's full parameters). One step, no
+checkpoint: a restarted trial simply runs again.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import SearchSpace
+from tuneforge.trainables._report import report
 from tuneforge.trainables.datasets import check_dataset, load_dataset
 from tuneforge.trainables.sklearn.estimator import base_estimator, trial_estimator
 
@@ -27,7 +29,6 @@ __all__ = ["metrics", "prepare", "train_sklearn"]
 
 _OWN_KEYS = ("estimator", "dataset", "cv", "scoring")
 _DEFAULT_FOLDS = 5
-_REPORT = "cv_report.json"
 _SCORER_ALIASES = {
     "neg_rmse": "neg_root_mean_squared_error",
     "neg_mse": "neg_mean_squared_error",
@@ -46,35 +47,26 @@ def _estimator_params(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def train_sklearn(config: dict[str, Any]) -> None:
-    """Cross-validate ``clone(base).set_params(**params)`` and report its scores once.
-
-    Restarted from its checkpoint, it reports the scores stored there without refitting.
-    """
-    from ray import tune
+    """Cross-validate ``clone(base).set_params(**params)`` and report its scores once."""
     from sklearn.model_selection import cross_validate
 
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            tune.report(json.loads((Path(folder) / _REPORT).read_text())["metrics"])
-        return
     X, y = load_dataset(config["dataset"])
     estimator = trial_estimator(base_estimator(config["estimator"]), _estimator_params(config))
     names = _scorers(config)
     scoring = {name: _SCORER_ALIASES.get(name, name) for name in names}
     scores = cross_validate(estimator, X, y, cv=config["cv"], scoring=scoring, error_score="raise")
-    metrics = {"fit_time_s": float(np.mean(scores["fit_time"])),
+    reported = {"fit_time_s": float(np.mean(scores["fit_time"])),
                "score_time_s": float(np.mean(scores["score_time"]))}
     for name in names:
-        metrics[f"cv_{name}"] = float(np.mean(scores[f"test_{name}"]))
-        metrics[f"cv_{name}_std"] = float(np.std(scores[f"test_{name}"]))
-    report = {"metrics": metrics, "estimator": str(estimator),
+        reported[f"cv_{name}"] = float(np.mean(scores[f"test_{name}"]))
+        reported[f"cv_{name}_std"] = float(np.std(scores[f"test_{name}"]))
+    cv_report = {"estimator": str(estimator),
               "params": {k: repr(v) for k, v in estimator.get_params(deep=False).items()},
               "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
               "folds": {key: value.tolist() for key, value in scores.items()}}
     with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / _REPORT).write_text(json.dumps(report, indent=2))
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        (Path(folder) / "cv_report.json").write_text(json.dumps(cv_report, indent=2))
+        report(reported, artifacts=folder)
 
 
 def _default_scoring(metric: str, base: Any) -> str:
