@@ -28,7 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1
+	$(BIN)/tuneforge server
 
 clean:
 	rm -rf $(VENV) ray_results mlflow.db mlruns

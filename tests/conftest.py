@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,6 +33,35 @@ def ray_local():
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def needs(condition: bool, what: str) -> None:
+    """Skip a test whose outside requirement is missing; in CI (``CI=true``), fail instead:
+    .ci/run installs and starts everything the suite needs."""
+    if not condition:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI lacks {what}; .ci/run should provide it")
+        pytest.skip(f"needs {what} (.ci/run provides it)")
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout_s: float = 120) -> None:
+    """Poll ``url`` until it answers 200; fail if ``process`` exits first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            assert process.poll() is None, f"the server exited with {process.returncode}"
+            assert time.monotonic() < deadline, f"{url} did not answer"
+            time.sleep(0.5)
 
 
 def write_space(folder: Path, text: str, name: str = "space.yaml") -> Path:

@@ -54,7 +54,7 @@ def test_search_prints_progress_and_a_summary(tmp_path: Path) -> None:
     progress = [line[:5] for line in out.splitlines() if line.startswith("[")]
     assert progress == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
     assert "Top 4 trials by cv_neg_rmse (max)" in out and "Best config: alpha=" in out
-    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}" in out
+    assert f"tuneforge server --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}" in out
     assert "Traceback" not in done.stderr
     # The default store and results folder are in the working directory.
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

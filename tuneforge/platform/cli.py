@@ -44,8 +44,11 @@ def _print_started(event: Any) -> None:
     ray_text = "local Ray" if cluster.is_local else f"Ray cluster {cluster.address}"
     print(f"Searching {space.name} ({space.trainable}, {space.mode} {space.metric}) with "
           f"{options.algo}: {plan.setup.n_trials} trials, seed {plan.seed}")
-    print(f"  Ray:    {ray_text}, {len(cluster.node_resources)} node(s), {n_cpus:g} CPUs, "
-          f"{n_gpus:g} GPUs; dashboard {cluster.dashboard_url or 'not running'}")
+    print(f"  Ray:    {ray_text}, {len(cluster.node_resources)} node(s), {n_cpus:g} CPUs, {n_gpus:g} GPUs")
+    if cluster.dashboard_url:
+        where = "" if cluster.is_local else " (from your machine: `ray dashboard cluster.yaml`)"
+        print(f"          dashboard {cluster.dashboard_url}{where}, job {cluster.job_name!r}; sign in "
+              "with the token `ray get-auth-token` prints (API: header 'Authorization: Bearer TOKEN')")
     print(f"  MLflow: {plan.tracking_uri}, experiment {plan.experiment!r}, "
           f"parent run {event.parent_run_id}")
     print(f"  Tune:   {event.experiment_path}", flush=True)
@@ -94,7 +97,12 @@ def _print_summary(result: Any) -> None:
         print(f"Best config: {_params_text(result.best_config)}")
     print(f"Parent run: {result.parent_run_id} in experiment {result.experiment!r}")
     print("\nLook further:")
-    print(f"  mlflow ui --backend-store-uri {result.tracking_uri}")
+    if result.tracking_uri.startswith(("http://", "https://")):
+        print(f"  MLflow UI: {result.tracking_uri.rstrip('/')}/#/experiments/{result.experiment_id}"
+              f"/runs/{result.parent_run_id}")
+    else:
+        print(f"  tuneforge server --backend-store-uri {result.tracking_uri}   (MLflow UI at "
+              "http://127.0.0.1:5000)")
     if result.cluster.is_local:
         print(f"  Ray results: {result.experiment_path} (the local Ray and its dashboard stopped "
               "with the search)")
@@ -147,6 +155,27 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- server -----------------------------------------------------------------------------------
+
+
+def _server(args: argparse.Namespace) -> int:
+    import os
+
+    from tuneforge.platform.server import ServerConfig, server_command
+
+    config = ServerConfig(backend_store_uri=args.backend_store_uri, host=args.host, port=args.port,
+                          artifacts_destination=args.artifacts_destination, workers=args.workers)
+    command, store = server_command(config)
+    print(f"MLflow tracking server and UI at {config.url}, store {store}")
+    print(f"  log searches to it:  tuneforge search SPACE --tracking-uri {config.url}")
+    if config.host == "127.0.0.1":
+        print(f"  from another machine: ssh -L {config.port}:127.0.0.1:{config.port} THIS_HOST, "
+              f"then open {config.url}")
+    sys.stdout.flush()
+    os.execv(command[0], command)
+    return 0  # not reached: the process is now the MLflow server
+
+
 # -- the parser --------------------------------------------------------------------------------
 
 
@@ -182,6 +211,20 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("spaces", help="list the bundled spaces")
     listing.set_defaults(handler=_spaces)
+
+    server = commands.add_parser("server", help="serve the MLflow UI and tracking API on the store",
+                                 description="Start an MLflow tracking server (UI, API and artifacts) "
+                                             "on tuneforge's store.")
+    server.add_argument("--backend-store-uri",
+                        help="database of runs (default: as searches: $MLFLOW_TRACKING_URI if it is "
+                             "a database, else sqlite:///mlflow.db); postgresql://... works too")
+    server.add_argument("--host", default="127.0.0.1",
+                        help="interface to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+    server.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    server.add_argument("--artifacts-destination",
+                        help="where served artifacts are kept (default: mlartifacts/ beside the store)")
+    server.add_argument("--workers", type=int, default=2, help="server processes (default 2)")
+    server.set_defaults(handler=_server)
 
     show = commands.add_parser("show", help="print a space as parsed, with its grid size")
     show.add_argument("space", help="a space YAML file or the name of a bundled space")

@@ -40,6 +40,8 @@ class Cluster:
     """True when Ray was started for this search and stops with it."""
     node_resources: tuple[Mapping[str, float], ...]
     """Resources of each alive node (``{"CPU": 2.0, "GPU": 1.0, ...}``)."""
+    job_name: str
+    """How this driver appears in the dashboard's job list (its ``job_name`` metadata)."""
 
 
 def resolve_address(address: str | None) -> str | None:
@@ -147,7 +149,8 @@ def ray_cluster(address: str | None, *, job_name: str) -> Iterator[Cluster]:
         dashboard = ray._private.worker.global_worker.node.address_info.get("webui_url")
         yield Cluster(address=context.gcs_address,
                       dashboard_url=f"http://{dashboard}" if dashboard else None,
-                      is_local=started_here, node_resources=_alive_node_resources())
+                      is_local=started_here, node_resources=_alive_node_resources(),
+                      job_name=job_name)
     finally:
         if started_here:
             ray.shutdown()

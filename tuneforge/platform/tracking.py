@@ -57,9 +57,28 @@ def check_tracking_uri(uri: str) -> None:
             raise ConfigError(f"--tracking-uri: folder {folder} does not exist")
     elif scheme in ("http", "https"):
         _check_server(uri)
+    elif scheme == "postgresql":
+        _check_postgresql(uri)
     elif scheme not in _DATABASE_SCHEMES and scheme != "databricks":
         raise ConfigError(f"--tracking-uri: unsupported scheme {parsed.scheme!r}; use sqlite:///path.db, "
                           "http(s)://host:port, postgresql://... or a folder")
+
+
+def _check_postgresql(uri: str) -> None:
+    """Connect once, with a timeout; connecting creates nothing (MLflow makes its tables later)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": int(_HTTP_TIMEOUT_S)})
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise ConfigError(f"--tracking-uri: cannot connect to PostgreSQL at "
+                          f"{sqlalchemy.engine.make_url(uri).render_as_string(hide_password=True)}: "
+                          f"{reason}") from None
+    finally:
+        engine.dispose()
 
 
 def _check_server(uri: str) -> None:
