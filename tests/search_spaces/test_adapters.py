@@ -87,3 +87,18 @@ class OrdinalParam:
 def test_unsupported_param_type_is_named(adapter) -> None:
     with pytest.raises(ValueError, match="unsupported parameter type OrdinalParam for 'size'"):
         adapter(_space(OrdinalParam("size")))
+
+
+def test_optuna_distributions_keep_bounds_scales_and_steps() -> None:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from tuneforge.search_spaces import to_optuna_distributions
+
+    assert to_optuna_distributions(MIXED) == {
+        "lr": FloatDistribution(1e-4, 1e-1, log=True),
+        "dropout": FloatDistribution(0.0, 0.5, step=0.1),
+        "layers": IntDistribution(1, 3),
+        "units": IntDistribution(16, 512, log=True),
+        "batch": IntDistribution(8, 64, step=8),
+        "act": CategoricalDistribution(("relu", "gelu", None)),
+    }

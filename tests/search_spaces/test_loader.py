@@ -117,3 +117,20 @@ def test_missing_file_lists_the_bundled_spaces(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no-such\.yaml: no such space file or bundled space; "
                                           r"bundled: .*rf-digits"):
         load_space(tmp_path / "no-such.yaml")
+
+
+@pytest.mark.parametrize("name", sorted(bundled_spaces()))
+def test_space_document_parses_back_to_the_same_space(name: str) -> None:
+    from tuneforge.search_spaces import parse_space, space_document
+
+    space = load_space(name)
+    again = parse_space(space_document(space), name=space.name, source=space.source)
+    assert again == space
+
+
+def test_space_document_round_trips_every_param_kind(tmp_path: Path) -> None:
+    from tuneforge.search_spaces import parse_space, space_document
+
+    space = load_space(write_space(tmp_path, VALID.replace(
+        "{type: float, low: 0.0, high: 0.5, step: 0.1}", "{type: float, low: 0.0, high: 2.0, step: 1.0}")))
+    assert parse_space(space_document(space), name="space", source=space.source) == space

@@ -1,1 +1,7 @@
-"""Reports built from MLflow and Ray data. Never imports trainables."""
+"""Reports built from what MLflow recorded. Reads MLflow (and the logged spaces), never trainables."""
+
+from __future__ import annotations
+
+from tuneforge.dashboards.report import build_report, param_importances, summarise_algorithms
+
+__all__ = ["build_report", "param_importances", "summarise_algorithms"]

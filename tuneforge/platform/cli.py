@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -159,8 +160,6 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    import os
-
     from tuneforge.platform.server import ServerConfig, server_command
 
     config = ServerConfig(backend_store_uri=args.backend_store_uri, host=args.host, port=args.port,
@@ -174,6 +173,18 @@ def _server(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     os.execv(command[0], command)
     return 0  # not reached: the process is now the MLflow server
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tuneforge.dashboards import build_report
+
+    path = build_report(args.experiment, tracking_uri=args.tracking_uri, out_dir=args.out,
+                        ui_url=args.ui_url)
+    print(f"Report: {path}  (also logged to the newest search's MLflow parent run)")
+    return 0
 
 
 # -- the parser --------------------------------------------------------------------------------
@@ -212,6 +223,16 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("spaces", help="list the bundled spaces")
     listing.set_defaults(handler=_spaces)
 
+    report = commands.add_parser("report", help="write an HTML report of an experiment's searches",
+                                 description="Build a self-contained HTML report from MLflow.")
+    report.add_argument("experiment", help="the MLflow experiment (a search's --experiment, by default "
+                                           "its space's name)")
+    report.add_argument("--out", help="folder for report.html (default: ./reports/EXPERIMENT)")
+    report.add_argument("--tracking-uri", help="MLflow store (default: as searches)")
+    report.add_argument("--ui-url", help="MLflow UI the links open (default: the tracking server, "
+                                         "else http://127.0.0.1:5000)")
+    report.set_defaults(handler=_report)
+
     server = commands.add_parser("server", help="serve the MLflow UI and tracking API on the store",
                                  description="Start an MLflow tracking server (UI, API and artifacts) "
                                              "on tuneforge's store.")
@@ -243,6 +264,7 @@ class _NoTrialFailures(logging.Filter):
 
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     # After an interrupt, Tune warns about every trial that never started.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)

@@ -35,7 +35,7 @@ from tuneforge.platform.tracking import (
     check_tracking_uri,
     resolve_tracking_uri,
 )
-from tuneforge.search_spaces import DEFAULT_GRID_POINTS, SearchSpace, load_space
+from tuneforge.search_spaces import DEFAULT_GRID_POINTS, SearchSpace, load_space, space_document
 from tuneforge.trainables import get_trainable
 from tuneforge.trainables._base import Trainable
 
@@ -283,13 +283,12 @@ def _search_params(plan: SearchPlan, config: dict[str, Any], cluster: Cluster) -
 
 
 def _space_document(space: SearchSpace) -> str:
+    """The space file as written (comments kept), or the YAML of a space built in Python."""
+    import yaml
+
     if space.source is not None:
         return space.source.read_text()
-    document = {"trainable": space.trainable, "metric": space.metric, "mode": space.mode,
-                "config": {k: repr(v) if not isinstance(v, (str, int, float, list, dict)) else v
-                           for k, v in space.config.items()},
-                "params": {p.name: p.describe() for p in space.params}}
-    return json.dumps(document, indent=2, default=repr)
+    return yaml.safe_dump(space_document(space), sort_keys=False)
 
 
 def _results_csv(trials: Iterable[TrialRecord], space: SearchSpace) -> str:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from tuneforge.search_spaces._loader import bundled_spaces, load_space, parse_space
+from tuneforge.search_spaces._loader import bundled_spaces, load_space, parse_space, space_document
 from tuneforge.search_spaces._params import CategoricalParam, FloatParam, IntParam, Param
-from tuneforge.search_spaces.adapters import DEFAULT_GRID_POINTS, grid_size, to_grid, to_tune_domains
+from tuneforge.search_spaces.adapters import (
+    DEFAULT_GRID_POINTS,
+    grid_size,
+    to_grid,
+    to_optuna_distributions,
+    to_tune_domains,
+)
 from tuneforge.search_spaces.space import SearchSpace
 
 __all__ = [
@@ -18,6 +24,8 @@ __all__ = [
     "grid_size",
     "load_space",
     "parse_space",
+    "space_document",
     "to_grid",
+    "to_optuna_distributions",
     "to_tune_domains",
 ]

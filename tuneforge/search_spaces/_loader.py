@@ -20,7 +20,7 @@ from tuneforge.errors import ConfigError
 from tuneforge.search_spaces._params import CategoricalParam, FloatParam, IntParam, Param
 from tuneforge.search_spaces.space import SearchSpace
 
-__all__ = ["bundled_spaces", "load_space", "parse_space"]
+__all__ = ["bundled_spaces", "load_space", "parse_space", "space_document"]
 
 _TOP_LEVEL_KEYS = {"trainable", "metric", "mode", "config", "params", "description"}
 _REQUIRED_KEYS = ("trainable", "metric", "mode", "params")
@@ -216,3 +216,35 @@ _PARSERS: dict[str, Callable[[str, Mapping, str], Param]] = {
     "int": _parse_int,
     "categorical": _parse_categorical,
 }
+
+
+def _param_document(param: Param) -> dict[str, Any]:
+    if isinstance(param, CategoricalParam):
+        return {"type": "categorical", "choices": list(param.choices)}
+    document = {"type": "float" if isinstance(param, FloatParam) else "int",
+                "low": param.low, "high": param.high}
+    if param.log:
+        document["log"] = True
+    if param.step != (1 if isinstance(param, IntParam) else None):
+        document["step"] = param.step
+    if param.grid:
+        document["grid"] = list(param.grid)
+    return document
+
+
+def space_document(space: SearchSpace) -> dict[str, Any]:
+    """The YAML document of ``space``: ``parse_space`` gives the space back. Config values YAML
+    cannot hold (an estimator object, say) are written as their ``repr``."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value if value is None or isinstance(value, (str, int, float, bool)) else repr(value)
+
+    document = {"trainable": space.trainable, "metric": space.metric, "mode": space.mode,
+                "config": plain(space.config),
+                "params": {param.name: _param_document(param) for param in space.params}}
+    if space.description:
+        document["description"] = space.description
+    return document

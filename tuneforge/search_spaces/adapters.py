@@ -1,7 +1,8 @@
 """One pure function per search algorithm, from our :class:`SearchSpace` to its format.
 
 - :func:`to_grid` -> the values grid search tries for each param;
-- :func:`to_tune_domains` -> Ray Tune sampling domains for random search.
+- :func:`to_tune_domains` -> Ray Tune sampling domains for random search;
+- :func:`to_optuna_distributions` -> Optuna distributions (its samplers, its importance tools).
 
 (The unit cube, used by the Gaussian-process searcher, is ``SearchSpace.encode/decode``.)
 Bounds are inclusive everywhere: Ray's exclusive ``randint`` upper bound is handled here.
@@ -20,7 +21,7 @@ from tuneforge.errors import ConfigError
 from tuneforge.search_spaces._params import CategoricalParam, FloatParam, IntParam, Param, n_values
 from tuneforge.search_spaces.space import SearchSpace
 
-__all__ = ["DEFAULT_GRID_POINTS", "grid_size", "to_grid", "to_tune_domains"]
+__all__ = ["DEFAULT_GRID_POINTS", "grid_size", "to_grid", "to_optuna_distributions", "to_tune_domains"]
 
 DEFAULT_GRID_POINTS = 5
 """Values per numeric param in a grid search when the space gives no explicit ``grid:``."""
@@ -130,3 +131,33 @@ def to_tune_domains(space: SearchSpace) -> dict[str, Any]:
     Random search samples each uniformly over its values, in log space where ``log: true``.
     """
     return {param.name: _dispatch(_TUNE, param, "tune")(param) for param in space.params}
+
+
+# -- Optuna distributions --------------------------------------------------------------------
+
+
+def _float_distribution(param: FloatParam) -> Any:
+    from optuna.distributions import FloatDistribution
+
+    return FloatDistribution(param.low, param.high, log=param.log, step=param.step)
+
+
+def _int_distribution(param: IntParam) -> Any:
+    from optuna.distributions import IntDistribution
+
+    return IntDistribution(param.low, param.high, log=param.log, step=param.step)
+
+
+def _categorical_distribution(param: CategoricalParam) -> Any:
+    from optuna.distributions import CategoricalDistribution
+
+    return CategoricalDistribution(param.choices)
+
+
+_OPTUNA = {FloatParam: _float_distribution, IntParam: _int_distribution,
+           CategoricalParam: _categorical_distribution}
+
+
+def to_optuna_distributions(space: SearchSpace) -> dict[str, Any]:
+    """Optuna distributions with the same bounds (inclusive in both), scales and steps."""
+    return {param.name: _dispatch(_OPTUNA, param, "optuna")(param) for param in space.params}

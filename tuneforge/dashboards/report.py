@@ -1,0 +1,217 @@
+"""The comparison report: one self-contained HTML page per MLflow experiment.
+
+Per search: the optimisation history with the best so far, parallel coordinates of params
+against the metric, each param's effect (a marginal view, and its fANOVA importance from
+Optuna), and the top trials linked to their MLflow runs. Across the searches of the experiment
+(the same space, by tuneforge's convention): the algorithms' best-so-far curves and a table of
+final bests, their spread, and the trials each needed to reach a common target. Pictures are
+PNGs inside the page, so the one file is the whole report.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tuneforge.dashboards._data import SearchData, best_so_far, load_searches
+from tuneforge.dashboards._plots import comparison_png, effects_png, history_png, parallel_png
+
+__all__ = ["AlgorithmSummary", "build_report", "param_importances", "summarise_algorithms"]
+
+logger = logging.getLogger(__name__)
+
+_REPORT_FILE = "report.html"
+_DEFAULT_UI = "http://127.0.0.1:5000"  # where `tuneforge server` serves the MLflow UI
+_MIN_TRIALS_FOR_IMPORTANCE = 8  # fANOVA's forest says little about fewer trials
+_TOP_TRIALS = 10
+
+
+@dataclass(frozen=True)
+class AlgorithmSummary:
+    """How one algorithm did over its searches of the same space."""
+
+    algo: str
+    n_searches: int
+    final_best_mean: float
+    final_best_std: float
+    trials_to_target: float | None
+    """Median over its searches of the trials needed to reach the target; None if fewer than
+    half of them reached it."""
+    curves: np.ndarray
+    """Best so far, shape (n_searches, n_trials), NaN-padded."""
+
+
+def _curves(searches: Sequence[SearchData]) -> np.ndarray:
+    length = max(len(s.trials) for s in searches)
+    rows = [best_so_far(s.values(), s.mode) for s in searches]
+    return np.array([np.pad(r, (0, length - len(r)), constant_values=np.nan) for r in rows])
+
+
+def _trials_to_reach(curve: np.ndarray, target: float, mode: str) -> int | None:
+    reached = curve >= target if mode == "max" else curve <= target
+    return int(np.argmax(reached)) + 1 if reached.any() else None
+
+
+def summarise_algorithms(searches: Sequence[SearchData]) -> tuple[list[AlgorithmSummary], float]:
+    """Per algorithm: final best (mean, std), trials to reach the target, best-so-far curves.
+
+    The target is the median over all searches of their final best, so it is reached by about
+    half of them and "trials to target" says which algorithms get there sooner.
+    """
+    mode = searches[0].mode
+    finals = {s.run_id: best_so_far(s.values(), mode)[-1] for s in searches if len(s.trials)}
+    target = float(np.nanmedian(list(finals.values())))
+    summaries = []
+    for algo in sorted({s.algo for s in searches}):
+        own = [s for s in searches if s.algo == algo and s.trials]
+        curves = _curves(own)
+        finals_of = np.array([finals[s.run_id] for s in own])
+        reached = [_trials_to_reach(curve, target, mode) for curve in curves]
+        hits = [n for n in reached if n is not None]
+        summaries.append(AlgorithmSummary(
+            algo=algo, n_searches=len(own), final_best_mean=float(np.nanmean(finals_of)),
+            final_best_std=float(np.nanstd(finals_of)),
+            trials_to_target=float(np.median(hits)) if len(hits) * 2 >= len(own) else None,
+            curves=curves))
+    return summaries, target
+
+
+def param_importances(search: SearchData) -> dict[str, float]:
+    """fANOVA importance of each param (shares summing to 1), from Optuna; empty when there are
+    too few scored trials or no recorded space."""
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    from tuneforge.search_spaces import to_optuna_distributions
+
+    scored = search.ranked()
+    if search.space is None or len(scored) < _MIN_TRIALS_FOR_IMPORTANCE:
+        return {}
+    distributions = to_optuna_distributions(search.space)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize" if search.mode == "max" else "minimize")
+    for trial in scored:
+        if search.space.contains(trial.params):
+            study.add_trial(optuna.trial.create_trial(
+                params={n: trial.params[n] for n in distributions}, distributions=distributions,
+                value=trial.metrics[search.metric]))
+    if len(study.trials) < _MIN_TRIALS_FOR_IMPORTANCE:
+        return {}
+    return get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: .9em; }
+th, td { border: 1px solid #ddd; padding: .3em .6em; text-align: left; }
+th { background: #f4f4f4; } img { max-width: 100%; display: block; margin: .8em 0; }
+.meta { color: #666; font-size: .9em; }
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Cells are HTML already (escape text before)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "—" if not math.isfinite(value) else f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def _run_link(ui: str, search: SearchData, run_id: str, text: str) -> str:
+    url = f"{ui.rstrip('/')}/#/experiments/{search.experiment_id}/runs/{run_id}"
+    return f'<a href="{html.escape(url)}">{html.escape(text)}</a>'
+
+
+def _comparison_section(searches: Sequence[SearchData]) -> str:
+    summaries, target = summarise_algorithms(searches)
+    metric, mode = searches[0].metric, searches[0].mode
+    rows = [[html.escape(s.algo), str(s.n_searches), _fmt(s.final_best_mean), _fmt(s.final_best_std),
+             _fmt(s.trials_to_target) if s.trials_to_target is not None else "not reached by half"]
+            for s in summaries]
+    return (f"<h2>Algorithms compared</h2><p>{len(searches)} searches of {html.escape(metric)} "
+            f"({mode}). Target: {_fmt(target)}, the median final best.</p>"
+            + _img(comparison_png({s.algo: s.curves for s in summaries}, metric), "best so far by algorithm")
+            + _table(["algorithm", "searches", f"final best {metric} (mean)", "std",
+                      "trials to target (median)"], rows))
+
+
+def _search_section(search: SearchData, ui: str) -> str:
+    best = search.best()
+    best_text = _fmt(best.metrics[search.metric]) if best else "—"
+    title = (f"<h2>Search {_run_link(ui, search, search.run_id, search.run_name)}</h2>"
+             f"<p class='meta'>algorithm {html.escape(search.algo)}, seed {html.escape(search.seed)}, "
+             f"{len(search.trials)} trials, status {html.escape(search.status)}; "
+             f"best {html.escape(search.metric)} {best_text}</p>")
+    if best is None:
+        return title + "<p>No trial reported the metric.</p>"
+    names = list(search.space.param_names if search.space else best.params)
+    importances = param_importances(search)
+    top = [[str(rank), _run_link(ui, search, t.run_id, t.name), _fmt(t.metrics[search.metric]),
+            *(_fmt(t.params.get(n)) for n in names)]
+           for rank, t in enumerate(search.ranked()[:_TOP_TRIALS], 1)]
+    parts = [title, _img(history_png(search), "optimisation history")]
+    if len(search.ranked()) >= 2:
+        parts.append(_img(parallel_png(search), "parallel coordinates"))
+        parts.append(_img(effects_png(search, importances), "parameter effects"))
+    if importances:
+        parts.append(_table(["param", "fANOVA importance"],
+                            [[html.escape(n), _fmt(v)] for n, v in importances.items()]))
+    parts.append(_table(["rank", "trial (MLflow run)", search.metric, *names], top))
+    return "".join(parts)
+
+
+def render(experiment: str, searches: Sequence[SearchData], *, tracking_uri: str, ui: str) -> str:
+    """The report's HTML for ``searches`` (oldest first) of ``experiment``."""
+    sections = [_comparison_section(searches)] if len(searches) > 1 else []
+    sections += [_search_section(s, ui) for s in reversed(searches)]
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>tuneforge report: "
+            f"{html.escape(experiment)}</title><style>{_STYLE}</style></head><body>"
+            f"<h1>tuneforge report: {html.escape(experiment)}</h1>"
+            f"<p class='meta'>{len(searches)} search(es) from {html.escape(tracking_uri)}, "
+            f"made {time.strftime('%Y-%m-%d %H:%M:%S')}. Links open the MLflow UI at {html.escape(ui)}.</p>"
+            + "".join(sections) + "</body></html>")
+
+
+def build_report(experiment: str, *, tracking_uri: str | None = None, out_dir: str | Path | None = None,
+                 ui_url: str | None = None, run_ids: Sequence[str] = (), log_to_mlflow: bool = True) -> Path:
+    """Write ``<out_dir>/report.html`` for ``experiment`` and return its path.
+
+    ``run_ids`` limits it to those searches (parent runs). The report is also logged to the
+    newest search's parent run, as ``report.html``. Opens nothing.
+    """
+    from tuneforge.platform.tracking import check_tracking_uri, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    check_tracking_uri(uri)
+    searches = load_searches(experiment, uri, run_ids=run_ids)
+    ui = ui_url or (uri if uri.startswith(("http://", "https://")) else _DEFAULT_UI)
+    folder = Path(out_dir or Path.cwd() / "reports" / experiment)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / _REPORT_FILE
+    path.write_text(render(experiment, searches, tracking_uri=uri, ui=ui))
+    if log_to_mlflow:
+        from mlflow import MlflowClient
+
+        MlflowClient(uri).log_artifact(searches[-1].run_id, str(path))
+    return path
+
