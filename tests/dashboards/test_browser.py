@@ -1,0 +1,78 @@
+"""In a real (headless Debian) Chromium: the MLflow UI of ``tuneforge server`` shows a search's
+parent and child runs, and the report's pictures render. Screenshots go to ``ci-artifacts/``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import tuneforge
+from tests.conftest import needs
+from tests.platform.test_server import start_server, stop_server
+from tuneforge.dashboards import build_report
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(os.environ.get("TUNEFORGE_CI_ARTIFACTS", Path(__file__).parents[2] / "ci-artifacts"))
+# The flags this machine's closed network wants (no background connections, no QUIC).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+N_TRIALS = 4
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    needs(Path(CHROMIUM).is_file(), "Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium.new_page(viewport={"width": 1400, "height": 1000})
+        chromium.close()
+
+
+@pytest.fixture
+def recorded(ray_local, tmp_path: Path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = tuneforge.search("svc-wine", trials=N_TRIALS, seed=5, tracking_uri=store,
+                              storage=tmp_path / "ray")
+    return result, store
+
+
+def test_mlflow_ui_shows_the_search_and_its_trials(recorded, browser, tmp_path: Path) -> None:
+    result, store = recorded
+    url, server = start_server(tmp_path, "--backend-store-uri", store)
+    try:
+        page = browser
+        page.goto(f"{url}/#/experiments/{result.experiment_id}/runs", wait_until="load")
+        parent_name = Path(result.experiment_path).name
+        page.get_by_text(parent_name).wait_for(timeout=60_000)
+        page.get_by_text(f"{1 + N_TRIALS} matching runs").wait_for(timeout=30_000)
+        parent_row = page.locator("[role=row]", has_text=parent_name).first
+        parent_row.locator("button[data-component-id*='runnamecellrenderer']").click()
+        children = page.locator("[role=row]", has_text="train_sklearn_")
+        children.nth(N_TRIALS - 1).wait_for(timeout=30_000)
+        assert children.count() == N_TRIALS
+        shown = "\n".join(children.all_inner_texts())
+        assert all(trial.name in shown for trial in result.trials), shown
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "mlflow-ui-search.png"))
+    finally:
+        stop_server(server)
+
+
+def test_report_pictures_render(recorded, browser, tmp_path: Path) -> None:
+    result, store = recorded
+    report = build_report(result.experiment, tracking_uri=store, out_dir=tmp_path / "report")
+    page = browser
+    page.goto(report.as_uri(), wait_until="load")
+    images = page.locator("img")
+    assert images.count() == 3  # history, parallel coordinates, parameter effects
+    widths = images.evaluate_all("imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+    assert all(width > 300 for width in widths), widths
+    assert page.get_by_role("link", name=result.best.name).count() == 1
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "report.png"), full_page=True)
