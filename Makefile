@@ -3,23 +3,31 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Where torch comes from: this machine's CPU wheel by default (see README); a cluster's CPU head
+# sets https://download.pytorch.org/whl/cpu, its GPU workers keep PyPI's CUDA build.
+TORCH_INDEX_URL ?=
 
-.PHONY: demo test test-all lint bench ui clean
+.PHONY: install demo test lint bench ui cluster-local-up cluster-local-down clean
 
-# torch first, from this machine's CPU wheel: a bare `torch` requirement would pull a multi-GB
-# CUDA build. Then the project, which pins the same torch and so installs no other.
+# torch first: a bare `torch` requirement with none installed pulls a multi-GB CUDA build.
+# Then the project, which pins the same torch and so installs no other.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/tuneforge search rf-digits --algo random --trials 20 --seed 0
 
+# Two pytest sessions: the `ray up` test ends with `ray down`, which stops every Ray process on
+# the machine, so it runs alone, after the rest.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not ray_up"
+	$(BIN)/python -m pytest -q -m ray_up
 
 lint: $(STAMP)
 	$(BIN)/ruff check tuneforge tests benchmarks
@@ -30,5 +38,14 @@ bench: $(STAMP)
 ui: $(STAMP)
 	$(BIN)/tuneforge server
 
+# The local twin of cluster.yaml: two "nodes" on this machine's loopback addresses (needs root,
+# openssh-server and rsync; see README, "Run on a cluster").
+cluster-local-up: $(STAMP)
+	bash scripts/ssh-loopback.sh
+	RAY_UP_enable_autoscaler_v2=0 $(BIN)/ray up -y cluster-local.yaml
+
+cluster-local-down: $(STAMP)
+	$(BIN)/ray down -y cluster-local.yaml
+
 clean:
-	rm -rf $(VENV) ray_results mlflow.db mlruns
+	rm -rf $(VENV) ray_results mlflow.db mlruns mlartifacts reports ci-artifacts

@@ -160,7 +160,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    from tuneforge.platform.server import ServerConfig, server_command
+    from tuneforge.platform.server import ServerConfig, serve_while_ray_runs, server_command
 
     config = ServerConfig(backend_store_uri=args.backend_store_uri, host=args.host, port=args.port,
                           artifacts_destination=args.artifacts_destination, workers=args.workers)
@@ -171,6 +171,9 @@ def _server(args: argparse.Namespace) -> int:
         print(f"  from another machine: ssh -L {config.port}:127.0.0.1:{config.port} THIS_HOST, "
               f"then open {config.url}")
     sys.stdout.flush()
+    if args.stop_with_ray:
+        print(f"  stops when the Ray cluster at {args.stop_with_ray} stops", flush=True)
+        return serve_while_ray_runs(command, args.stop_with_ray)
     os.execv(command[0], command)
     return 0  # not reached: the process is now the MLflow server
 
@@ -245,6 +248,9 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--artifacts-destination",
                         help="where served artifacts are kept (default: mlartifacts/ beside the store)")
     server.add_argument("--workers", type=int, default=2, help="server processes (default 2)")
+    server.add_argument("--stop-with-ray", metavar="RAY_ADDRESS",
+                        help="stop when the Ray cluster at this GCS address (host:port) stops; "
+                             "how a cluster's head runs it")
     server.set_defaults(handler=_server)
 
     show = commands.add_parser("show", help="print a space as parsed, with its grid size")

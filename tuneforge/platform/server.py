@@ -8,7 +8,11 @@ to 127.0.0.1 unless told otherwise, and accepts only the Host headers of the add
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -16,11 +20,13 @@ from urllib.parse import urlparse
 from tuneforge.errors import ConfigError
 from tuneforge.platform.tracking import check_tracking_uri, resolve_tracking_uri
 
-__all__ = ["ServerConfig", "server_command"]
+__all__ = ["ServerConfig", "serve_while_ray_runs", "server_command"]
 
 _DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 _ARTIFACTS_FOLDER = "mlartifacts"
 _ANY_INTERFACE = ("0.0.0.0", "::")
+_RAY_POLL_S = 5.0
+_RAY_MISSES_TO_STOP = 3  # a GCS busy for a moment is not a stopped cluster
 
 
 @dataclass(frozen=True)
@@ -82,3 +88,30 @@ def server_command(config: ServerConfig) -> tuple[list[str], str]:
                "--artifacts-destination", _artifacts_destination(config, store),
                *_allowed_hosts(config)]
     return command, store
+
+
+def _ray_answers(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=_RAY_POLL_S):
+            return True
+    except OSError:
+        return False
+
+
+def serve_while_ray_runs(command: list[str], ray_address: str) -> int:
+    """Run the server until the Ray cluster at ``ray_address`` stops answering, then stop it.
+
+    A cluster's head starts its tracking server this way, so that ``ray down`` (which only
+    runs ``ray stop``) leaves nothing behind. Returns the server's exit code.
+    """
+    server = subprocess.Popen(command)
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+    misses = 0
+    while server.poll() is None:
+        misses = 0 if _ray_answers(ray_address) else misses + 1
+        if misses >= _RAY_MISSES_TO_STOP:
+            server.terminate()
+            break
+        time.sleep(_RAY_POLL_S)
+    return server.wait()
