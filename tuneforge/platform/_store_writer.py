@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -74,6 +75,9 @@ class StoreWriter:
         """Import MLflow and open the store, unless that would create it and ``create`` is off."""
         from mlflow import MlflowClient
 
+        # MLflow's client prints a "View run" link to stdout for each run ended on a server
+        # (one more request per trial); the search's summary links to the runs instead.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking"):
             # They log every schema migration of a new SQLite store at INFO.
             logging.getLogger(name).setLevel(logging.WARNING)
