@@ -204,7 +204,8 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("search", help="run a search on a space",
                               description="Run a search on Ray Tune, recorded in MLflow.")
     run.add_argument("space", help="a space YAML file or the name of a bundled space")
-    run.add_argument("--algo", default="random", help="grid or random (default: random)")
+    run.add_argument("--algo", default="random",
+                     help="grid, random, bayes (our GP), optuna-tpe or optuna-gp (default: random)")
     run.add_argument("--trials", type=int,
                      help="random: trials (default 20); grid: passes over the grid (default 1)")
     run.add_argument("--max-concurrent", type=int,

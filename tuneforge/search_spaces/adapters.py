@@ -2,7 +2,8 @@
 
 - :func:`to_grid` -> the values grid search tries for each param;
 - :func:`to_tune_domains` -> Ray Tune sampling domains for random search;
-- :func:`to_optuna_distributions` -> Optuna distributions (its samplers, its importance tools).
+- :func:`to_optuna_distributions` -> Optuna distributions (its samplers, its importance tools);
+- :func:`from_tune_domains`, the other way: a plain Ray Tune param space -> our params.
 
 (The unit cube, used by the Gaussian-process searcher, is ``SearchSpace.encode/decode``.)
 Bounds are inclusive everywhere: Ray's exclusive ``randint`` upper bound is handled here.
@@ -12,7 +13,7 @@ A parameter type an adapter does not know raises ``ValueError`` naming it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,8 @@ from tuneforge.errors import ConfigError
 from tuneforge.search_spaces._params import CategoricalParam, FloatParam, IntParam, Param, n_values
 from tuneforge.search_spaces.space import SearchSpace
 
-__all__ = ["DEFAULT_GRID_POINTS", "grid_size", "to_grid", "to_optuna_distributions", "to_tune_domains"]
+__all__ = ["DEFAULT_GRID_POINTS", "from_tune_domains", "grid_size", "to_grid", "to_optuna_distributions",
+           "to_tune_domains"]
 
 DEFAULT_GRID_POINTS = 5
 """Values per numeric param in a grid search when the space gives no explicit ``grid:``."""
@@ -161,3 +163,61 @@ _OPTUNA = {FloatParam: _float_distribution, IntParam: _int_distribution,
 def to_optuna_distributions(space: SearchSpace) -> dict[str, Any]:
     """Optuna distributions with the same bounds (inclusive in both), scales and steps."""
     return {param.name: _dispatch(_OPTUNA, param, "optuna")(param) for param in space.params}
+
+
+# -- from Ray Tune domains (for searchers given a plain Tune param space) --------------------
+
+
+def _from_float(name: str, domain: Any) -> Param:
+    from ray.tune.search.sample import LogUniform, Quantized, Uniform
+
+    sampler = domain.get_sampler()
+    quantum = sampler.q if isinstance(sampler, Quantized) else None
+    base = sampler.get_sampler() if isinstance(sampler, Quantized) else sampler
+    if isinstance(base, Uniform):
+        if quantum is None:
+            return FloatParam(name, float(domain.lower), float(domain.upper))
+        low, high = math.ceil(domain.lower / quantum) * quantum, math.floor(domain.upper / quantum) * quantum
+        return FloatParam(name, float(low), float(high), step=float(quantum))
+    if isinstance(base, LogUniform) and quantum is None:
+        return FloatParam(name, float(domain.lower), float(domain.upper), log=True)
+    raise ValueError(f"{name}: unsupported Tune domain {domain!r} (use uniform, loguniform or quniform)")
+
+
+def _from_integer(name: str, domain: Any) -> Param:
+    from ray.tune.search.sample import LogUniform, Quantized, Uniform
+
+    sampler = domain.get_sampler()
+    quantum = int(sampler.q) if isinstance(sampler, Quantized) else 1
+    base = sampler.get_sampler() if isinstance(sampler, Quantized) else sampler
+    if quantum == 1:  # Tune's randint and lograndint exclude their upper bound
+        return IntParam(name, int(domain.lower), int(domain.upper) - 1, log=isinstance(base, LogUniform))
+    if isinstance(base, Uniform):  # qrandint includes it, and draws multiples of q
+        low, high = -(-int(domain.lower) // quantum) * quantum, int(domain.upper) // quantum * quantum
+        return IntParam(name, low, high, step=quantum)
+    raise ValueError(f"{name}: unsupported Tune domain {domain!r} (use randint, lograndint or qrandint)")
+
+
+def from_tune_domains(config: Mapping[str, Any]) -> tuple[tuple[Param, ...], dict[str, Any]]:
+    """The searched params of a Ray Tune param space, and its fixed values.
+
+    Nested dicts are flattened with "/" (``{"opt": {"lr": ...}}`` -> param ``opt/lr``). Tune's
+    uniform, loguniform, quniform, randint, lograndint, qrandint and choice map to our params
+    with the same values (bounds made inclusive); anything else raises ValueError naming it.
+    """
+    from ray.tune.search.sample import Categorical, Domain, Float, Integer
+    from ray.tune.utils.util import flatten_dict
+
+    params, fixed = [], {}
+    for name, value in flatten_dict(dict(config), delimiter="/").items():
+        if isinstance(value, Float):
+            params.append(_from_float(name, value))
+        elif isinstance(value, Integer):
+            params.append(_from_integer(name, value))
+        elif isinstance(value, Categorical):
+            params.append(CategoricalParam(name, tuple(value.categories)))
+        elif isinstance(value, Domain) or (isinstance(value, Mapping) and "grid_search" in value):
+            raise ValueError(f"{name}: unsupported Tune domain {value!r}")
+        else:
+            fixed[name] = value
+    return tuple(params), fixed

@@ -65,6 +65,7 @@ def _grid(space: SearchSpace, budget: Budget) -> SearchSetup:
 
 def _random(space: SearchSpace, budget: Budget) -> SearchSetup:
     """``trials`` (default 20) independent uniform draws from the space, seeded."""
+    # (The model-based algorithms below default to the same budget.)
     from ray.tune.search import BasicVariantGenerator
 
     n_trials = budget.trials or _DEFAULT_RANDOM_TRIALS
@@ -73,9 +74,47 @@ def _random(space: SearchSpace, budget: Budget) -> SearchSetup:
                                              max_concurrent=budget.max_concurrent or 0))
 
 
+def _limited(searcher: Any, budget: Budget) -> Any:
+    """A ``Searcher`` kept to ``max_concurrent`` trials at once (Tune's ConcurrencyLimiter)."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    return ConcurrencyLimiter(searcher, budget.max_concurrent) if budget.max_concurrent else searcher
+
+
+def _bayes(space: SearchSpace, budget: Budget) -> SearchSetup:
+    """tuneforge's Gaussian-process Bayesian optimiser (:class:`GPSearcher`), ``trials`` long."""
+    from tuneforge.platform.searchers.gp_searcher import GPSearcher
+
+    n_trials = budget.trials or _DEFAULT_RANDOM_TRIALS
+    searcher = GPSearcher(space, metric=space.metric, mode=space.mode, seed=budget.seed)
+    return SearchSetup({}, n_trials, n_trials, _limited(searcher, budget))
+
+
+def _optuna(sampler: str) -> Callable[[SearchSpace, Budget], SearchSetup]:
+    """One of Optuna's samplers through Ray Tune's OptunaSearch, on the same space."""
+
+    def setup(space: SearchSpace, budget: Budget) -> SearchSetup:
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        from tuneforge.search_spaces import to_optuna_distributions
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        n_trials = budget.trials or _DEFAULT_RANDOM_TRIALS
+        searcher = OptunaSearch(space=to_optuna_distributions(space), metric=space.metric,
+                                mode=space.mode, sampler=getattr(optuna.samplers, sampler)(seed=budget.seed))
+        return SearchSetup({}, n_trials, n_trials, _limited(searcher, budget))
+
+    setup.__doc__ = f"Optuna's {sampler} through Ray Tune's OptunaSearch, ``trials`` long."
+    return setup
+
+
 ALGORITHMS: dict[str, Callable[[SearchSpace, Budget], SearchSetup]] = {
     "grid": _grid,
     "random": _random,
+    "bayes": _bayes,
+    "optuna-tpe": _optuna("TPESampler"),
+    "optuna-gp": _optuna("GPSampler"),
 }
 
 

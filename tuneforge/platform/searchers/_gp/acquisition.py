@@ -1,0 +1,69 @@
+"""Acquisition functions, to be maximised: log expected improvement, and UCB.
+
+Glossary (shapes in brackets)
+    mu, var   posterior mean and variance at the candidates [m]; sigma = sqrt(var)
+    best      the incumbent: the best (largest) standardised value observed so far
+    z         (mu - best) / sigma [m]
+    h(z)      phi(z) + z Phi(z), so that EI = sigma h(z) (Jones et al. 1998, eq. 15)
+
+log EI = log h(z) + log sigma. Computed naively, h(z) underflows to 0 for z below about -38
+and its log is -inf, which leaves an optimiser no slope to follow far from the incumbent.
+``log_h`` follows Ament et al. 2023 ("Unexpected improvements to expected improvement for
+Bayesian optimization", NeurIPS, eq. 9): for z > -1 the direct formula; below, the
+rearrangement log h(z) = -z^2/2 - log(2pi)/2 + log(1 - exp(log(erfcx(-z/sqrt2) |z|) + log(pi/2)/2))
+with the scaled complementary error function erfcx, which stays accurate for any z; and
+-z^2/2 - log(2pi)/2 - 2 log|z| beyond -1/sqrt(eps), its asymptote.
+Its derivative is d log h / dz = Phi(z) / h(z) = exp(log Phi(z) - log h(z)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import erfcx, log_ndtr, ndtr
+
+__all__ = ["log_ei", "log_ei_grad", "log_h", "ucb"]
+
+_C1 = 0.5 * math.log(2 * math.pi)
+_C2 = 0.5 * math.log(math.pi / 2)
+_ASYMPTOTIC_Z = -1.0 / math.sqrt(np.finfo(float).eps)
+
+
+def _log1mexp(x: np.ndarray) -> np.ndarray:
+    """log(1 - exp(x)) for x < 0, accurate at both ends (Maechler 2012)."""
+    return np.where(x > -math.log(2), np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
+
+
+def log_h(z: np.ndarray) -> np.ndarray:
+    """log(phi(z) + z Phi(z)), finite for every finite z."""
+    z = np.asarray(z, dtype=float)
+    direct = np.log(np.maximum(np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi) + z * ndtr(z), 1e-300))
+    safe = np.minimum(z, -1.0)  # keeps the unused branches' arguments in their domain
+    middle = -0.5 * safe**2 - _C1 + _log1mexp(np.log(erfcx(-safe / math.sqrt(2)) * np.abs(safe)) + _C2)
+    tail = -0.5 * safe**2 - _C1 - 2.0 * np.log(np.abs(safe))
+    return np.where(z > -1.0, direct, np.where(z > _ASYMPTOTIC_Z, middle, tail))
+
+
+def log_ei(mu: np.ndarray, var: np.ndarray, best: float) -> np.ndarray:
+    """log EI at each candidate [m]."""
+    sigma = np.sqrt(var)
+    return log_h((mu - best) / sigma) + np.log(sigma)
+
+
+def log_ei_grad(mu: float, var: float, dmu: np.ndarray, dvar: np.ndarray,
+                best: float) -> tuple[float, np.ndarray]:
+    """log EI at one point and its gradient in x, from the posterior's gradients dmu, dvar [d]:
+    d logEI = (Phi/h)(z) dz + dsigma / sigma, dz = (dmu - z dsigma) / sigma, dsigma = dvar/(2 sigma).
+    """
+    sigma = math.sqrt(var)
+    z = (mu - best) / sigma
+    value = float(log_h(np.array(z))) + math.log(sigma)
+    ratio = math.exp(float(log_ndtr(z)) - float(log_h(np.array(z))))  # Phi(z) / h(z)
+    dsigma = dvar / (2.0 * sigma)
+    return value, ratio * (dmu - z * dsigma) / sigma + dsigma / sigma
+
+
+def ucb(mu: np.ndarray, var: np.ndarray, beta: float) -> np.ndarray:
+    """Upper confidence bound mu + sqrt(beta) sigma (Srinivas et al. 2010)."""
+    return mu + math.sqrt(beta) * np.sqrt(var)

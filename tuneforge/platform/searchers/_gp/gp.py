@@ -1,0 +1,190 @@
+"""Gaussian-process regression: fitting the kernel's hyperparameters, and the posterior.
+
+Glossary (shapes in brackets)
+    X        observed points in the unit cube [n, d]
+    y        observed values, standardised (mean 0, variance 1) [n]
+    theta    log hyperparameters [d + 2]: log ell (d of them), log s, log noise
+    K        covariance of the observations, K = K_f(X, X) + noise * I   [n, n]
+    L        its lower Cholesky factor, K = L L^T
+    alpha    K^-1 y [n]
+    mu, var  posterior mean and variance at query points [m]
+
+The hyperparameters maximise the log marginal likelihood plus log priors (a MAP estimate;
+Rasmussen & Williams 2006, eqs. 5.8-5.9):
+    log p(y | X, theta) = -1/2 y^T alpha - sum_i log L_ii - n/2 log 2pi
+    d/d theta_j = 1/2 tr((alpha alpha^T - K^-1) dK/d theta_j)
+Priors (Hvarfner, Hellsten & Nardi 2024, "Vanilla Bayesian optimization performs great in high
+dimensions", the defaults of BoTorch since 0.12): log ell ~ N(sqrt2 + log(d)/2, 3), which scales
+the expected length scale with the dimension; log noise ~ N(-4, 1), so that noise is believed
+small until the data say otherwise; log s ~ N(0, 1) around the standardised variance.
+L-BFGS-B (scipy) runs from the previous fit, from the prior's centre and from prior draws;
+the best optimum wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve, solve_triangular
+from scipy.optimize import minimize
+
+from tuneforge.platform.searchers._gp.kernel import (
+    matern52,
+    matern52_dk_dr2,
+    matern52_grad_x,
+    scaled_sq_dist,
+)
+
+__all__ = ["GP", "GPParams", "fit_gp"]
+
+logger = logging.getLogger(__name__)
+
+_LOG_NOISE_PRIOR = (-4.0, 1.0)  # mean, std of log noise variance
+_LOG_SIGNAL_PRIOR = (0.0, 1.0)
+_LOG_ELL_PRIOR_STD = math.sqrt(3.0)
+# Box for the optimiser, in log space: length scales 1e-3..1e3 of the unit cube, noise
+# 1e-6..1 of the standardised variance (a floor keeps K well conditioned), signal 1e-2..1e2.
+_LOG_ELL_BOUNDS = (math.log(1e-3), math.log(1e3))
+_LOG_SIGNAL_BOUNDS = (math.log(1e-2), math.log(1e2))
+_LOG_NOISE_BOUNDS = (math.log(1e-6), 0.0)
+_N_RANDOM_RESTARTS = 2
+_MAX_ITERATIONS = 200
+_JITTERS = (0.0, 1e-8, 1e-6, 1e-4)  # tried in turn when a Cholesky factorisation fails
+
+
+@dataclass(frozen=True)
+class GPParams:
+    """Kernel hyperparameters: length scales [d], signal variance, noise variance."""
+
+    ell: np.ndarray
+    signal: float
+    noise: float
+
+    def theta(self) -> np.ndarray:
+        return np.concatenate([np.log(self.ell), [math.log(self.signal), math.log(self.noise)]])
+
+    @classmethod
+    def from_theta(cls, theta: np.ndarray) -> GPParams:
+        return cls(ell=np.exp(theta[:-2]), signal=float(np.exp(theta[-2])), noise=float(np.exp(theta[-1])))
+
+
+def _ell_prior_mean(d: int) -> float:
+    return math.sqrt(2.0) + 0.5 * math.log(d)
+
+
+def _log_prior_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+    d = theta.size - 2
+    means = np.concatenate([np.full(d, _ell_prior_mean(d)), [_LOG_SIGNAL_PRIOR[0], _LOG_NOISE_PRIOR[0]]])
+    stds = np.concatenate([np.full(d, _LOG_ELL_PRIOR_STD), [_LOG_SIGNAL_PRIOR[1], _LOG_NOISE_PRIOR[1]]])
+    z = (theta - means) / stds
+    return float(-0.5 * np.sum(z**2)), -z / stds
+
+
+def _cholesky(K: np.ndarray) -> tuple[np.ndarray, bool] | None:
+    """The Cholesky factor of K, with the smallest jitter that makes it work (or None)."""
+    scale = float(np.mean(np.diag(K)))
+    for jitter in _JITTERS:
+        try:
+            return cho_factor(K + jitter * scale * np.eye(len(K)), lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            continue
+    return None
+
+
+def _neg_log_posterior(theta: np.ndarray, X: np.ndarray, y: np.ndarray,
+                       D2: np.ndarray) -> tuple[float, np.ndarray]:
+    """-(log marginal likelihood + log prior) and its gradient in theta [d + 2].
+
+    D2 [n, n, d] holds the squared coordinate differences of X, reused by every call.
+    """
+    params = GPParams.from_theta(theta)
+    r2 = D2 @ (1.0 / params.ell**2)
+    Kf = matern52(r2, params.signal)
+    factor = _cholesky(Kf + params.noise * np.eye(len(y)))
+    if factor is None:
+        return 1e10, np.zeros_like(theta)
+    alpha = cho_solve(factor, y, check_finite=False)
+    log_det_half = np.sum(np.log(np.diag(factor[0])))
+    nll = 0.5 * y @ alpha + log_det_half + 0.5 * len(y) * math.log(2 * math.pi)
+    W = np.outer(alpha, alpha) - cho_solve(factor, np.eye(len(y)), check_finite=False)
+    # dK/d log ell_k = dK/d(r^2) * d(r^2)/d log ell_k = dK/d(r^2) * (-2 D2_k / ell_k^2)
+    dK_dr2 = matern52_dk_dr2(r2, params.signal)
+    grad_ell = np.einsum("ij,ijk->k", W * dK_dr2, D2) * (-2.0 / params.ell**2)
+    grad = -0.5 * np.concatenate([grad_ell, [np.sum(W * Kf), params.noise * np.trace(W)]])
+    log_prior, prior_grad = _log_prior_and_grad(theta)
+    return float(nll - log_prior), grad - prior_grad
+
+
+def _bounds(d: int) -> list[tuple[float, float]]:
+    return [_LOG_ELL_BOUNDS] * d + [_LOG_SIGNAL_BOUNDS, _LOG_NOISE_BOUNDS]
+
+
+def _starts(d: int, previous: GPParams | None, rng: np.random.Generator) -> list[np.ndarray]:
+    centre = np.concatenate([np.full(d, _ell_prior_mean(d)), [_LOG_SIGNAL_PRIOR[0], _LOG_NOISE_PRIOR[0]]])
+    spread = np.concatenate([np.full(d, _LOG_ELL_PRIOR_STD), [_LOG_SIGNAL_PRIOR[1], _LOG_NOISE_PRIOR[1]]])
+    starts = [centre] + [centre + spread * rng.standard_normal(d + 2) for _ in range(_N_RANDOM_RESTARTS)]
+    if previous is not None and previous.ell.size == d:
+        starts.insert(0, previous.theta())
+    low, high = np.array(_bounds(d)).T
+    return [np.clip(start, low, high) for start in starts]
+
+
+def fit_gp(X: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
+           previous: GPParams | None = None) -> GP:
+    """The MAP-fitted GP of standardised values y [n] at X [n, d].
+
+    Survives what the data allow: if every optimisation fails, it falls back to the prior's
+    centre with one warning, so a suggestion is always possible.
+    """
+    assert X.ndim == 2 and y.shape == (X.shape[0],), f"X {X.shape}, y {y.shape}"
+    d = X.shape[1]
+    D2 = (X[:, None, :] - X[None, :, :]) ** 2
+    best: tuple[float, np.ndarray] | None = None
+    for start in _starts(d, previous, rng):
+        result = minimize(_neg_log_posterior, start, args=(X, y, D2), jac=True, method="L-BFGS-B",
+                          bounds=_bounds(d), options={"maxiter": _MAX_ITERATIONS})
+        if np.isfinite(result.fun) and (best is None or result.fun < best[0]):
+            best = (float(result.fun), result.x)
+    if best is None or best[0] >= 1e10:
+        logger.warning("GP fit failed on %d points; using the prior's centre", len(y))
+        best = (math.inf, _starts(d, None, rng)[-_N_RANDOM_RESTARTS - 1])
+    return GP.condition(X, y, GPParams.from_theta(best[1]))
+
+
+@dataclass(frozen=True)
+class GP:
+    """A GP conditioned on (X, y) with fixed hyperparameters."""
+
+    X: np.ndarray
+    y: np.ndarray
+    params: GPParams
+    factor: tuple[np.ndarray, bool]
+    alpha: np.ndarray
+
+    @classmethod
+    def condition(cls, X: np.ndarray, y: np.ndarray, params: GPParams) -> GP:
+        """The posterior given (X, y), with ``params`` as they are (no fitting)."""
+        K = matern52(scaled_sq_dist(X, X, params.ell), params.signal) + params.noise * np.eye(len(y))
+        factor = _cholesky(K)
+        assert factor is not None, "K is not positive definite even with jitter"
+        return cls(X=X, y=y, params=params, factor=factor, alpha=cho_solve(factor, y, check_finite=False))
+
+    def predict(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and variance of f at Xq [m, d]; each [m]. Variance floored at 1e-12."""
+        Kq = matern52(scaled_sq_dist(Xq, self.X, self.params.ell), self.params.signal)  # [m, n]
+        mean = Kq @ self.alpha
+        V = solve_triangular(self.factor[0], Kq.T, lower=True, check_finite=False)  # [n, m]
+        var = self.params.signal - np.sum(V**2, axis=0)
+        return mean, np.maximum(var, 1e-12)
+
+    def predict_with_grad(self, x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+        """Mean, variance and their gradients in x [d], at one point x [d]:
+        d mean/dx = dk^T alpha,  d var/dx = -2 dk^T K^-1 k."""
+        k, dk = matern52_grad_x(x, self.X, self.params.ell, self.params.signal)  # [n], [n, d]
+        mean = float(k @ self.alpha)
+        Kinv_k = cho_solve(self.factor, k, check_finite=False)
+        var = self.params.signal - float(k @ Kinv_k)
+        return mean, max(var, 1e-12), dk.T @ self.alpha, -2.0 * dk.T @ Kinv_k
