@@ -19,6 +19,7 @@ __all__ = ["TRAINABLES", "get_trainable", "report"]
 
 TRAINABLES: dict[str, str] = {
     "sklearn": "tuneforge.trainables.sklearn:TRAINABLE",
+    "benchmark": "tuneforge.trainables.benchmark:TRAINABLE",
 }
 """Registry name -> ``module:attribute`` of its :class:`~tuneforge.trainables._base.Trainable`."""
 

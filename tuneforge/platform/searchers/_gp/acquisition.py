@@ -32,16 +32,21 @@ _ASYMPTOTIC_Z = -1.0 / math.sqrt(np.finfo(float).eps)
 
 def _log1mexp(x: np.ndarray) -> np.ndarray:
     """log(1 - exp(x)) for x < 0, accurate at both ends (Maechler 2012)."""
-    return np.where(x > -math.log(2), np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
+    near_zero = x > -math.log(2)
+    return np.where(near_zero, np.log(-np.expm1(np.where(near_zero, x, -1.0))),
+                    np.log1p(-np.exp(np.where(near_zero, -1.0, x))))
 
 
 def log_h(z: np.ndarray) -> np.ndarray:
     """log(phi(z) + z Phi(z)), finite for every finite z."""
     z = np.asarray(z, dtype=float)
-    direct = np.log(np.maximum(np.exp(-0.5 * z**2) / math.sqrt(2 * math.pi) + z * ndtr(z), 1e-300))
-    safe = np.minimum(z, -1.0)  # keeps the unused branches' arguments in their domain
-    middle = -0.5 * safe**2 - _C1 + _log1mexp(np.log(erfcx(-safe / math.sqrt(2)) * np.abs(safe)) + _C2)
-    tail = -0.5 * safe**2 - _C1 - 2.0 * np.log(np.abs(safe))
+    # Each branch is evaluated on arguments inside its own domain, then the right one picked.
+    above = np.maximum(z, -1.0)
+    direct = np.log(np.exp(-0.5 * above**2) / math.sqrt(2 * math.pi) + above * ndtr(above))
+    below = np.minimum(z, -1.0)
+    middle = -0.5 * below**2 - _C1 + _log1mexp(
+        np.minimum(np.log(erfcx(-below / math.sqrt(2)) * np.abs(below)) + _C2, -1e-300))
+    tail = -0.5 * below**2 - _C1 - 2.0 * np.log(np.abs(below))
     return np.where(z > -1.0, direct, np.where(z > _ASYMPTOTIC_Z, middle, tail))
 
 

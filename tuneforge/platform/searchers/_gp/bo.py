@@ -64,10 +64,14 @@ def propose(X_obs: np.ndarray, y_obs: np.ndarray, X_pending: np.ndarray, *,
     assert X_obs.shape[0] == y_obs.shape[0] > 0, "propose needs at least one observation"
     z = warp(y_obs)
     gp = fit_gp(X_obs, z, rng=rng, previous=previous)
+    incumbent = float(np.max(z))
     if len(X_pending):
         believed, _ = gp.predict(X_pending)
         gp = GP.condition(np.vstack([X_obs, X_pending]), np.concatenate([z, believed]), gp.params)
+        # The believed values count towards the incumbent too: otherwise a fantasy above it
+        # keeps the expected improvement high right next to the pending point.
+        incumbent = max(incumbent, float(np.max(believed)))
     anchors = X_obs[np.argsort(-z)[:_N_ANCHORS]]
-    x = maximise(ACQUISITIONS[acquisition](gp, float(np.max(z))), d=X_obs.shape[1], snap=snap,
+    x = maximise(ACQUISITIONS[acquisition](gp, incumbent), d=X_obs.shape[1], snap=snap,
                  fixed=fixed, anchors=anchors, avoid=np.vstack([X_obs, X_pending]), rng=rng)
     return x, gp.params

@@ -1,0 +1,60 @@
+"""The ``benchmark`` trainable: one evaluation of a standard test function per trial.
+
+Config: ``function`` (a name in :data:`FUNCTIONS`); searched params ``x1`` .. ``xd`` in the
+function's domain (floats, ints or categorical numbers alike). Reports ``value`` (to minimise)
+and ``regret`` (value minus the known minimum), in microseconds, so that comparing searchers
+compares the searchers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tuneforge.errors import ConfigError
+from tuneforge.search_spaces import CategoricalParam, SearchSpace
+from tuneforge.trainables._report import report
+from tuneforge.trainables.benchmark.functions import FUNCTIONS, TestFunction
+
+__all__ = ["metrics", "prepare", "train_benchmark"]
+
+
+def _function(config: Mapping[str, Any]) -> TestFunction:
+    name = config.get("function")
+    if name not in FUNCTIONS:
+        raise ConfigError(f"config.function: {name!r} is not a benchmark function; "
+                          f"valid: {', '.join(FUNCTIONS)}")
+    return FUNCTIONS[name]
+
+
+def train_benchmark(config: dict[str, Any]) -> None:
+    """Evaluate the function at (x1, ..., xd) and report value and regret once."""
+    function = _function(config)
+    x = np.array([[float(config[f"x{i + 1}"]) for i in range(function.dims)]])
+    value = float(function.evaluate(x)[0])
+    report({"value": value, "regret": value - function.minimum})
+
+
+def _values(param: Any) -> list[float]:
+    if isinstance(param, CategoricalParam):
+        return [float(choice) for choice in param.choices]
+    return [param.low, param.high]
+
+
+def prepare(space: SearchSpace) -> dict[str, Any]:
+    """The function exists, the params are exactly x1..xd and stay inside its domain."""
+    function = _function(space.config)
+    expected = tuple(f"x{i + 1}" for i in range(function.dims))
+    if space.param_names != expected:
+        raise ConfigError(f"params: {function.name} takes {', '.join(expected)}; "
+                          f"got {', '.join(space.param_names)}")
+    for param, (low, high) in zip(space.params, function.bounds, strict=True):
+        if not all(low <= v <= high for v in _values(param)):
+            raise ConfigError(f"params.{param.name}: outside {function.name}'s domain [{low}, {high}]")
+    return dict(space.config)
+
+
+def metrics(config: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset({"value", "regret"})
