@@ -135,3 +135,14 @@ def test_encode_names_missing_values() -> None:
                         params=(IntParam("a", 0, 3), IntParam("b", 0, 3)))
     with pytest.raises(ValueError, match=r"no value for \['b'\]"):
         space.encode({"a": 1, "unrelated": 5})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_vectorised_snap_equals_encode_of_decode(data: st.DataObject) -> None:
+    space = data.draw(spaces())
+    rows = data.draw(st.lists(st.lists(st.floats(-0.2, 1.2), min_size=space.n_dims, max_size=space.n_dims),
+                              min_size=1, max_size=5))
+    points = np.array(rows)
+    expected = np.array([space.encode(space.decode(x)) for x in points])
+    np.testing.assert_allclose(space.snap(points), expected, atol=1e-9)

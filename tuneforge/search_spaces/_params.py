@@ -37,6 +37,25 @@ def _from_unit(u: float, low: float, high: float, log: bool) -> float:
     return low + u * (high - low)
 
 
+def _to_unit_array(values: np.ndarray, low: float, high: float, log: bool) -> np.ndarray:
+    if log:
+        values, low, high = np.log(values), math.log(low), math.log(high)
+    return (values - low) / (high - low)
+
+
+def _from_unit_array(u: np.ndarray, low: float, high: float, log: bool) -> np.ndarray:
+    u = np.clip(u, 0.0, 1.0)
+    if log:
+        return np.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+    return low + u * (high - low)
+
+
+def _snap_array(raw: np.ndarray, low: float, high: float, step: float) -> np.ndarray:
+    """Vectorised :func:`_snap`."""
+    k = np.clip(np.round((raw - low) / step), 0, math.floor((high - low) / step + 1e-9))
+    return low + k * step
+
+
 def _snap(raw: float, low: float, high: float, step: float) -> float:
     """The value of ``low + k * step`` (k an integer) nearest to ``raw``, kept in [low, high]."""
     n_steps = math.floor((high - low) / step + 1e-9)
@@ -96,6 +115,15 @@ class FloatParam:
         # Rounded to the decimals of low and step: 0.1 + 3 * 0.1 comes back as 0.4.
         return round(value, _decimals(self.low, self.step))
 
+    def snap(self, u: np.ndarray) -> np.ndarray:
+        """Unit-cube coordinates [m, 1] moved onto valid encodings (clipped; on the step)."""
+        if self.step is None:
+            return np.clip(u, 0.0, 1.0)
+        half = 0.5 * self.step
+        low, high = self.low - half, self.high + half
+        values = _snap_array(_from_unit_array(u, low, high, False), self.low, self.high, self.step)
+        return _to_unit_array(values, low, high, False)
+
     def describe(self) -> str:
         scale = " log" if self.log else (f" step {self.step:g}" if self.step else "")
         return f"float [{self.low:g}, {self.high:g}]{scale}"
@@ -134,6 +162,12 @@ class IntParam:
         raw = _from_unit(u[0], *self._unit_bounds(), self.log)
         return int(_snap(raw, self.low, self.high, self.step))
 
+    def snap(self, u: np.ndarray) -> np.ndarray:
+        """Unit-cube coordinates [m, 1] moved onto the encodings of ints (``encode(decode(u))``)."""
+        bounds = self._unit_bounds()
+        values = _snap_array(_from_unit_array(u, *bounds, self.log), self.low, self.high, self.step)
+        return _to_unit_array(values, *bounds, self.log)
+
     def describe(self) -> str:
         scale = " log" if self.log else (f" step {self.step}" if self.step != 1 else "")
         return f"int   [{self.low}, {self.high}]{scale}"
@@ -171,6 +205,10 @@ class CategoricalParam:
 
     def decode(self, u: np.ndarray) -> Any:
         return self.choices[int(np.argmax(u))]
+
+    def snap(self, u: np.ndarray) -> np.ndarray:
+        """Unit-cube coordinates [m, k] to the one-hot of each row's largest."""
+        return np.eye(self.width)[np.argmax(u, axis=1)]
 
     def describe(self) -> str:
         return f"categorical {list(self.choices)}"

@@ -62,6 +62,12 @@ class SearchSpace:
         assert point.shape == (self.n_dims,), f"expected shape ({self.n_dims},), got {point.shape}"
         return {param.name: param.decode(point[cols]) for param, cols in self.columns()}
 
+    def snap(self, points: np.ndarray) -> np.ndarray:
+        """Points [m, n_dims] moved to the nearest valid encodings, i.e. ``encode(decode(x))``
+        row by row (ints and steps rounded, categoricals one-hot, all in [0, 1]), vectorised."""
+        points = np.asarray(points, dtype=float)
+        return np.hstack([param.snap(points[:, cols]) for param, cols in self.columns()])
+
     def contains(self, values: Mapping[str, Any]) -> bool:
         """Whether ``values`` holds a valid value for every searched param."""
         return all(p.name in values and p.contains(values[p.name]) for p in self.params)

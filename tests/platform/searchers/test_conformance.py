@@ -1,7 +1,7 @@
 """The contract every search algorithm meets, driven the way Tune drives it.
 
-Each algorithm is built by the registry (``setup_search``), exactly as the runner builds it,
-and driven through Tune's SearchAlgorithm interface (``next_trial``, ``on_trial_complete``,
+Each algorithm is built by the registry exactly as the runner builds it and driven through
+Tune's SearchAlgorithm interface (:class:`AskTell`: ``next_trial``, ``on_trial_complete``,
 ``save_to_dir``/``restore_from_dir``), so grid and random (Tune's variant generator) and the
 Searchers (GP, Optuna's) are held to the same contract. Adding an algorithm to
 ``ALGORITHMS`` adds it here.
@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ray import tune
-from ray.tune.search import SearchAlgorithm, SearchGenerator
 
-from tuneforge.platform.searchers import ALGORITHMS, Budget, setup_search
+from tuneforge.platform.searchers import ALGORITHMS
+from tuneforge.platform.searchers.ask_tell import AskTell
 from tuneforge.search_spaces import CategoricalParam, FloatParam, IntParam, SearchSpace
 
 SPACE = SearchSpace(
@@ -25,38 +24,27 @@ SPACE = SearchSpace(
     params=(FloatParam("lr", 1e-4, 1.0, log=True), FloatParam("dropout", 0.0, 0.5, step=0.1),
             IntParam("layers", 1, 4), IntParam("units", 8, 512, log=True), IntParam("batch", 16, 64, step=16),
             CategoricalParam("act", ("relu", "tanh", None))))
-_TRAINABLE = "tuneforge_conformance"
-tune.register_trainable(_TRAINABLE, lambda config: None)
 
 
 def objective(values: dict) -> float:
     """Smooth, with its best inside the space: lr near 1e-2, dropout 0.2, 3 layers."""
-    return -(math.log10(values["lr"]) + 2) ** 2 - (values["dropout"] - 0.2) ** 2 - (values["layers"] - 3) ** 2 \
-        - 0.1 * math.log2(values["units"] / 64) ** 2 + (values["act"] == "tanh")
+    return (-(math.log10(values["lr"]) + 2) ** 2 - (values["dropout"] - 0.2) ** 2
+            - (values["layers"] - 3) ** 2 - 0.1 * math.log2(values["units"] / 64) ** 2
+            + (values["act"] == "tanh"))
 
 
-class Driver:
-    """One search algorithm as Tune drives it."""
+class Driver(AskTell):
+    """AskTell with this suite's space and objective."""
 
     def __init__(self, algo: str, seed: int = 0, trials: int = 30) -> None:
-        setup = setup_search(algo, SPACE, Budget(trials=trials, seed=seed, max_concurrent=None,
-                                                 grid_points=2))
-        alg = setup.search_alg
-        self.alg: SearchAlgorithm = alg if isinstance(alg, SearchAlgorithm) else SearchGenerator(alg)
-        config = {**SPACE.config, **setup.param_space}
-        self.alg.set_search_properties(SPACE.metric, SPACE.mode, config)
-        self.alg.add_configurations({"conformance": {"run": _TRAINABLE, "config": config,
-                                                     "num_samples": setup.num_samples}})
-        self.n_trials = setup.n_trials
+        super().__init__(algo, SPACE, seed=seed, trials=trials, grid_points=2)
 
     def suggest(self) -> tuple[str, dict]:
-        trial = self.alg.next_trial()
-        assert trial is not None, "no suggestion"
-        return trial.trial_id, trial.config
+        return self.ask()
 
-    def complete(self, trial_id: str, config: dict, *, error: bool = False, value: float | None = None) -> None:
-        result = None if error else {SPACE.metric: objective(config) if value is None else value}
-        self.alg.on_trial_complete(trial_id, result=result, error=error)
+    def complete(self, trial_id: str, config: dict, *, error: bool = False,
+                 value: float | None = None) -> None:
+        self.tell(trial_id, None if error else objective(config) if value is None else value, error=error)
 
     def run(self, n: int) -> list[dict]:
         configs = []
@@ -114,10 +102,10 @@ def test_failed_and_nan_trials_do_not_stop_the_search(algo: str) -> None:
 def test_save_then_restore_continues_from_the_same_state(algo: str, tmp_path: Path) -> None:
     original = Driver(algo, seed=5)
     original.run(12)
-    original.alg.save_to_dir(str(tmp_path), session_str="conformance")
+    original.algorithm.save_to_dir(str(tmp_path), session_str="conformance")
     expected = [_searched(c) for c in original.run(3)]
     restored = Driver(algo, seed=99)  # another seed: only the saved state can explain a match
-    restored.alg.restore_from_dir(str(tmp_path))
+    restored.algorithm.restore_from_dir(str(tmp_path))
     assert [_searched(c) for c in restored.run(3)] == expected
 
 

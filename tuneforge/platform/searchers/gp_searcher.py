@@ -179,9 +179,6 @@ class GPSearcher(Searcher):
                 break
         return values
 
-    def _snap(self, X: np.ndarray) -> np.ndarray:
-        return np.array([self.space.encode(self.space.decode(x)) for x in X])
-
     def _fixed_columns(self) -> np.ndarray:
         fixed = np.zeros(self.space.n_dims, dtype=bool)
         for param, columns in self.space.columns():
@@ -197,7 +194,7 @@ class GPSearcher(Searcher):
         pending = np.array(list(state["pending"].values()), dtype=float).reshape(-1, self.space.n_dims)
         rng = np.random.default_rng([state["seed"], state["n_proposed"]])
         previous = GPParams.from_theta(np.array(state["gp"])) if state["gp"] else None
-        x, params = propose(X, y, pending, snap=self._snap, fixed=self._fixed_columns(), rng=rng,
+        x, params = propose(X, y, pending, snap=self.space.snap, fixed=self._fixed_columns(), rng=rng,
                             previous=previous, acquisition=state["acquisition"])
         state["n_proposed"] += 1
         state["gp"] = params.theta().tolist()

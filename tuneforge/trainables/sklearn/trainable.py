@@ -25,7 +25,7 @@ from tuneforge.trainables._report import report
 from tuneforge.trainables.datasets import check_dataset, load_dataset
 from tuneforge.trainables.sklearn.estimator import base_estimator, trial_estimator
 
-__all__ = ["metrics", "prepare", "train_sklearn"]
+__all__ = ["cross_validated", "metrics", "prepare", "train_sklearn"]
 
 _OWN_KEYS = ("estimator", "dataset", "cv", "scoring")
 _DEFAULT_FOLDS = 5
@@ -46,8 +46,8 @@ def _estimator_params(config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key not in _OWN_KEYS}
 
 
-def train_sklearn(config: dict[str, Any]) -> None:
-    """Cross-validate ``clone(base).set_params(**params)`` and report its scores once."""
+def cross_validated(config: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    """The metrics a trial reports for a prepared ``config``, and its CV report."""
     from sklearn.model_selection import cross_validate
 
     X, y = load_dataset(config["dataset"])
@@ -55,15 +55,21 @@ def train_sklearn(config: dict[str, Any]) -> None:
     names = _scorers(config)
     scoring = {name: _SCORER_ALIASES.get(name, name) for name in names}
     scores = cross_validate(estimator, X, y, cv=config["cv"], scoring=scoring, error_score="raise")
-    reported = {"fit_time_s": float(np.mean(scores["fit_time"])),
+    metrics = {"fit_time_s": float(np.mean(scores["fit_time"])),
                "score_time_s": float(np.mean(scores["score_time"]))}
     for name in names:
-        reported[f"cv_{name}"] = float(np.mean(scores[f"test_{name}"]))
-        reported[f"cv_{name}_std"] = float(np.std(scores[f"test_{name}"]))
+        metrics[f"cv_{name}"] = float(np.mean(scores[f"test_{name}"]))
+        metrics[f"cv_{name}_std"] = float(np.std(scores[f"test_{name}"]))
     cv_report = {"estimator": str(estimator),
-              "params": {k: repr(v) for k, v in estimator.get_params(deep=False).items()},
-              "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
-              "folds": {key: value.tolist() for key, value in scores.items()}}
+                 "params": {k: repr(v) for k, v in estimator.get_params(deep=False).items()},
+                 "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
+                 "folds": {key: value.tolist() for key, value in scores.items()}}
+    return metrics, cv_report
+
+
+def train_sklearn(config: dict[str, Any]) -> None:
+    """Cross-validate ``clone(base).set_params(**params)`` and report its scores once."""
+    reported, cv_report = cross_validated(config)
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "cv_report.json").write_text(json.dumps(cv_report, indent=2))
         report(reported, artifacts=folder)

@@ -52,6 +52,13 @@ def _ucb(gp: GP, best: float) -> Acquisition:
     return Acquisition(values, value_and_grad)
 
 
+_FANTASIES: dict[str, Callable[[GP, np.ndarray, np.ndarray], np.ndarray]] = {
+    "believer": lambda gp, X, z: gp.predict(X)[0],
+    "liar-mean": lambda gp, X, z: np.full(len(X), float(np.mean(z))),
+    "liar-min": lambda gp, X, z: np.full(len(X), float(np.min(z))),
+}
+_FANTASY = "liar-mean"
+
 ACQUISITIONS: dict[str, Callable[[GP, float], Acquisition]] = {"logei": _log_ei, "ucb": _ucb}
 """Acquisition name -> factory from the fitted GP and the incumbent (standardised) value."""
 
@@ -66,7 +73,7 @@ def propose(X_obs: np.ndarray, y_obs: np.ndarray, X_pending: np.ndarray, *,
     gp = fit_gp(X_obs, z, rng=rng, previous=previous)
     incumbent = float(np.max(z))
     if len(X_pending):
-        believed, _ = gp.predict(X_pending)
+        believed = _FANTASIES[_FANTASY](gp, X_pending, z)
         gp = GP.condition(np.vstack([X_obs, X_pending]), np.concatenate([z, believed]), gp.params)
         # The believed values count towards the incumbent too: otherwise a fantasy above it
         # keeps the expected improvement high right next to the pending point.

@@ -17,8 +17,8 @@ Priors (Hvarfner, Hellsten & Nardi 2024, "Vanilla Bayesian optimization performs
 dimensions", the defaults of BoTorch since 0.12): log ell ~ N(sqrt2 + log(d)/2, 3), which scales
 the expected length scale with the dimension; log noise ~ N(-4, 1), so that noise is believed
 small until the data say otherwise; log s ~ N(0, 1) around the standardised variance.
-L-BFGS-B (scipy) runs from the previous fit, from the prior's centre and from prior draws;
-the best optimum wins.
+L-BFGS-B (scipy) runs from the prior's centre and, the first time, from prior draws, or from
+the previous fit; the best optimum wins.
 """
 
 from __future__ import annotations
@@ -125,9 +125,11 @@ def _bounds(d: int) -> list[tuple[float, float]]:
 def _starts(d: int, previous: GPParams | None, rng: np.random.Generator) -> list[np.ndarray]:
     centre = np.concatenate([np.full(d, _ell_prior_mean(d)), [_LOG_SIGNAL_PRIOR[0], _LOG_NOISE_PRIOR[0]]])
     spread = np.concatenate([np.full(d, _LOG_ELL_PRIOR_STD), [_LOG_SIGNAL_PRIOR[1], _LOG_NOISE_PRIOR[1]]])
-    starts = [centre] + [centre + spread * rng.standard_normal(d + 2) for _ in range(_N_RANDOM_RESTARTS)]
     if previous is not None and previous.ell.size == d:
-        starts.insert(0, previous.theta())
+        # The last fit is close to this one (one more point): it and the prior's centre suffice.
+        starts = [previous.theta(), centre]
+    else:
+        starts = [centre] + [centre + spread * rng.standard_normal(d + 2) for _ in range(_N_RANDOM_RESTARTS)]
     low, high = np.array(_bounds(d)).T
     return [np.clip(start, low, high) for start in starts]
 
