@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,8 @@ class SearchData:
     start_ms: int
     space: SearchSpace | None
     trials: tuple[TrialRow, ...]
+    metrics: dict[str, float] = field(default_factory=dict)
+    """The parent run's own metrics (best_<metric>, searcher_seconds_per_suggestion...)."""
 
     def values(self) -> np.ndarray:
         """The metric of each trial, in start order; NaN where it has none. Shape (n_trials,)."""
@@ -136,5 +138,6 @@ def load_searches(experiment: str, tracking_uri: str, *, run_ids: Sequence[str] 
             seed=params.get("seed", "?"), metric=params.get("metric", space.metric if space else "?"),
             mode=params.get("mode", space.mode if space else "max"), status=parent.info.status,
             start_ms=int(parent.info.start_time), space=space,
-            trials=_trial_rows(client, found.experiment_id, parent.info.run_id, space)))
+            trials=_trial_rows(client, found.experiment_id, parent.info.run_id, space),
+            metrics=dict(parent.data.metrics)))
     return searches

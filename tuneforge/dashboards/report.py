@@ -32,6 +32,7 @@ _REPORT_FILE = "report.html"
 _DEFAULT_UI = "http://127.0.0.1:5000"  # where `tuneforge server` serves the MLflow UI
 _MIN_TRIALS_FOR_IMPORTANCE = 8  # fANOVA's forest says little about fewer trials
 _TOP_TRIALS = 10
+_TIMING = "searcher_seconds_per_suggestion"  # a parent-run metric the runner logs
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class AlgorithmSummary:
     half of them reached it."""
     curves: np.ndarray
     """Best so far, shape (n_searches, n_trials), NaN-padded."""
+    seconds_per_suggestion: float | None = None
+    """Mean over its searches of the time the algorithm took per suggestion, where recorded."""
 
 
 def _curves(searches: Sequence[SearchData]) -> np.ndarray:
@@ -76,11 +79,12 @@ def summarise_algorithms(searches: Sequence[SearchData]) -> tuple[list[Algorithm
         finals_of = np.array([finals[s.run_id] for s in own])
         reached = [_trials_to_reach(curve, target, mode) for curve in curves]
         hits = [n for n in reached if n is not None]
+        timings = [s.metrics[_TIMING] for s in own if _TIMING in s.metrics]
         summaries.append(AlgorithmSummary(
             algo=algo, n_searches=len(own), final_best_mean=float(np.nanmean(finals_of)),
             final_best_std=float(np.nanstd(finals_of)),
             trials_to_target=float(np.median(hits)) if len(hits) * 2 >= len(own) else None,
-            curves=curves))
+            curves=curves, seconds_per_suggestion=float(np.mean(timings)) if timings else None))
     return summaries, target
 
 
@@ -146,13 +150,14 @@ def _comparison_section(searches: Sequence[SearchData]) -> str:
     summaries, target = summarise_algorithms(searches)
     metric, mode = searches[0].metric, searches[0].mode
     rows = [[html.escape(s.algo), str(s.n_searches), _fmt(s.final_best_mean), _fmt(s.final_best_std),
-             _fmt(s.trials_to_target) if s.trials_to_target is not None else "not reached by half"]
+             _fmt(s.trials_to_target) if s.trials_to_target is not None else "not reached by half",
+             _fmt(s.seconds_per_suggestion) if s.seconds_per_suggestion is not None else "—"]
             for s in summaries]
     return (f"<h2>Algorithms compared</h2><p>{len(searches)} searches of {html.escape(metric)} "
             f"({mode}). Target: {_fmt(target)}, the median final best.</p>"
             + _img(comparison_png({s.algo: s.curves for s in summaries}, metric), "best so far by algorithm")
             + _table(["algorithm", "searches", f"final best {metric} (mean)", "std",
-                      "trials to target (median)"], rows))
+                      "trials to target (median)", "seconds per suggestion"], rows))
 
 
 def _search_section(search: SearchData, ui: str) -> str:

@@ -12,6 +12,7 @@ import gc
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -178,6 +179,34 @@ def _server(args: argparse.Namespace) -> int:
     return 0  # not reached: the process is now the MLflow server
 
 
+# -- compare ----------------------------------------------------------------------------------
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from tuneforge.platform.compare import compare
+    from tuneforge.platform.runner import SearchOptions
+
+    options = SearchOptions(max_concurrent=args.max_concurrent, experiment=args.experiment,
+                            tracking_uri=args.tracking_uri, address=args.address,
+                            cpus_per_trial=args.cpus_per_trial, storage=args.storage)
+    started = time.monotonic()
+
+    def on_search(result: Any, index: int, total: int) -> None:
+        best = f"{result.metric}={_fmt(result.best_score)}" if result.best else "no result"
+        print(f"[{index:>{len(str(total))}}/{total}] {result.experiment_path.name}  best {best}  "
+              f"({time.monotonic() - started:.0f} s)", flush=True)
+
+    algos = [name.strip() for name in args.algos.split(",") if name.strip()]
+    print(f"Comparing {', '.join(algos)} on {args.space}: {args.seeds} seeds x {args.budget} trials each")
+    result = compare(args.space, algos=algos, budget=args.budget, seeds=args.seeds, options=options,
+                     out_dir=args.out, on_search=on_search)
+    print()
+    print((result.report_dir / "comparison.md").read_text())
+    print(f"Report: {result.report_dir / 'report.html'} (picture comparison.png, table comparison.csv); "
+          f"logged to MLflow run {result.run_id}")
+    return 0
+
+
 # -- report -----------------------------------------------------------------------------------
 
 
@@ -226,6 +255,25 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("spaces", help="list the bundled spaces")
     listing.set_defaults(handler=_spaces)
+
+    comparison = commands.add_parser(
+        "compare", help="run several algorithms on one space, same budget and seeds, and report",
+        description="Compare search algorithms on one space: every algorithm runs the same budget "
+                    "for each seed; each search is its own MLflow parent run; one report.")
+    comparison.add_argument("space", help="a space YAML file or the name of a bundled space")
+    comparison.add_argument("--algos", default="bayes,optuna-tpe,optuna-gp,random",
+                            help="comma-separated (default: bayes,optuna-tpe,optuna-gp,random)")
+    comparison.add_argument("--budget", type=int, default=50, help="trials per search (default 50)")
+    comparison.add_argument("--seeds", type=int, default=5,
+                            help="searches per algorithm, seeds 0, 1, ... (default 5)")
+    comparison.add_argument("--max-concurrent", type=int, help="most trials running at once in a search")
+    comparison.add_argument("--experiment", help="MLflow experiment (default: SPACE-compare)")
+    comparison.add_argument("--tracking-uri", help="MLflow store (default: as searches)")
+    comparison.add_argument("--address", help="Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
+    comparison.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
+    comparison.add_argument("--storage", help="Ray Tune results folder (default: ./ray_results)")
+    comparison.add_argument("--out", help="report folder (default: ./reports/EXPERIMENT-ID)")
+    comparison.set_defaults(handler=_compare)
 
     report = commands.add_parser("report", help="write an HTML report of an experiment's searches",
                                  description="Build a self-contained HTML report from MLflow.")

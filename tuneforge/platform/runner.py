@@ -66,6 +66,8 @@ class SearchOptions:
     storage: str | Path | None = None
     """Ray Tune's results folder; defaults to ./ray_results."""
     grid_points: int = DEFAULT_GRID_POINTS
+    tags: tuple[tuple[str, str], ...] = ()
+    """Extra tags of the search's parent run (``tuneforge compare`` groups its searches so)."""
 
 
 @dataclass(frozen=True)
@@ -187,19 +189,22 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
         experiment_name = f"{plan.space.name}-{plan.options.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
         parent_run_id = recorder.start_search(
             run_name=experiment_name, params=_search_params(plan, config, cluster),
-            tags={"tuneforge.ray_results": str(plan.storage_path / experiment_name)},
+            tags={"tuneforge.ray_results": str(plan.storage_path / experiment_name),
+                  **dict(plan.options.tags)},
             artifacts={"space.yaml": _space_document(plan.space)})
         notify(SearchStarted(plan, cluster, parent_run_id, plan.storage_path / experiment_name))
-        status = "FAILED"
+        from tuneforge.platform.searchers._timed import TimedSearch
+
+        searcher, status = TimedSearch(plan.setup.search_alg), "FAILED"
         try:
-            _fit(plan, config, experiment_name, recorder, notify)
+            _fit(plan, config, experiment_name, recorder, searcher, notify)
             finished = sum(t.status in ("FINISHED", "FAILED") for t in recorder.trials.values())
             status = "FINISHED" if finished == plan.setup.n_trials else "KILLED"
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C twice; SIGTERM (Ray's handler exits)
             status = "KILLED"
             raise
         finally:
-            best = _finish(plan, recorder, status)
+            best = _finish(plan, recorder, status, searcher.seconds_per_suggestion)
     return SearchResult(metric=plan.space.metric, mode=plan.space.mode, status=status,
                         trials=tuple(recorder.trials.values()), experiment=plan.experiment,
                         experiment_id=recorder.experiment_id, parent_run_id=parent_run_id,
@@ -208,7 +213,7 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
 
 
 def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRecorder,
-         notify: Callable[[TrialEnded], None]) -> None:
+         searcher: Any, notify: Callable[[TrialEnded], None]) -> None:
     import ray
     from ray import tune
 
@@ -225,7 +230,7 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
         trainable,
         param_space={**config, **setup.param_space},
         tune_config=tune.TuneConfig(
-            metric=plan.space.metric, mode=plan.space.mode, search_alg=setup.search_alg,
+            metric=plan.space.metric, mode=plan.space.mode, search_alg=searcher,
             num_samples=setup.num_samples, reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=str(plan.storage_path), verbose=0,
                                   callbacks=[events]),
@@ -252,13 +257,17 @@ def _quiet_tune_output() -> Iterator[None]:
             os.environ[_TUNE_OUTPUT_ENGINE] = engine
 
 
-def _finish(plan: SearchPlan, recorder: SearchRecorder, status: str) -> TrialRecord | None:
-    """Close the parent run with the best trial, its config and the results table."""
+def _finish(plan: SearchPlan, recorder: SearchRecorder, status: str,
+            seconds_per_suggestion: float) -> TrialRecord | None:
+    """Close the parent run with the best trial, its config, the results table, and the time
+    the search algorithm took per suggestion."""
     recorder.flush()
     ranked = _ranked(tuple(recorder.trials.values()), plan.space.metric, plan.space.mode)
     best = ranked[0] if ranked else None
     artifacts = {"results.csv": _results_csv(recorder.trials.values(), plan.space)}
-    metrics, tags = {"n_trials_finished": float(len(ranked))}, {}
+    metrics = {"n_trials_finished": float(len(ranked)),
+               "searcher_seconds_per_suggestion": seconds_per_suggestion}
+    tags = {}
     if best is not None:
         artifacts["best_config.json"] = json.dumps(best.params, indent=2, default=repr)
         metrics[f"best_{plan.space.metric}"] = best.metrics[plan.space.metric]

@@ -8,7 +8,6 @@ where an objective takes microseconds and a Ray trial would take a hundred milli
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from tuneforge.platform.searchers import Budget, setup_search
@@ -25,11 +24,14 @@ class AskTell:
     ``seconds_asking`` adds up the time spent inside the algorithm's suggestions.
     """
 
+    @property
+    def seconds_asking(self) -> float:
+        return self.algorithm.seconds
+
     def __init__(self, algo: str, space: SearchSpace, *, seed: int, trials: int | None = None,
                  max_concurrent: int | None = None, grid_points: int = DEFAULT_GRID_POINTS) -> None:
         self.algo, self.space, self.seed = algo, space, seed
         self.trials, self.max_concurrent, self.grid_points = trials, max_concurrent, grid_points
-        self.seconds_asking = 0.0
         self._algorithm: Any = None
         self._setup: Any = None
 
@@ -40,13 +42,13 @@ class AskTell:
     def _ready(self) -> Any:
         if self._setup is None:
             from ray import tune
-            from ray.tune.search import SearchAlgorithm, SearchGenerator
+
+            from tuneforge.platform.searchers._timed import TimedSearch
 
             self._setup = setup_search(self.algo, self.space, Budget(
                 trials=self.trials, seed=self.seed, max_concurrent=self.max_concurrent,
                 grid_points=self.grid_points))
-            alg = self._setup.search_alg
-            self._algorithm = alg if isinstance(alg, SearchAlgorithm) else SearchGenerator(alg)
+            self._algorithm = TimedSearch(self._setup.search_alg)
             config = {**self.space.config, **self._setup.param_space}
             tune.register_trainable(_TRAINABLE, lambda config: None)
             self._algorithm.set_search_properties(self.space.metric, self.space.mode, config)
@@ -56,16 +58,14 @@ class AskTell:
 
     @property
     def algorithm(self) -> Any:
-        """Tune's SearchAlgorithm being driven (for save_to_dir / restore_from_dir)."""
+        """Tune's SearchAlgorithm being driven, timed (for save_to_dir / restore_from_dir)."""
         self._ready()
         return self._algorithm
 
     def ask(self) -> tuple[str, dict[str, Any]]:
         """The next trial's id and full config; raises RuntimeError when the algorithm has none."""
         self._ready()
-        start = time.perf_counter()
         trial = self._algorithm.next_trial()
-        self.seconds_asking += time.perf_counter() - start
         if trial is None:
             raise RuntimeError(f"{self.algo} has no suggestion (budget spent, or waiting on results)")
         return trial.trial_id, trial.config
