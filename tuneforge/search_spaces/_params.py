@@ -115,6 +115,14 @@ class FloatParam:
         # Rounded to the decimals of low and step: 0.1 + 3 * 0.1 comes back as 0.4.
         return round(value, _decimals(self.low, self.step))
 
+    def neighbours(self, value: float) -> list[float]:
+        """The values one step away (none when the float is continuous)."""
+        if self.step is None:
+            return []
+        k = round((value - self.low) / self.step)
+        steps = (self.low + j * self.step for j in (k - 1, k + 1))
+        return [round(v, _decimals(self.low, self.step)) for v in steps if self.low <= v <= self.high + 1e-9]
+
     def snap(self, u: np.ndarray) -> np.ndarray:
         """Unit-cube coordinates [m, 1] moved onto valid encodings (clipped; on the step)."""
         if self.step is None:
@@ -162,6 +170,10 @@ class IntParam:
         raw = _from_unit(u[0], *self._unit_bounds(), self.log)
         return int(_snap(raw, self.low, self.high, self.step))
 
+    def neighbours(self, value: int) -> list[int]:
+        """The values one step away, inside the bounds."""
+        return [v for v in (value - self.step, value + self.step) if self.low <= v <= self.high]
+
     def snap(self, u: np.ndarray) -> np.ndarray:
         """Unit-cube coordinates [m, 1] moved onto the encodings of ints (``encode(decode(u))``)."""
         bounds = self._unit_bounds()
@@ -205,6 +217,10 @@ class CategoricalParam:
 
     def decode(self, u: np.ndarray) -> Any:
         return self.choices[int(np.argmax(u))]
+
+    def neighbours(self, value: Any) -> list[Any]:
+        """Every other choice."""
+        return [choice for choice in self.choices if not _same(choice, value)]
 
     def snap(self, u: np.ndarray) -> np.ndarray:
         """Unit-cube coordinates [m, k] to the one-hot of each row's largest."""

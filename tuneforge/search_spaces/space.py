@@ -68,6 +68,14 @@ class SearchSpace:
         points = np.asarray(points, dtype=float)
         return np.hstack([param.snap(points[:, cols]) for param, cols in self.columns()])
 
+    def neighbours(self, point: np.ndarray) -> np.ndarray:
+        """The encodings [k, n_dims] of the points one discrete move away from ``point``: one
+        int or stepped float one step up or down, or one categorical set to another choice."""
+        values = self.decode(point)
+        moved = [{**values, param.name: other} for param in self.params
+                 for other in param.neighbours(values[param.name])]
+        return np.array([self.encode(m) for m in moved]).reshape(len(moved), self.n_dims)
+
     def contains(self, values: Mapping[str, Any]) -> bool:
         """Whether ``values`` holds a valid value for every searched param."""
         return all(p.name in values and p.contains(values[p.name]) for p in self.params)

@@ -97,7 +97,8 @@ def test_pending_points_spread_a_batch() -> None:
     snap = lambda A: A  # noqa: E731
     batch, pending = [], np.zeros((0, 2))
     for _ in range(4):
-        x, _ = propose(X, y, pending, snap=snap, fixed=np.zeros(2, bool), rng=np.random.default_rng(2))
+        x, _ = propose(X, y, pending, snap=snap, neighbours=lambda x: np.zeros((0, 2)),
+                       fixed=np.zeros(2, bool), rng=np.random.default_rng(2))
         batch.append(x)
         pending = np.vstack([pending, x])
     gaps = [np.linalg.norm(a - b) for i, a in enumerate(batch) for b in batch[i + 1:]]

@@ -194,8 +194,9 @@ class GPSearcher(Searcher):
         pending = np.array(list(state["pending"].values()), dtype=float).reshape(-1, self.space.n_dims)
         rng = np.random.default_rng([state["seed"], state["n_proposed"]])
         previous = GPParams.from_theta(np.array(state["gp"])) if state["gp"] else None
-        x, params = propose(X, y, pending, snap=self.space.snap, fixed=self._fixed_columns(), rng=rng,
-                            previous=previous, acquisition=state["acquisition"])
+        x, params = propose(X, y, pending, snap=self.space.snap, neighbours=self.space.neighbours,
+                            fixed=self._fixed_columns(), rng=rng, previous=previous,
+                            acquisition=state["acquisition"])
         state["n_proposed"] += 1
         state["gp"] = params.theta().tolist()
         return x

@@ -64,10 +64,12 @@ ACQUISITIONS: dict[str, Callable[[GP, float], Acquisition]] = {"logei": _log_ei,
 
 
 def propose(X_obs: np.ndarray, y_obs: np.ndarray, X_pending: np.ndarray, *,
-            snap: Callable[[np.ndarray], np.ndarray], fixed: np.ndarray, rng: np.random.Generator,
-            previous: GPParams | None = None, acquisition: str = "logei") -> tuple[np.ndarray, GPParams]:
+            snap: Callable[[np.ndarray], np.ndarray], neighbours: Callable[[np.ndarray], np.ndarray],
+            fixed: np.ndarray, rng: np.random.Generator, previous: GPParams | None = None,
+            acquisition: str = "logei") -> tuple[np.ndarray, GPParams]:
     """The next point [d] to evaluate, and the fitted hyperparameters (to warm-start the next
-    fit). ``snap`` and ``fixed`` describe the space's discrete coordinates (see optimize.py)."""
+    fit). ``snap``, ``neighbours`` and ``fixed`` describe the space's discrete coordinates
+    (see optimize.py)."""
     assert X_obs.shape[0] == y_obs.shape[0] > 0, "propose needs at least one observation"
     z = warp(y_obs)
     gp = fit_gp(X_obs, z, rng=rng, previous=previous)
@@ -80,5 +82,6 @@ def propose(X_obs: np.ndarray, y_obs: np.ndarray, X_pending: np.ndarray, *,
         incumbent = max(incumbent, float(np.max(believed)))
     anchors = X_obs[np.argsort(-z)[:_N_ANCHORS]]
     x = maximise(ACQUISITIONS[acquisition](gp, incumbent), d=X_obs.shape[1], snap=snap,
-                 fixed=fixed, anchors=anchors, avoid=np.vstack([X_obs, X_pending]), rng=rng)
+                 neighbours=neighbours, fixed=fixed, anchors=anchors,
+                 avoid=np.vstack([X_obs, X_pending]), rng=rng)
     return x, gp.params
