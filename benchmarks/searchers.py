@@ -93,7 +93,8 @@ def random_reference(problem: str) -> dict:
     rng = np.random.default_rng(12345)
     n = _N_RANDOM_SKLEARN if space.trainable == "sklearn" else _N_RANDOM_FUNCTION
     values = [evaluate(space.decode(rng.random(space.n_dims))) for _ in range(n)]
-    return {"problem": problem, "reference": True, "median": float(np.median(values)), "best": float(min(values))}
+    return {"problem": problem, "reference": True, "median": float(np.median(values)),
+            "best": float(min(values))}
 
 
 def _load() -> list[dict]:
@@ -112,26 +113,28 @@ def measure(problems: list[str], algos: list[str], seeds: int, concurrencies: li
             replace: bool, workers: int) -> None:
     rows = _load()
     if replace:
-        rows = [r for r in rows if r.get("reference") or not (r["algo"] in algos and r["problem"] in problems)]
+        rows = [r for r in rows
+                if r.get("reference") or not (r["algo"] in algos and r["problem"] in problems)]
         results.write_text("".join(json.dumps(r) + "\n" for r in rows))
     done = {(r["problem"], r["algo"], r["seed"], r["concurrency"]) for r in rows if not r.get("reference")}
     referenced = {r["problem"] for r in rows if r.get("reference")}
     for problem in problems:
         if problem not in referenced:
             _append(random_reference(problem))
-    tasks = [(p, a, s, c, budget) for p in problems for a in algos for s in range(seeds) for c in concurrencies
-             if (p, a, s, c) not in done]
+    tasks = [(p, a, s, c, budget) for p in problems for a in algos for s in range(seeds)
+             for c in concurrencies if (p, a, s, c) not in done]
     started = time.time()
     with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=20) as pool:
         for index, row in enumerate(pool.imap_unordered(run_one, tasks), 1):
             _append(row)
-            print(f"[{index}/{len(tasks)}] {row['problem']} {row['algo']} seed {row['seed']} x{row['concurrency']}: "
-                  f"best {row['best_so_far'][-1]:.5g} ({time.time() - started:.0f} s)", flush=True)
+            print(f"[{index}/{len(tasks)}] {row['problem']} {row['algo']} seed {row['seed']} "
+                  f"x{row['concurrency']}: best {row['best_so_far'][-1]:.5g} "
+                  f"({time.time() - started:.0f} s)", flush=True)
 
 
 def _regrets(rows: list[dict]) -> dict[tuple[str, int, str], list[float]]:
-    from tuneforge.trainables.benchmark import FUNCTIONS
     from tuneforge.search_spaces import load_space
+    from tuneforge.trainables.benchmark import FUNCTIONS
 
     references = {r["problem"]: r for r in rows if r.get("reference")}
     runs = [r for r in rows if not r.get("reference")]
@@ -145,7 +148,8 @@ def _regrets(rows: list[dict]) -> dict[tuple[str, int, str], list[float]]:
             optimum = min([reference["best"], *(r["best_so_far"][-1] for r in own)])
         scale = reference["median"] - optimum
         for run in own:
-            regrets[(problem, run["concurrency"], run["algo"])].append((run["best_so_far"][-1] - optimum) / scale)
+            regret = (run["best_so_far"][-1] - optimum) / scale
+            regrets[(problem, run["concurrency"], run["algo"])].append(regret)
     return regrets
 
 
@@ -170,10 +174,13 @@ def report() -> None:
             ours = means["bayes"][-1]
             ratios = [ours / means[other][-1] if means[other][-1] > 0 else float("nan")
                       for other in ("optuna-tpe", "optuna-gp")]
-            print(f"| {problem} | " + " | ".join(cells) + " | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+            print(f"| {problem} | " + " | ".join(cells) + " | "
+                  + " | ".join(f"{r:.2f}" for r in ratios) + " |")
         overall = {algo: float(np.mean(v)) for algo, v in means.items()}
-        print(f"| **mean** | " + " | ".join(f"**{overall[a]:.4f}**" for a in ALGOS) + " | "
-              f"**{overall['bayes'] / overall['optuna-tpe']:.2f}** | **{overall['bayes'] / overall['optuna-gp']:.2f}** |")
+        versus_tpe = overall["bayes"] / overall["optuna-tpe"]
+        versus_gp = overall["bayes"] / overall["optuna-gp"]
+        print("| **mean** | " + " | ".join(f"**{overall[a]:.4f}**" for a in ALGOS)
+              + f" | **{versus_tpe:.2f}** | **{versus_gp:.2f}** |")
     speed = defaultdict(list)
     for r in rows:
         if not r.get("reference"):

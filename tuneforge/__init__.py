@@ -16,8 +16,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "SearchOptions", "SearchResult", "SearchSpace", "__version__",
-           "load_space", "search"]
+__all__ = ["ConfigError", "GPSearcher", "SearchOptions", "SearchResult", "SearchSpace", "__version__",
+           "compare", "load_space", "search"]
 
 _LAZY = {
     "search": "tuneforge.platform.runner",
@@ -26,6 +26,8 @@ _LAZY = {
     "SearchSpace": "tuneforge.search_spaces",
     "load_space": "tuneforge.search_spaces",
     "ConfigError": "tuneforge.errors",
+    "GPSearcher": "tuneforge.platform.searchers.gp_searcher",
+    "compare": "tuneforge.platform.compare",
 }
 
 

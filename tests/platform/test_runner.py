@@ -153,3 +153,14 @@ def test_bad_options_create_nothing(tracking_uri, tmp_path, option) -> None:
         tuneforge.search("ridge-diabetes", tracking_uri=tracking_uri, storage=tmp_path / "ray", **option)
     assert not Path(tracking_uri.removeprefix("sqlite:///")).exists()
     assert not (tmp_path / "ray").exists()
+
+
+def test_a_bayes_search_records_every_trial(ray_local, tracking_uri, tmp_path) -> None:
+    result = tuneforge.search("branin", algo="bayes", trials=12, seed=1, max_concurrent=2,
+                              tracking_uri=tracking_uri, storage=tmp_path / "ray")
+    parent, children = _runs(tracking_uri, "branin")
+    assert result.status == "FINISHED" and len(children) == 12
+    assert parent.data.params["algo"] == "bayes"
+    assert all({"value", "regret"} <= set(c.data.metrics) for c in children)
+    assert parent.data.metrics["best_value"] == min(c.data.metrics["value"] for c in children)
+    assert parent.data.metrics["searcher_seconds_per_suggestion"] > 0
