@@ -195,16 +195,16 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
         notify(SearchStarted(plan, cluster, parent_run_id, plan.storage_path / experiment_name))
         from tuneforge.platform.searchers._timed import TimedSearch
 
-        searcher, status = TimedSearch(plan.setup.search_alg), "FAILED"
+        timer, status = TimedSearch(plan.setup.search_alg), "FAILED"
         try:
-            _fit(plan, config, experiment_name, recorder, searcher, notify)
+            _fit(plan, config, experiment_name, recorder, timer.algorithm, notify)
             finished = sum(t.status in ("FINISHED", "FAILED") for t in recorder.trials.values())
             status = "FINISHED" if finished == plan.setup.n_trials else "KILLED"
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C twice; SIGTERM (Ray's handler exits)
             status = "KILLED"
             raise
         finally:
-            best = _finish(plan, recorder, status, searcher.seconds_per_suggestion)
+            best = _finish(plan, recorder, status, timer.seconds_per_suggestion)
     return SearchResult(metric=plan.space.metric, mode=plan.space.mode, status=status,
                         trials=tuple(recorder.trials.values()), experiment=plan.experiment,
                         experiment_id=recorder.experiment_id, parent_run_id=parent_run_id,

@@ -1,4 +1,4 @@
-"""A Tune SearchAlgorithm that keeps count of the time its suggestions take."""
+"""Keeps count of the time a Tune search algorithm spends on its suggestions."""
 
 from __future__ import annotations
 
@@ -10,59 +10,29 @@ from ray.tune.search import SearchAlgorithm, Searcher, SearchGenerator
 __all__ = ["TimedSearch"]
 
 
-class TimedSearch(SearchAlgorithm):
-    """Wraps a search algorithm (a ``Searcher`` is first wrapped as Tune would, in a
-    ``SearchGenerator``) and delegates everything; ``seconds`` adds up the time spent in
-    ``next_trial``, the suggestion, over ``n_suggestions`` trials."""
+class TimedSearch:
+    """Times ``next_trial``, the suggestion, of one search algorithm (a ``Searcher`` is first
+    wrapped as Tune would, in a ``SearchGenerator``): ``seconds`` adds up over ``n_suggestions``.
 
-    def __init__(self, inner: SearchAlgorithm | Searcher) -> None:
-        self.inner = SearchGenerator(inner) if isinstance(inner, Searcher) else inner
+    The timing is installed on that instance, not around it: ``algorithm`` keeps its type and
+    is what Tune is given, because Tune's controller reads the type (and any ConcurrencyLimiter
+    inside) to decide how many trials may wait for resources at once.
+    """
+
+    def __init__(self, algorithm: SearchAlgorithm | Searcher) -> None:
+        self.algorithm = SearchGenerator(algorithm) if isinstance(algorithm, Searcher) else algorithm
         self.seconds = 0.0
         self.n_suggestions = 0
+        self._untimed = self.algorithm.next_trial
+        self.algorithm.next_trial = self._next_trial
 
     @property
     def seconds_per_suggestion(self) -> float:
         return self.seconds / self.n_suggestions if self.n_suggestions else 0.0
 
-    def next_trial(self) -> Any:
+    def _next_trial(self) -> Any:
         start = time.perf_counter()
-        trial = self.inner.next_trial()
+        trial = self._untimed()
         self.seconds += time.perf_counter() - start
         self.n_suggestions += trial is not None
         return trial
-
-    # Everything else is the wrapped algorithm's.
-    @property
-    def metric(self) -> Any:
-        return self.inner.metric
-
-    @property
-    def total_samples(self) -> int:
-        return self.inner.total_samples
-
-    def set_search_properties(self, metric: Any, mode: Any, config: dict, **spec: Any) -> bool:
-        return self.inner.set_search_properties(metric, mode, config, **spec)
-
-    def add_configurations(self, experiments: Any) -> None:
-        self.inner.add_configurations(experiments)
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        self.inner.on_trial_result(trial_id, result)
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        self.inner.on_trial_complete(trial_id, result=result, error=error)
-
-    def is_finished(self) -> bool:
-        return self.inner.is_finished()
-
-    def set_finished(self) -> None:
-        self.inner.set_finished()
-
-    def has_checkpoint(self, dirpath: str) -> bool:
-        return self.inner.has_checkpoint(dirpath)
-
-    def save_to_dir(self, dirpath: str, **kwargs: Any) -> None:
-        self.inner.save_to_dir(dirpath, **kwargs)
-
-    def restore_from_dir(self, dirpath: str) -> None:
-        self.inner.restore_from_dir(dirpath)

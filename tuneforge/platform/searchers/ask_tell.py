@@ -26,12 +26,14 @@ class AskTell:
 
     @property
     def seconds_asking(self) -> float:
-        return self.algorithm.seconds
+        self._ready()
+        return self._timer.seconds
 
     def __init__(self, algo: str, space: SearchSpace, *, seed: int, trials: int | None = None,
                  max_concurrent: int | None = None, grid_points: int = DEFAULT_GRID_POINTS) -> None:
         self.algo, self.space, self.seed = algo, space, seed
         self.trials, self.max_concurrent, self.grid_points = trials, max_concurrent, grid_points
+        self._timer: Any = None
         self._algorithm: Any = None
         self._setup: Any = None
 
@@ -48,7 +50,8 @@ class AskTell:
             self._setup = setup_search(self.algo, self.space, Budget(
                 trials=self.trials, seed=self.seed, max_concurrent=self.max_concurrent,
                 grid_points=self.grid_points))
-            self._algorithm = TimedSearch(self._setup.search_alg)
+            self._timer = TimedSearch(self._setup.search_alg)
+            self._algorithm = self._timer.algorithm
             config = {**self.space.config, **self._setup.param_space}
             tune.register_trainable(_TRAINABLE, lambda config: None)
             self._algorithm.set_search_properties(self.space.metric, self.space.mode, config)
@@ -58,7 +61,7 @@ class AskTell:
 
     @property
     def algorithm(self) -> Any:
-        """Tune's SearchAlgorithm being driven, timed (for save_to_dir / restore_from_dir)."""
+        """Tune's SearchAlgorithm being driven (for save_to_dir / restore_from_dir)."""
         self._ready()
         return self._algorithm
 
