@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_RESULTS = HERE / "results" / "searchers.jsonl"
 results = DEFAULT_RESULTS  # set by --results
 FUNCTION_PROBLEMS = ["branin", "hartmann3", "hartmann6", "ackley5", "rosenbrock4", "levy6-mixed"]
-SKLEARN_PROBLEMS = ["svc-wine", "gbt-breast-cancer"]
+SKLEARN_PROBLEMS = ["svc-wine", "knn-diabetes"]
 ALGOS = ["bayes", "optuna-gp", "optuna-tpe", "random"]
 _N_RANDOM_FUNCTION = 10_000
 _N_RANDOM_SKLEARN = 200
@@ -109,6 +109,13 @@ def _append(row: dict) -> None:
         handle.write(json.dumps(row) + "\n")
 
 
+def _one_thread_each() -> None:
+    """Workers share the CPUs: one BLAS thread each, or they fight over the cores."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
 def measure(problems: list[str], algos: list[str], seeds: int, concurrencies: list[int], budget: int,
             replace: bool, workers: int) -> None:
     rows = _load()
@@ -124,7 +131,7 @@ def measure(problems: list[str], algos: list[str], seeds: int, concurrencies: li
     tasks = [(p, a, s, c, budget) for p in problems for a in algos for s in range(seeds)
              for c in concurrencies if (p, a, s, c) not in done]
     started = time.time()
-    with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=20) as pool:
+    with multiprocessing.get_context("spawn").Pool(workers, _one_thread_each, maxtasksperchild=20) as pool:
         for index, row in enumerate(pool.imap_unordered(run_one, tasks), 1):
             _append(row)
             print(f"[{index}/{len(tasks)}] {row['problem']} {row['algo']} seed {row['seed']} "

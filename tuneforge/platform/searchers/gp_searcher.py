@@ -154,8 +154,9 @@ class GPSearcher(Searcher):
     def _next_values(self, state: dict[str, Any]) -> dict[str, Any]:
         if state["queue"]:
             return state["queue"].pop(0)
-        n_tried = len(state["observed"]) + len(state["failed"]) + len(state["pending"])
-        if n_tried < state["n_initial"] or len(state["observed"]) < _MIN_OBSERVATIONS_FOR_GP:
+        # The design goes on until its results are in: a model fitted on fewer says too little.
+        n_done = len(state["observed"]) + len(state["failed"])
+        if n_done < state["n_initial"] or len(state["observed"]) < _MIN_OBSERVATIONS_FOR_GP:
             return self._initial_values(state)
         return self.space.decode(self._propose(state))
 

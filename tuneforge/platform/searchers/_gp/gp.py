@@ -14,10 +14,14 @@ Rasmussen & Williams 2006, eqs. 5.8-5.9):
     log p(y | X, theta) = -1/2 y^T alpha - sum_i log L_ii - n/2 log 2pi
     d/d theta_j = 1/2 tr((alpha alpha^T - K^-1) dK/d theta_j)
 Priors (Hvarfner, Hellsten & Nardi 2024, "Vanilla Bayesian optimization performs great in high
-dimensions", the defaults of BoTorch since 0.12): log ell ~ N(sqrt2 + log(d)/2, 3), which scales
-the expected length scale with the dimension; log noise ~ N(-4, 1), so that noise is believed
-small until the data say otherwise; log s ~ N(0, 1) around the standardised variance.
-L-BFGS-B (scipy) runs from the prior's centre and, the first time, from prior draws, or from
+dimensions", the defaults of BoTorch since 0.12) are log-normal densities over the
+hyperparameters themselves: ell ~ LogNormal(sqrt2 + log(d)/2, 3), which scales the expected
+length scale with the dimension; noise ~ LogNormal(-4, 1), so that noise is believed small until
+the data say otherwise; s ~ LogNormal(1, 1), whose mode is the standardised variance. Over
+theta = log x such a density is N(theta; mu, sigma^2) exp(theta)^-1, so the MAP estimate without
+data sits at the mode exp(mu - sigma^2) (ell = 0.4 in 4-d), not at the median exp(mu) (ell = 8:
+a GP that flat sends expected improvement to the corners of the cube).
+L-BFGS-B (scipy) runs from the priors' modes and, the first time, from prior draws, or from
 the previous fit; the best optimum wins.
 """
 
@@ -38,12 +42,12 @@ from tuneforge.platform.searchers._gp.kernel import (
     scaled_sq_dist,
 )
 
-__all__ = ["GP", "GPParams", "fit_gp"]
+__all__ = ["GP", "GPParams", "cholesky", "fit_gp"]
 
 logger = logging.getLogger(__name__)
 
-_LOG_NOISE_PRIOR = (-4.0, 1.0)  # mean, std of log noise variance
-_LOG_SIGNAL_PRIOR = (0.0, 1.0)
+_LOG_NOISE_PRIOR = (-4.0, 1.0)  # mu, sigma of the log-normal prior on the noise variance
+_LOG_SIGNAL_PRIOR = (1.0, 1.0)
 _LOG_ELL_PRIOR_STD = math.sqrt(3.0)
 # Box for the optimiser, in log space: length scales 1e-3..1e3 of the unit cube, noise
 # 1e-6..1 of the standardised variance (a floor keeps K well conditioned), signal 1e-2..1e2.
@@ -71,19 +75,22 @@ class GPParams:
         return cls(ell=np.exp(theta[:-2]), signal=float(np.exp(theta[-2])), noise=float(np.exp(theta[-1])))
 
 
-def _ell_prior_mean(d: int) -> float:
-    return math.sqrt(2.0) + 0.5 * math.log(d)
+def _prior(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """mu and sigma [d + 2] of the log-normal priors, in theta's order."""
+    ell_mu = math.sqrt(2.0) + 0.5 * math.log(d)
+    mu = np.concatenate([np.full(d, ell_mu), [_LOG_SIGNAL_PRIOR[0], _LOG_NOISE_PRIOR[0]]])
+    sigma = np.concatenate([np.full(d, _LOG_ELL_PRIOR_STD), [_LOG_SIGNAL_PRIOR[1], _LOG_NOISE_PRIOR[1]]])
+    return mu, sigma
 
 
 def _log_prior_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-    d = theta.size - 2
-    means = np.concatenate([np.full(d, _ell_prior_mean(d)), [_LOG_SIGNAL_PRIOR[0], _LOG_NOISE_PRIOR[0]]])
-    stds = np.concatenate([np.full(d, _LOG_ELL_PRIOR_STD), [_LOG_SIGNAL_PRIOR[1], _LOG_NOISE_PRIOR[1]]])
-    z = (theta - means) / stds
-    return float(-0.5 * np.sum(z**2)), -z / stds
+    """The log-normal densities' log at exp(theta) (up to a constant), and its gradient in theta."""
+    mu, sigma = _prior(theta.size - 2)
+    z = (theta - mu) / sigma
+    return float(np.sum(-0.5 * z**2 - theta)), -z / sigma - 1.0
 
 
-def _cholesky(K: np.ndarray) -> tuple[np.ndarray, bool] | None:
+def cholesky(K: np.ndarray) -> tuple[np.ndarray, bool] | None:
     """The Cholesky factor of K, with the smallest jitter that makes it work (or None)."""
     scale = float(np.mean(np.diag(K)))
     for jitter in _JITTERS:
@@ -103,7 +110,7 @@ def _neg_log_posterior(theta: np.ndarray, X: np.ndarray, y: np.ndarray,
     params = GPParams.from_theta(theta)
     r2 = D2 @ (1.0 / params.ell**2)
     Kf = matern52(r2, params.signal)
-    factor = _cholesky(Kf + params.noise * np.eye(len(y)))
+    factor = cholesky(Kf + params.noise * np.eye(len(y)))
     if factor is None:
         return 1e10, np.zeros_like(theta)
     alpha = cho_solve(factor, y, check_finite=False)
@@ -123,10 +130,10 @@ def _bounds(d: int) -> list[tuple[float, float]]:
 
 
 def _starts(d: int, previous: GPParams | None, rng: np.random.Generator) -> list[np.ndarray]:
-    centre = np.concatenate([np.full(d, _ell_prior_mean(d)), [_LOG_SIGNAL_PRIOR[0], _LOG_NOISE_PRIOR[0]]])
-    spread = np.concatenate([np.full(d, _LOG_ELL_PRIOR_STD), [_LOG_SIGNAL_PRIOR[1], _LOG_NOISE_PRIOR[1]]])
+    mu, spread = _prior(d)
+    centre = mu - spread**2  # the priors' modes
     if previous is not None and previous.ell.size == d:
-        # The last fit is close to this one (one more point): it and the prior's centre suffice.
+        # The last fit is close to this one (one more point): it and the priors' modes suffice.
         starts = [previous.theta(), centre]
     else:
         starts = [centre] + [centre + spread * rng.standard_normal(d + 2) for _ in range(_N_RANDOM_RESTARTS)]
@@ -138,8 +145,8 @@ def fit_gp(X: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
            previous: GPParams | None = None) -> GP:
     """The MAP-fitted GP of standardised values y [n] at X [n, d].
 
-    Survives what the data allow: if every optimisation fails, it falls back to the prior's
-    centre with one warning, so a suggestion is always possible.
+    Survives what the data allow: if every optimisation fails, it falls back to the priors'
+    modes with one warning, so a suggestion is always possible.
     """
     assert X.ndim == 2 and y.shape == (X.shape[0],), f"X {X.shape}, y {y.shape}"
     d = X.shape[1]
@@ -151,7 +158,7 @@ def fit_gp(X: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
         if np.isfinite(result.fun) and (best is None or result.fun < best[0]):
             best = (float(result.fun), result.x)
     if best is None or best[0] >= 1e10:
-        logger.warning("GP fit failed on %d points; using the prior's centre", len(y))
+        logger.warning("GP fit failed on %d points; using the priors' modes", len(y))
         best = (math.inf, _starts(d, None, rng)[-_N_RANDOM_RESTARTS - 1])
     return GP.condition(X, y, GPParams.from_theta(best[1]))
 
@@ -170,17 +177,26 @@ class GP:
     def condition(cls, X: np.ndarray, y: np.ndarray, params: GPParams) -> GP:
         """The posterior given (X, y), with ``params`` as they are (no fitting)."""
         K = matern52(scaled_sq_dist(X, X, params.ell), params.signal) + params.noise * np.eye(len(y))
-        factor = _cholesky(K)
+        factor = cholesky(K)
         assert factor is not None, "K is not positive definite even with jitter"
         return cls(X=X, y=y, params=params, factor=factor, alpha=cho_solve(factor, y, check_finite=False))
 
     def predict(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and variance of f at Xq [m, d]; each [m]. Variance floored at 1e-12."""
-        Kq = matern52(scaled_sq_dist(Xq, self.X, self.params.ell), self.params.signal)  # [m, n]
+        Kq = self._k(Xq)
         mean = Kq @ self.alpha
         V = solve_triangular(self.factor[0], Kq.T, lower=True, check_finite=False)  # [n, m]
         var = self.params.signal - np.sum(V**2, axis=0)
         return mean, np.maximum(var, 1e-12)
+
+    def covariance(self, Xa: np.ndarray, Xb: np.ndarray) -> np.ndarray:
+        """Posterior covariance of f between Xa [ma, d] and Xb [mb, d]; [ma, mb]."""
+        Va = solve_triangular(self.factor[0], self._k(Xa).T, lower=True, check_finite=False)
+        Vb = solve_triangular(self.factor[0], self._k(Xb).T, lower=True, check_finite=False)
+        return matern52(scaled_sq_dist(Xa, Xb, self.params.ell), self.params.signal) - Va.T @ Vb
+
+    def _k(self, Xq: np.ndarray) -> np.ndarray:
+        return matern52(scaled_sq_dist(Xq, self.X, self.params.ell), self.params.signal)  # [m, n]
 
     def predict_with_grad(self, x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
         """Mean, variance and their gradients in x [d], at one point x [d]:
