@@ -109,13 +109,6 @@ def _append(row: dict) -> None:
         handle.write(json.dumps(row) + "\n")
 
 
-def _one_thread_each() -> None:
-    """Workers share the CPUs: one BLAS thread each, or they fight over the cores."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
-
 def measure(problems: list[str], algos: list[str], seeds: int, concurrencies: list[int], budget: int,
             replace: bool, workers: int) -> None:
     rows = _load()
@@ -131,7 +124,10 @@ def measure(problems: list[str], algos: list[str], seeds: int, concurrencies: li
     tasks = [(p, a, s, c, budget) for p in problems for a in algos for s in range(seeds)
              for c in concurrencies if (p, a, s, c) not in done]
     started = time.time()
-    with multiprocessing.get_context("spawn").Pool(workers, _one_thread_each, maxtasksperchild=20) as pool:
+    # Workers share the CPUs: one BLAS thread each (read when a worker loads numpy and scipy).
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+    with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=20) as pool:
         for index, row in enumerate(pool.imap_unordered(run_one, tasks), 1):
             _append(row)
             print(f"[{index}/{len(tasks)}] {row['problem']} {row['algo']} seed {row['seed']} "

@@ -38,10 +38,11 @@ class GPSearcher(Searcher):
     """Bayesian optimisation with a Gaussian process: tuneforge's own searcher, for any Tuner.
 
     It starts with ``n_initial_points`` quasi-random (Sobol) points (default: twice the number
-    of params, between 5 and 10), then suggests the maximiser of the log expected improvement
-    (or UCB) of a Matérn-5/2 GP fitted to the results. Trials still running count as their
-    predicted value (kriging believer), so concurrent suggestions are distinct; a failed trial
-    counts as the worst result seen, so the search moves away from it.
+    of params, between 5 and 10), and keeps to them until that many results are in; then it
+    suggests the maximiser of the log expected improvement (or UCB) of a Matérn-5/2 GP fitted to
+    the results. Trials still running count as their predicted value (kriging believer), so
+    concurrent suggestions are distinct and spread out; a failed trial counts as the worst
+    result seen, so the search moves away from it.
 
     Give it a tuneforge :class:`SearchSpace`, or none and let the Tuner's ``param_space``
     (``tune.uniform``, ``loguniform``, ``quniform``, ``randint``, ``lograndint``, ``qrandint``,

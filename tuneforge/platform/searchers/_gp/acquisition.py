@@ -14,13 +14,6 @@ rearrangement log h(z) = -z^2/2 - log(2pi)/2 + log(1 - exp(log(erfcx(-z/sqrt2) |
 with the scaled complementary error function erfcx, which stays accurate for any z; and
 -z^2/2 - log(2pi)/2 - 2 log|z| beyond -1/sqrt(eps), its asymptote.
 Its derivative is d log h / dz = Phi(z) / h(z) = exp(log Phi(z) - log h(z)).
-
-With trials still pending, a candidate is worth what it adds to the batch it joins: the
-expected improvement of the best of (candidate, pending points) over the incumbent, estimated
-from joint posterior samples (q-EI; Ginsbourger et al. 2010; Optuna's GPSampler and BoTorch do
-the same with running trials). A point next to a pending one adds little, since their samples
-move together. ``log_q_ei`` smooths the maximum with zero by a softplus of temperature tau and
-averages in log space (Ament et al. 2023, qLogEI), so it too keeps a slope far from the incumbent.
 """
 
 from __future__ import annotations
@@ -28,15 +21,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import erfcx, log_ndtr, logsumexp, ndtr
+from scipy.special import erfcx, log_ndtr, ndtr
 
-__all__ = ["log_ei", "log_ei_grad", "log_h", "log_q_ei", "ucb"]
+__all__ = ["log_ei", "log_ei_grad", "log_h", "ucb"]
 
 _C1 = 0.5 * math.log(2 * math.pi)
 _C2 = 0.5 * math.log(math.pi / 2)
 _ASYMPTOTIC_Z = -1.0 / math.sqrt(np.finfo(float).eps)
-_Q_EI_TAU = 1e-3  # in standardised units: improvements this small count as none
-_LINEAR_SOFTPLUS = -30.0  # below, log softplus(u) = u to double precision
 
 
 def _log1mexp(x: np.ndarray) -> np.ndarray:
@@ -76,20 +67,6 @@ def log_ei_grad(mu: float, var: float, dmu: np.ndarray, dvar: np.ndarray,
     ratio = math.exp(float(log_ndtr(z)) - float(log_h(np.array(z))))  # Phi(z) / h(z)
     dsigma = dvar / (2.0 * sigma)
     return value, ratio * (dmu - z * dsigma) / sigma + dsigma / sigma
-
-
-def _log_softplus(u: np.ndarray) -> np.ndarray:
-    """log(log(1 + exp(u))), finite for every finite u."""
-    return np.where(u > _LINEAR_SOFTPLUS, np.log(np.logaddexp(0.0, np.maximum(u, _LINEAR_SOFTPLUS))), u)
-
-
-def log_q_ei(f_new: np.ndarray, f_pending: np.ndarray, best: float) -> np.ndarray:
-    """log q-EI of each candidate [m] joining the pending points, from S joint posterior samples:
-    f_new [S, m] at the candidates, f_pending [S, p] at the pending points (same rows, same
-    draws): log mean_s softplus_tau(max(f_new[s, j], max_k f_pending[s, k]) - best)."""
-    pending_best = np.max(f_pending, axis=1, initial=-np.inf)[:, None]
-    u = (np.maximum(f_new, pending_best) - best) / _Q_EI_TAU
-    return logsumexp(math.log(_Q_EI_TAU) + _log_softplus(u), axis=0) - math.log(len(f_new))
 
 
 def ucb(mu: np.ndarray, var: np.ndarray, beta: float) -> np.ndarray:

@@ -42,7 +42,7 @@ from tuneforge.platform.searchers._gp.kernel import (
     scaled_sq_dist,
 )
 
-__all__ = ["GP", "GPParams", "cholesky", "fit_gp"]
+__all__ = ["GP", "GPParams", "fit_gp"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _log_prior_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.sum(-0.5 * z**2 - theta)), -z / sigma - 1.0
 
 
-def cholesky(K: np.ndarray) -> tuple[np.ndarray, bool] | None:
+def _cholesky(K: np.ndarray) -> tuple[np.ndarray, bool] | None:
     """The Cholesky factor of K, with the smallest jitter that makes it work (or None)."""
     scale = float(np.mean(np.diag(K)))
     for jitter in _JITTERS:
@@ -110,7 +110,7 @@ def _neg_log_posterior(theta: np.ndarray, X: np.ndarray, y: np.ndarray,
     params = GPParams.from_theta(theta)
     r2 = D2 @ (1.0 / params.ell**2)
     Kf = matern52(r2, params.signal)
-    factor = cholesky(Kf + params.noise * np.eye(len(y)))
+    factor = _cholesky(Kf + params.noise * np.eye(len(y)))
     if factor is None:
         return 1e10, np.zeros_like(theta)
     alpha = cho_solve(factor, y, check_finite=False)
@@ -174,10 +174,13 @@ class GP:
     alpha: np.ndarray
 
     @classmethod
-    def condition(cls, X: np.ndarray, y: np.ndarray, params: GPParams) -> GP:
-        """The posterior given (X, y), with ``params`` as they are (no fitting)."""
-        K = matern52(scaled_sq_dist(X, X, params.ell), params.signal) + params.noise * np.eye(len(y))
-        factor = cholesky(K)
+    def condition(cls, X: np.ndarray, y: np.ndarray, params: GPParams,
+                  noise: np.ndarray | None = None) -> GP:
+        """The posterior given (X, y), with ``params`` as they are (no fitting); ``noise`` [n]
+        overrides the noise variance point by point."""
+        noise = np.full(len(y), params.noise) if noise is None else noise
+        K = matern52(scaled_sq_dist(X, X, params.ell), params.signal) + np.diag(noise)
+        factor = _cholesky(K)
         assert factor is not None, "K is not positive definite even with jitter"
         return cls(X=X, y=y, params=params, factor=factor, alpha=cho_solve(factor, y, check_finite=False))
 
@@ -188,12 +191,6 @@ class GP:
         V = solve_triangular(self.factor[0], Kq.T, lower=True, check_finite=False)  # [n, m]
         var = self.params.signal - np.sum(V**2, axis=0)
         return mean, np.maximum(var, 1e-12)
-
-    def covariance(self, Xa: np.ndarray, Xb: np.ndarray) -> np.ndarray:
-        """Posterior covariance of f between Xa [ma, d] and Xb [mb, d]; [ma, mb]."""
-        Va = solve_triangular(self.factor[0], self._k(Xa).T, lower=True, check_finite=False)
-        Vb = solve_triangular(self.factor[0], self._k(Xb).T, lower=True, check_finite=False)
-        return matern52(scaled_sq_dist(Xa, Xb, self.params.ell), self.params.signal) - Va.T @ Vb
 
     def _k(self, Xq: np.ndarray) -> np.ndarray:
         return matern52(scaled_sq_dist(Xq, self.X, self.params.ell), self.params.signal)  # [m, n]

@@ -50,7 +50,14 @@ def _candidates(d: int, anchors: np.ndarray, rng: np.random.Generator) -> np.nda
     sweep = qmc.Sobol(d, scramble=True, seed=rng).random(_N_SWEEP)
     local = [anchor + scale * rng.standard_normal((_N_LOCAL_PER_ANCHOR // len(_LOCAL_SCALES), d))
              for anchor in anchors for scale in _LOCAL_SCALES]
-    return np.clip(np.vstack([sweep, *local]), 0.0, 1.0)
+    return _reflect(np.vstack([sweep, *local]))
+
+
+def _reflect(X: np.ndarray) -> np.ndarray:
+    """X folded back into [0, 1] at the faces: clipping would pile the perturbations of a point
+    on a face onto that face, and the search would stay there."""
+    folded = np.mod(X, 2.0)
+    return np.where(folded > 1.0, 2.0 - folded, folded)
 
 
 def _refine(acquisition: Acquisition, start: np.ndarray, fixed: np.ndarray) -> np.ndarray:
