@@ -14,6 +14,7 @@ ever found. Lower is better; values are minimised (a maximised metric is negated
     .venv/bin/python benchmarks/searchers.py                     # everything (about 2 hours on 2 CPUs)
     .venv/bin/python benchmarks/searchers.py --report            # the tables, from the results file
     .venv/bin/python benchmarks/searchers.py --algos bayes --replace --problems branin,hartmann6
+    .venv/bin/python benchmarks/searchers.py --first-seed 10 --results held-out.jsonl ...   # fresh seeds
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def _append(row: dict) -> None:
         handle.write(json.dumps(row) + "\n")
 
 
-def measure(problems: list[str], algos: list[str], seeds: int, concurrencies: list[int], budget: int,
+def measure(problems: list[str], algos: list[str], seeds: range, concurrencies: list[int], budget: int,
             replace: bool, workers: int) -> None:
     rows = _load()
     if replace:
@@ -121,7 +122,7 @@ def measure(problems: list[str], algos: list[str], seeds: int, concurrencies: li
     for problem in problems:
         if problem not in referenced:
             _append(random_reference(problem))
-    tasks = [(p, a, s, c, budget) for p in problems for a in algos for s in range(seeds)
+    tasks = [(p, a, s, c, budget) for p in problems for a in algos for s in seeds
              for c in concurrencies if (p, a, s, c) not in done]
     started = time.time()
     # Workers share the CPUs: one BLAS thread each (read when a worker loads numpy and scipy).
@@ -197,6 +198,8 @@ def main() -> None:
     parser.add_argument("--problems", default=",".join(FUNCTION_PROBLEMS + SKLEARN_PROBLEMS))
     parser.add_argument("--algos", default=",".join(ALGOS))
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first-seed ... first-seed + seeds - 1 (others: a held-out check)")
     parser.add_argument("--budget", type=int, default=50)
     parser.add_argument("--concurrency", default="1,4")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -207,7 +210,8 @@ def main() -> None:
     global results
     results = args.results
     if not args.report:
-        measure(args.problems.split(","), args.algos.split(","), args.seeds,
+        measure(args.problems.split(","), args.algos.split(","),
+                range(args.first_seed, args.first_seed + args.seeds),
                 [int(c) for c in args.concurrency.split(",")], args.budget, args.replace, args.workers)
     report()
 
