@@ -36,6 +36,24 @@ def test_best_so_far_skips_missing_values_in_both_modes() -> None:
     np.testing.assert_array_equal(best_so_far(values, "min"), [np.nan, 3, 1, 1, 1])
 
 
+@pytest.mark.parametrize(("values", "scale"), [
+    ([250_000.0, 3.0, 0.4], "log"),    # a test function's value: the early trials dwarf the rest
+    ([0.91, 0.95, 0.97], "linear"),    # an accuracy
+    ([-3.0, -1.0, 2.0], "linear"),     # not all positive
+])
+def test_wide_positive_values_get_a_log_axis(values, scale) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from tuneforge.dashboards._plots import _log_scale_if_wide
+
+    axes = Figure().add_subplot()
+    _log_scale_if_wide(axes, np.array([*values, np.nan]))
+    assert axes.get_yscale() == scale
+
+
 def test_algorithm_summary_counts_trials_to_the_median_target() -> None:
     fast = [_search([0.1, 0.9, 0.9, 0.9], "fast"), _search([0.2, 0.8, 1.0, 1.0], "fast")]
     slow = [_search([0.1, 0.2, 0.3, 0.9], "slow"), _search([0.1, 0.1, 0.1, 0.5], "slow")]

@@ -15,6 +15,7 @@ from tuneforge.search_spaces import CategoricalParam
 __all__ = ["comparison_png", "effects_png", "history_png", "parallel_png"]
 
 _DPI = 100
+_WIDE = 100.0  # max / min of positive values from which a y axis goes logarithmic
 
 
 def _figure(width: float, height: float) -> tuple[Any, Any]:
@@ -36,6 +37,20 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _log_scale_if_wide(axes: Any, values: np.ndarray) -> None:
+    """A log y axis when the values are positive and span two orders of magnitude or more (a
+    loss, a test function's value): on a linear one, the early, bad trials flatten the rest."""
+    finite = values[np.isfinite(values)]
+    if finite.size and finite.min() > 0 and finite.max() >= _WIDE * finite.min():
+        axes.set_yscale("log")
+
+
+def _whole_trials(axes: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def history_png(search: SearchData) -> bytes:
     """Each trial's metric in start order, and the best so far."""
     values = search.values()
@@ -47,6 +62,8 @@ def history_png(search: SearchData) -> bytes:
     if failed.any():
         axes.scatter(order[failed], np.full(failed.sum(), np.nanmin(values) if np.isfinite(values).any()
                                             else 0.0), marker="x", color="grey", label="no result")
+    _log_scale_if_wide(axes, values)
+    _whole_trials(axes)
     axes.set(xlabel="trial (in start order)", ylabel=search.metric,
              title=f"Optimisation history ({search.algo}, {search.mode} {search.metric})")
     axes.legend(loc="best", fontsize=8)
@@ -134,6 +151,8 @@ def comparison_png(curves: Mapping[str, np.ndarray], metric: str) -> bytes:
         if runs.shape[0] > 1:
             axes.fill_between(order, np.nanmin(runs, axis=0), np.nanmax(runs, axis=0),
                               color=f"C{index}", alpha=0.15)
+    _log_scale_if_wide(axes, np.concatenate([runs.ravel() for runs in curves.values()]))
+    _whole_trials(axes)
     axes.set(xlabel="trial", ylabel=f"best {metric} so far", title="Algorithms compared: best so far")
     axes.legend(loc="best", fontsize=8)
     return _png(figure)
