@@ -32,8 +32,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check tuneforge tests benchmarks
 
+# Every benchmark in BENCHMARKS.md (searchers.py resumes from its results file: it measures
+# only what is missing there; the full set from scratch takes hours on 2 CPUs).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/searchers.py
+	$(BIN)/python benchmarks/suggest_speed.py --timed 30
 
 ui: $(STAMP)
 	$(BIN)/tuneforge server
