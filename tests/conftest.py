@@ -8,6 +8,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,19 @@ def ray_local():
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def parent_and_children(tracking_uri: str, experiment: str) -> tuple[Any, list[Any]]:
+    """The one search (parent run) of an MLflow experiment and its trials (child runs);
+    asserts that every run of the experiment is one or the other."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 1 + len(children), "every run is the parent or one of its children"
+    return parent, children
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.conftest import parent_and_children
 from tests.platform.test_cli import tuneforge
 from tuneforge.platform.cluster import _host_port
 
@@ -75,9 +76,8 @@ def test_search_runs_trials_on_both_nodes_and_records_them_all(two_nodes: str, t
     assert done.returncode == 0, done.stderr
     assert f"Ray cluster {two_nodes}, 2 node(s), 2 CPUs" in done.stdout
     client = MlflowClient(store)
-    runs = client.search_runs([client.get_experiment_by_name("rf-digits").experiment_id])
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(runs) == 9 and len(children) == 8
+    _, children = parent_and_children(store, "rf-digits")
+    assert len(children) == 8
     assert all(r.info.status == "FINISHED" and "cv_accuracy" in r.data.metrics for r in children)
     assert {r.data.tags["tuneforge.node_ip"] for r in children} == {HEAD_IP, WORKER_IP}
     # Artifacts came to the driver through Ray, from both nodes.

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
-from tests.conftest import needs
+from tests.conftest import needs, parent_and_children
 from tests.platform.test_cli import tuneforge
 from tests.platform.test_server import start_server, stop_server
 
@@ -41,10 +40,8 @@ def _check_four_concurrent_trials(tracking_uri: str, folder: Path) -> None:
                      "--tracking-uri", tracking_uri, cwd=folder)
     assert done.returncode == 0, done.stderr
     assert "4 CPUs" not in done.stdout and "2 CPUs" in done.stdout
-    client = MlflowClient(tracking_uri)
-    runs = client.search_runs([client.get_experiment_by_name("svc-wine").experiment_id])
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(runs) == 9 and len(children) == 8
+    _, children = parent_and_children(tracking_uri, "svc-wine")
+    assert len(children) == 8
     assert all(r.info.status == "FINISHED" and "cv_accuracy" in r.data.metrics for r in children)
     intervals = [(r.info.start_time, r.info.end_time) for r in children]
     most_at_once = max(sum(start <= t < end for start, end in intervals) for t, _ in intervals)

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
 import tuneforge
-from tests.conftest import write_space
+from tests.conftest import parent_and_children, write_space
 from tuneforge.platform.events import SearchStarted, TrialEnded
 
 RIDGE_GRID = """\
@@ -26,16 +25,6 @@ params:
 """
 
 
-def _runs(tracking_uri: str, experiment: str) -> tuple[object, list]:
-    client = MlflowClient(tracking_uri)
-    experiment_id = client.get_experiment_by_name(experiment).experiment_id
-    runs = client.search_runs([experiment_id])
-    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(runs) == 1 + len(children), "every run is the parent or one of its children"
-    return parent, children
-
-
 def _artifact_text(tracking_uri: str, run_id: str, path: str) -> str:
     import mlflow
 
@@ -47,7 +36,7 @@ def test_random_search_records_a_parent_and_a_child_per_trial(ray_local, trackin
     events = []
     result = tuneforge.search("ridge-diabetes", algo="random", trials=6, seed=3,
                               tracking_uri=tracking_uri, storage=tmp_path / "ray", on_event=events.append)
-    parent, children = _runs(tracking_uri, "ridge-diabetes")
+    parent, children = parent_and_children(tracking_uri, "ridge-diabetes")
     assert result.status == "FINISHED" and len(result.trials) == 6
     assert parent.info.run_id == result.parent_run_id and parent.info.status == "FINISHED"
     assert {k: parent.data.params[k] for k in ("algo", "seed", "n_trials", "metric")} == \
@@ -86,7 +75,7 @@ def test_grid_search_runs_every_combination_once(ray_local, tracking_uri, tmp_pa
                               experiment="grid")
     configs = sorted((t.params["alpha"], t.params["fit_intercept"]) for t in result.trials)
     assert configs == sorted((a, b) for a in (0.01, 1.0, 10.0) for b in (True, False))
-    _, children = _runs(tracking_uri, "grid")
+    _, children = parent_and_children(tracking_uri, "grid")
     assert len(children) == 6
 
 
@@ -131,7 +120,7 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(ray_local, tracking_u
     assert result.status == "FINISHED"
     assert sorted(t.status for t in result.trials) == ["FAILED"] * 3 + ["FINISHED"] * 3
     assert result.best.params["solver"] == "auto"
-    _, children = _runs(tracking_uri, "failing")
+    _, children = parent_and_children(tracking_uri, "failing")
     failed = [c for c in children if c.info.status == "FAILED"]
     assert len(failed) == 3
     assert all("lbfgs" in c.data.tags["tuneforge.error"] for c in failed)
@@ -158,7 +147,7 @@ def test_bad_options_create_nothing(tracking_uri, tmp_path, option) -> None:
 def test_a_bayes_search_records_every_trial(ray_local, tracking_uri, tmp_path) -> None:
     result = tuneforge.search("branin", algo="bayes", trials=12, seed=1, max_concurrent=2,
                               tracking_uri=tracking_uri, storage=tmp_path / "ray")
-    parent, children = _runs(tracking_uri, "branin")
+    parent, children = parent_and_children(tracking_uri, "branin")
     assert result.status == "FINISHED" and len(children) == 12
     assert parent.data.params["algo"] == "bayes"
     assert all({"value", "regret"} <= set(c.data.metrics) for c in children)
