@@ -34,7 +34,6 @@ class AskTell:
         self.algo, self.space, self.seed = algo, space, seed
         self.trials, self.max_concurrent, self.grid_points = trials, max_concurrent, grid_points
         self._timer: Any = None
-        self._algorithm: Any = None
         self._setup: Any = None
 
     @property
@@ -51,24 +50,23 @@ class AskTell:
                 trials=self.trials, seed=self.seed, max_concurrent=self.max_concurrent,
                 grid_points=self.grid_points))
             self._timer = TimedSearch(self._setup.search_alg)
-            self._algorithm = self._timer.algorithm
             config = {**self.space.config, **self._setup.param_space}
             tune.register_trainable(_TRAINABLE, lambda config: None)
-            self._algorithm.set_search_properties(self.space.metric, self.space.mode, config)
-            self._algorithm.add_configurations({"ask_tell": {"run": _TRAINABLE, "config": config,
-                                                             "num_samples": self._setup.num_samples}})
+            self._timer.algorithm.set_search_properties(self.space.metric, self.space.mode, config)
+            self._timer.algorithm.add_configurations({"ask_tell": {
+                "run": _TRAINABLE, "config": config, "num_samples": self._setup.num_samples}})
         return self._setup
 
     @property
     def algorithm(self) -> Any:
         """Tune's SearchAlgorithm being driven (for save_to_dir / restore_from_dir)."""
         self._ready()
-        return self._algorithm
+        return self._timer.algorithm
 
     def ask(self) -> tuple[str, dict[str, Any]]:
         """The next trial's id and full config; raises RuntimeError when the algorithm has none."""
         self._ready()
-        trial = self._algorithm.next_trial()
+        trial = self._timer.algorithm.next_trial()
         if trial is None:
             raise RuntimeError(f"{self.algo} has no suggestion (budget spent, or waiting on results)")
         return trial.trial_id, trial.config
@@ -76,7 +74,7 @@ class AskTell:
     def tell(self, trial_id: str, value: float | None = None, *, error: bool = False) -> None:
         """The result of a trial: its metric ``value`` (NaN allowed), or ``error=True``."""
         result = None if error or value is None else {self.space.metric: value}
-        self._algorithm.on_trial_complete(trial_id, result=result, error=error or value is None)
+        self._timer.algorithm.on_trial_complete(trial_id, result=result, error=error or value is None)
 
     def values(self, config: dict[str, Any]) -> dict[str, Any]:
         """The searched values of a trial's config."""

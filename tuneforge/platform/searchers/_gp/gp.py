@@ -186,14 +186,11 @@ class GP:
 
     def predict(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and variance of f at Xq [m, d]; each [m]. Variance floored at 1e-12."""
-        Kq = self._k(Xq)
+        Kq = matern52(scaled_sq_dist(Xq, self.X, self.params.ell), self.params.signal)  # [m, n]
         mean = Kq @ self.alpha
         V = solve_triangular(self.factor[0], Kq.T, lower=True, check_finite=False)  # [n, m]
         var = self.params.signal - np.sum(V**2, axis=0)
         return mean, np.maximum(var, 1e-12)
-
-    def _k(self, Xq: np.ndarray) -> np.ndarray:
-        return matern52(scaled_sq_dist(Xq, self.X, self.params.ell), self.params.signal)  # [m, n]
 
     def predict_with_grad(self, x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
         """Mean, variance and their gradients in x [d], at one point x [d]:
