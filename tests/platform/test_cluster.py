@@ -7,6 +7,7 @@ it started (``ray stop`` would also stop the tests' own local Ray).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -39,11 +40,13 @@ def _ray(*args: str) -> subprocess.Popen:
 
 
 def _alive_nodes(address: str) -> int:
-    script = (f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
-              "print(sum(n['Alive'] for n in ray.nodes()))")
+    script = (f"import ray; ray.init(address={address!r}, logging_level='ERROR', log_to_driver=False); "
+              "print('alive nodes:', sum(n['Alive'] for n in ray.nodes()))")
+    # Ray may print autoscaler events ("Resized to 1 CPUs") on the same stdout.
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "RAY_AUTH_MODE": "token"})
-    return int(done.stdout.strip() or 0)
+                          env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_SCHEDULER_EVENTS": "0"})
+    found = re.search(r"^alive nodes: (\d+)$", done.stdout, re.MULTILINE)
+    return int(found.group(1)) if found else 0
 
 
 @pytest.fixture(scope="module")
