@@ -21,7 +21,7 @@ __all__ = ["ConfigError", "GPSearcher", "SearchOptions", "SearchResult", "Search
 
 _LAZY = {
     "search": "tuneforge.platform.runner",
-    "SearchOptions": "tuneforge.platform.runner",
+    "SearchOptions": "tuneforge.platform.planning",
     "SearchResult": "tuneforge.platform.runner",
     "SearchSpace": "tuneforge.search_spaces",
     "load_space": "tuneforge.search_spaces",

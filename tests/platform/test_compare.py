@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from tuneforge.errors import ConfigError
 from tuneforge.platform.cli import main
 from tuneforge.platform.compare import compare
-from tuneforge.platform.runner import SearchOptions
+from tuneforge.platform.planning import SearchOptions
 
 
 def test_compare_runs_every_algorithm_and_seed_and_reports(ray_local, tracking_uri, tmp_path: Path) -> None:

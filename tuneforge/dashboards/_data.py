@@ -10,11 +10,10 @@ from typing import Any
 import numpy as np
 
 from tuneforge.errors import ConfigError
+from tuneforge.schema import Artifacts, Roles, Tags
 from tuneforge.search_spaces import CategoricalParam, FloatParam, IntParam, SearchSpace, parse_space
 
 __all__ = ["SearchData", "TrialRow", "best_so_far", "load_searches"]
-
-_SPACE_FILE = "space.yaml"
 
 
 @dataclass(frozen=True)
@@ -90,10 +89,10 @@ def _space_of(client: Any, run_id: str) -> SearchSpace | None:
 
     import yaml
 
-    if _SPACE_FILE not in {artifact.path for artifact in client.list_artifacts(run_id)}:
+    if Artifacts.SPACE not in {artifact.path for artifact in client.list_artifacts(run_id)}:
         return None
     with tempfile.TemporaryDirectory() as folder:
-        text = Path(client.download_artifacts(run_id, _SPACE_FILE, folder)).read_text()
+        text = Path(client.download_artifacts(run_id, Artifacts.SPACE, folder)).read_text()
     try:
         return parse_space(yaml.safe_load(text), name="space")
     except (ConfigError, yaml.YAMLError):
@@ -101,7 +100,7 @@ def _space_of(client: Any, run_id: str) -> SearchSpace | None:
 
 
 def _trial_rows(client: Any, experiment_id: str, parent_id: str, space: SearchSpace | None) -> tuple:
-    runs = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'",
+    runs = client.search_runs([experiment_id], f"tags.`{Tags.PARENT_RUN_ID}` = '{parent_id}'",
                               max_results=50_000)
     params = {p.name: p for p in space.params} if space else {}
     rows = [TrialRow(run_id=run.info.run_id, name=run.info.run_name, status=run.info.status,
@@ -122,7 +121,7 @@ def load_searches(experiment: str, tracking_uri: str, *, run_ids: Sequence[str] 
         names = sorted(e.name for e in client.search_experiments())
         raise ConfigError(f"experiment {experiment!r} not found in {tracking_uri}; "
                           f"experiments: {', '.join(names) or 'none'}")
-    parents = client.search_runs([found.experiment_id], "tags.`tuneforge.role` = 'search'",
+    parents = client.search_runs([found.experiment_id], f"tags.`{Tags.ROLE}` = '{Roles.SEARCH}'",
                                  max_results=10_000)
     if run_ids:
         parents = [run for run in parents if run.info.run_id in set(run_ids)]

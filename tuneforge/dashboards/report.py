@@ -23,6 +23,7 @@ import numpy as np
 
 from tuneforge.dashboards._data import SearchData, best_so_far, load_searches
 from tuneforge.dashboards._plots import comparison_png, effects_png, history_png, parallel_png
+from tuneforge.schema import Metrics
 
 __all__ = ["AlgorithmSummary", "build_report", "param_importances", "summarise_algorithms"]
 
@@ -32,7 +33,6 @@ _REPORT_FILE = "report.html"
 _DEFAULT_UI = "http://127.0.0.1:5000"  # where `tuneforge server` serves the MLflow UI
 _MIN_TRIALS_FOR_IMPORTANCE = 8  # fANOVA's forest says little about fewer trials
 _TOP_TRIALS = 10
-_TIMING = "searcher_seconds_per_suggestion"  # a parent-run metric the runner logs
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ def summarise_algorithms(searches: Sequence[SearchData]) -> tuple[list[Algorithm
         finals_of = np.array([finals[s.run_id] for s in own])
         reached = [_trials_to_reach(curve, target, mode) for curve in curves]
         hits = [n for n in reached if n is not None]
-        timings = [s.metrics[_TIMING] for s in own if _TIMING in s.metrics]
+        timings = [s.metrics[Metrics.SECONDS_PER_SUGGESTION] for s in own
+                   if Metrics.SECONDS_PER_SUGGESTION in s.metrics]
         summaries.append(AlgorithmSummary(
             algo=algo, n_searches=len(own), final_best_mean=float(np.nanmean(finals_of)),
             final_best_std=float(np.nanstd(finals_of)),

@@ -10,9 +10,11 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from tuneforge.platform.events import TrialEnded
+from tuneforge.platform.events import TrialEnded, TrialResult, TrialStarted
 from tuneforge.platform.tracking import SearchRecorder
+from tuneforge.schema import TrialStatus
 from tuneforge.search_spaces import SearchSpace
+from tuneforge.trainables.user import check_reported
 
 __all__ = ["TrialEvents"]
 
@@ -27,42 +29,54 @@ def trial_metrics(result: dict[str, Any]) -> dict[str, float]:
 
 
 class TrialEvents(Callback):
-    """Runs on the driver: records each trial in MLflow and reports each trial's end."""
+    """Runs on the driver: records each trial in MLflow as its events arrive (its artifacts
+    with each result) and tells the caller (``notify``) of each trial's start, results and end.
+
+    ``check_metric``: the trainable is a user's function whose metrics are known only when it
+    reports; a trial that ended without ever reporting the space's metric is recorded FAILED.
+    """
 
     def __init__(self, recorder: SearchRecorder, space: SearchSpace, n_trials: int,
-                 notify: Callable[[Any], None], artifacts: Path) -> None:
+                 notify: Callable[[Any], None], artifacts: Path, *, check_metric: bool = False) -> None:
         self.recorder = recorder
         self.artifacts = artifacts
-        """Where the search's artifact inbox puts each trial's files (``<trial_id>/``)."""
+        """Where the search's artifact inbox puts each trial's files (``<trial_id>/<batch>/``)."""
         self.space = space
         self.n_trials = n_trials
         self.notify = notify
+        self.check_metric = check_metric
         self.best_score: float | None = None
         self.n_ended = 0
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state. The recorder (a thread and a
         # store connection) stays behind: a restored experiment gets a new callback.
-        return {"space": self.space, "n_trials": self.n_trials, "recorder": None, "notify": None,
-                "artifacts": self.artifacts, "best_score": self.best_score, "n_ended": self.n_ended}
+        return {**self.__dict__, "recorder": None, "notify": None}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         params = {name: trial.config[name] for name in self.space.param_names}
         self.recorder.start_trial(trial.trial_id, str(trial), params)
+        self.notify(TrialStarted(self.recorder.trials[trial.trial_id]))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        self.recorder.log_metrics(trial.trial_id, trial_metrics(result),
-                                  step=int(result.get("training_iteration", 0)),
-                                  node_ip=result.get("node_ip"))
+        step = int(result.get("training_iteration", 0))
+        self.recorder.log_metrics(trial.trial_id, trial_metrics(result), step=step,
+                                  node_ip=result.get("node_ip"), artifacts=self.artifacts / trial.trial_id)
+        progress = result.get("progress")
+        self.notify(TrialResult(self.recorder.trials[trial.trial_id], step,
+                                float(progress) if isinstance(progress, (int, float)) else None))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.recorder.end_trial(trial.trial_id, "FINISHED", artifacts=self.artifacts / trial.trial_id)
+        record = self.recorder.trials[trial.trial_id]
+        error = check_reported(self.space, set(record.metrics)) if self.check_metric else None
+        self.recorder.end_trial(trial.trial_id, TrialStatus.FAILED if error else TrialStatus.FINISHED,
+                                artifacts=self.artifacts / trial.trial_id, error=error)
         self._ended(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # Tune writes the error to the trial's local folder just before calling us.
         error = Path(trial.error_file).read_text() if trial.error_file else None
-        self.recorder.end_trial(trial.trial_id, "FAILED", artifacts=self.artifacts / trial.trial_id,
+        self.recorder.end_trial(trial.trial_id, TrialStatus.FAILED, artifacts=self.artifacts / trial.trial_id,
                                 error=error)
         self._ended(trial)
 

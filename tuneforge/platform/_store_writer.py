@@ -1,7 +1,9 @@
 """Every MLflow write of a search, made by :class:`StoreWriter` on the recorder's writer thread.
 
-Only this module imports MLflow, and only on that thread: the import and the store's schema
-check (~1.5 s together) overlap Ray's start instead of delaying the search.
+On the driver, only this module imports MLflow, and only on that thread: the import and the
+store's schema check (~1.5 s together) overlap Ray's start instead of delaying the search.
+(Trials import MLflow themselves only to write their model folder, see
+:mod:`tuneforge.trainables.torch.export`.)
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from tuneforge.schema import Artifacts, Roles, Tags, TrialStatus
 
 _ARTIFACTS_FOLDER = "mlruns"
 _SECRET_NAME = re.compile(r"token|password|passwd|secret|api[_-]?key|credential", re.IGNORECASE)
@@ -58,6 +62,7 @@ class _ChildRun:
     params: dict[str, Any]
     start_ms: int
     run_id: str | None = None
+    logged_batches: set[str] = field(default_factory=set)
 
 
 class StoreWriter:
@@ -96,7 +101,7 @@ class StoreWriter:
                                   self.experiment,
                                   artifact_location=artifact_location(self.tracking_uri, self.experiment)))
         run = self.client.create_run(self.experiment_id, run_name=run_name,
-                                     tags={"tuneforge.role": "search", **tags})
+                                     tags={Tags.ROLE: Roles.SEARCH, **tags})
         self.parent_run_id = run.info.run_id
         self._log_batch(self.parent_run_id, params=_params(params))
         for name, text in artifacts.items():
@@ -109,34 +114,68 @@ class StoreWriter:
         self.trials[trial_id] = _ChildRun(name=name, params=dict(params), start_ms=start_ms)
 
     def log_result(self, trial_id: str, metrics: Mapping[str, float], step: int,
-                   tags: Mapping[str, str]) -> None:
+                   tags: Mapping[str, str], artifacts: Path | None) -> None:
         run_id, params = self._run_of(trial_id)
         finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
         self._log_batch(run_id, metrics=_metrics(finite, step), params=params, tags=_tags(tags))
+        self._log_new_batches(trial_id, artifacts)
 
-    def end_trial(self, trial_id: str, status: str, artifacts: Path | None, error: str | None) -> None:
-        """Log the files in ``artifacts`` (if it exists), the error if any, and close the run."""
+    def end_trial(self, trial_id: str, status: TrialStatus, artifacts: Path | None,
+                  error: str | None) -> None:
+        """Log the artifact batches not yet logged, the error if any, and close the run."""
         run_id, params = self._run_of(trial_id)
-        tags = _tags({"tuneforge.error": error.strip().splitlines()[-1][:_MAX_PARAM_CHARS]} if error else {})
+        tags = _tags({Tags.ERROR: error.strip().splitlines()[-1][:_MAX_PARAM_CHARS]} if error else {})
+        if status.value != status.mlflow_status:  # STOPPED: MLflow has no such status
+            tags += _tags({Tags.STATUS: status.value})
         if params or tags:
             self._log_batch(run_id, params=params, tags=tags)
-        if artifacts is not None and artifacts.is_dir():
-            self.client.log_artifacts(run_id, str(artifacts))
+        self._log_new_batches(trial_id, artifacts)
         if error:
-            self.client.log_text(run_id, error, "error.txt")
-        self.client.set_terminated(run_id, status=status)
+            self.client.log_text(run_id, error, Artifacts.ERROR)
+        self.client.set_terminated(run_id, status=status.mlflow_status)
+
+    def _log_new_batches(self, trial_id: str, artifacts: Path | None) -> None:
+        """Log each complete artifact batch of the trial not logged before, oldest first, into
+        the run's root (a later batch's file replaces an earlier one of the same path)."""
+        if artifacts is None:
+            return
+        from tuneforge.trainables._session import complete_batches
+
+        run = self.trials[trial_id]
+        for batch in complete_batches(artifacts):
+            if batch.name not in run.logged_batches:
+                self.client.log_artifacts(run.run_id, str(batch))
+                run.logged_batches.add(batch.name)
+
+    def log_artifacts(self, run_id: str, folder: Path) -> None:
+        self.client.log_artifacts(run_id, str(folder))
+
+    def has_model(self, run_id: str, path: str) -> bool:
+        return any(Path(f.path).name == "MLmodel" for f in self.client.list_artifacts(run_id, path))
+
+    def register_model(self, name: str, model_uri: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        run_id, _, path = model_uri.removeprefix("runs:/").partition("/")
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/{path}"
+        return self.client.create_model_version(name, source=source, run_id=run_id).version
 
     def run_ids(self) -> dict[str, str | None]:
         """Each trial's MLflow run id (None if its run could not be created)."""
         return {trial_id: run.run_id for trial_id, run in self.trials.items()}
 
-    def end_search(self, status: str, metrics: Mapping[str, float], tags: Mapping[str, str],
+    def end_search(self, status: TrialStatus, metrics: Mapping[str, float], tags: Mapping[str, str],
                    artifacts: Mapping[str, str]) -> None:
         finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
         self._log_batch(self.parent_run_id, metrics=_metrics(finite, 0), tags=_tags(tags))
         for name, text in artifacts.items():
             self.client.log_text(self.parent_run_id, text, name)
-        self.client.set_terminated(self.parent_run_id, status=status)
+        self.client.set_terminated(self.parent_run_id, status=status.mlflow_status)
 
     def _run_of(self, trial_id: str) -> tuple[str, list[Any]]:
         """The trial's run id, creating the run if needed, and the params still to log."""
@@ -145,8 +184,8 @@ class StoreWriter:
             return run.run_id, []
         created = self.client.create_run(
             self.experiment_id, run_name=run.name, start_time=run.start_ms,
-            tags={"mlflow.parentRunId": self.parent_run_id, "tuneforge.role": "trial",
-                  "tuneforge.trial_id": trial_id})
+            tags={Tags.PARENT_RUN_ID: self.parent_run_id, Tags.ROLE: Roles.TRIAL,
+                  Tags.TRIAL_ID: trial_id})
         run.run_id = created.info.run_id
         return run.run_id, _params(run.params)
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tuneforge.errors import ConfigError
+from tuneforge.schema import TrialStatus
 
 __all__ = ["main"]
 
@@ -38,52 +39,29 @@ def _params_text(params: dict[str, Any]) -> str:
 # -- search ------------------------------------------------------------------------------------
 
 
-def _print_started(event: Any) -> None:
-    plan, cluster = event.plan, event.cluster
-    space, options = plan.space, plan.options
-    n_cpus = sum(node.get("CPU", 0) for node in cluster.node_resources)
-    n_gpus = sum(node.get("GPU", 0) for node in cluster.node_resources)
-    ray_text = "local Ray" if cluster.is_local else f"Ray cluster {cluster.address}"
-    print(f"Searching {space.name} ({space.trainable}, {space.mode} {space.metric}) with "
-          f"{options.algo}: {plan.setup.n_trials} trials, seed {plan.seed}")
-    print(f"  Ray:    {ray_text}, {len(cluster.node_resources)} node(s), {n_cpus:g} CPUs, {n_gpus:g} GPUs")
-    if cluster.dashboard_url:
-        where = "" if cluster.is_local else " (from your machine: `ray dashboard cluster.yaml`)"
-        print(f"          dashboard {cluster.dashboard_url}{where}, job {cluster.job_name!r}; sign in "
-              "with the token `ray get-auth-token` prints (API: header 'Authorization: Bearer TOKEN')")
-    print(f"  MLflow: {plan.tracking_uri}, experiment {plan.experiment!r}, "
-          f"parent run {event.parent_run_id}")
-    print(f"  Tune:   {event.experiment_path}", flush=True)
-
-
 class _Progress:
-    """Prints the start of a search, then one line per ended trial."""
+    """The search's progress (:class:`~tuneforge.platform.progress.SearchProgress`); the
+    start-up's paused garbage collector resumes when the trials start."""
 
-    metric = ""
+    def __init__(self) -> None:
+        from tuneforge.platform.progress import SearchProgress
+
+        self.printer = SearchProgress()
 
     def __call__(self, event: Any) -> None:
         from tuneforge.platform.events import SearchStarted
 
         if isinstance(event, SearchStarted):
             _end_startup()
-            self.metric = event.plan.space.metric
-            _print_started(event)
-            return
-        record, width = event.record, len(str(event.n_trials))
-        score = record.metrics.get(self.metric)
-        outcome = f"{self.metric}={_fmt(score)}" if score is not None else record.status
-        if record.error:
-            outcome = f"FAILED: {record.error}"
-        best = f"best={_fmt(event.best_score)}  " if event.best_score is not None else ""
-        print(f"[{event.n_ended:>{width}}/{event.n_trials}] {record.trial_id}  {outcome}  {best}"
-              f"{_params_text(record.params)}", flush=True)
+        self.printer(event)
 
 
 def _print_summary(result: Any) -> None:
     ranked = result.ranked()
-    n_failed = sum(t.status == "FAILED" for t in result.trials)
+    n_failed = sum(t.status is TrialStatus.FAILED for t in result.trials)
+    n_stopped = sum(t.status is TrialStatus.STOPPED for t in result.trials)
     print(f"\nSearch {result.status.lower()}: {len(result.trials)} trials, {len(ranked)} scored, "
-          f"{n_failed} failed.")
+          f"{n_stopped} stopped early, {n_failed} failed.")
     if ranked:
         names = list(ranked[0].params)
         header = ["rank", "trial", result.metric, *names]
@@ -97,6 +75,8 @@ def _print_summary(result: Any) -> None:
         print(f"\nBest {result.metric}: {_fmt(result.best_score)}  (trial {best.trial_id}, "
               f"MLflow run {best.run_id})")
         print(f"Best config: {_params_text(result.best_config)}")
+        if result.model_uri:
+            print(f"Best model:  {result.model_uri}  (mlflow.pyfunc.load_model or the family's flavour)")
     print(f"Parent run: {result.parent_run_id} in experiment {result.experiment!r}")
     print("\nLook further:")
     if result.tracking_uri.startswith(("http://", "https://")):
@@ -113,16 +93,19 @@ def _print_summary(result: Any) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from tuneforge.platform.runner import SearchOptions, search
+    from tuneforge.platform.planning import SearchOptions
+    from tuneforge.platform.runner import search
 
     options = SearchOptions(
         algo=args.algo, trials=args.trials, max_concurrent=args.max_concurrent, seed=args.seed,
         experiment=args.experiment, tracking_uri=args.tracking_uri, address=args.address,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        storage=args.storage, grid_points=args.grid_points)
+        storage=args.storage, grid_points=args.grid_points, smoke=args.smoke,
+        max_failures=args.max_failures, keep_checkpoints=args.keep_checkpoints,
+        register_model=args.register_model)
     result = search(args.space, options, on_event=_Progress())
     _print_summary(result)
-    return 0 if result.status == "FINISHED" else EXIT_INTERRUPTED
+    return 0 if result.status is TrialStatus.FINISHED else EXIT_INTERRUPTED
 
 
 # -- spaces and show ---------------------------------------------------------------------------
@@ -184,7 +167,7 @@ def _server(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from tuneforge.platform.compare import compare
-    from tuneforge.platform.runner import SearchOptions
+    from tuneforge.platform.planning import SearchOptions
 
     options = SearchOptions(max_concurrent=args.max_concurrent, experiment=args.experiment,
                             tracking_uri=args.tracking_uri, address=args.address,
@@ -193,7 +176,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     def on_search(result: Any, index: int, total: int) -> None:
         best = f"{result.metric}={_fmt(result.best_score)}" if result.best else "no result"
-        print(f"[{index:>{len(str(total))}}/{total}] {result.experiment_path.name}  best {best}  "
+        name = result.experiment_path.rsplit("/", 1)[-1]
+        print(f"[{index:>{len(str(total))}}/{total}] {name}  best {best}  "
               f"({time.monotonic() - started:.0f} s)", flush=True)
 
     algos = [name.strip() for name in args.algos.split(",") if name.strip()]
@@ -247,7 +231,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
     run.add_argument("--gpus-per-trial", type=float, default=0.0,
                      help="GPUs per trial, fractions allowed (default 0)")
-    run.add_argument("--storage", help="Ray Tune results folder (default: ./ray_results)")
+    run.add_argument("--storage", help="Ray Tune's storage: a folder, or a URI every node reaches "
+                                       "(s3://bucket/path); checkpoints live there (default: ./ray_results)")
+    run.add_argument("--smoke", action="store_true",
+                     help="shrink each trial of a per-epoch family (vit...) to seconds: 2 epochs, small data")
+    run.add_argument("--max-failures", type=int, default=0,
+                     help="restart a trial whose worker died this many times, from its last checkpoint "
+                          "(default 0)")
+    run.add_argument("--keep-checkpoints", type=int, default=2,
+                     help="checkpoints kept per trial: the best N by the metric, and the latest (default 2)")
+    run.add_argument("--register-model", metavar="NAME",
+                     help="register the best trial's model in the MLflow Model Registry as NAME")
     run.add_argument("--grid-points", type=int, default=DEFAULT_GRID_POINTS,
                      help="grid: values per numeric param without an explicit `grid:` "
                           f"(default {DEFAULT_GRID_POINTS})")

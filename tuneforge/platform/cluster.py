@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from tuneforge.errors import ConfigError
 
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 _CONNECT_TIMEOUT_S = 3.0
 _DEFAULT_GCS_PORT = 6379
 _NAMESPACE = "tuneforge"
+_NOT_SHIPPED = (".git", ".venv", "__pycache__", "ray_results", "mlruns", "mlartifacts", "*.db")
+"""Not sent to the nodes with a user's trainable folder: history, environments, results."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,9 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def _connect(address: str | None, job_name: str) -> bool:
-    """``ray.init`` for ``address`` (None: start a local Ray). True if Ray was started here."""
+def _connect(address: str | None, job_name: str, working_dir: Path | None) -> bool:
+    """``ray.init`` for ``address`` (None: start a local Ray). True if Ray was started here.
+    ``working_dir`` (a user's trainable folder) is shipped to every node as the job's."""
     import ray
     from ray.job_config import JobConfig
 
@@ -121,6 +125,8 @@ def _connect(address: str | None, job_name: str) -> bool:
             _check_authenticated(address)
     options = {"namespace": _NAMESPACE, "logging_level": logging.WARNING, "log_to_driver": False,
                "job_config": JobConfig(metadata={"job_name": job_name})}
+    if working_dir is not None:
+        options["runtime_env"] = {"working_dir": str(working_dir), "excludes": list(_NOT_SHIPPED)}
     try:
         # "local" always starts a new Ray; None would join any Ray already running here.
         ray.init(address=address or "local", **options)
@@ -136,14 +142,16 @@ def _alive_node_resources() -> tuple[Mapping[str, float], ...]:
 
 
 @contextmanager
-def ray_cluster(address: str | None, *, job_name: str) -> Iterator[Cluster]:
+def ray_cluster(address: str | None, *, job_name: str, working_dir: Path | None = None) -> Iterator[Cluster]:
     """Connect to (or start) Ray for one search; a Ray started here is shut down afterwards.
 
-    ``job_name`` is how the search appears in the Ray dashboard's job list.
+    ``job_name`` is how the search appears in the Ray dashboard's job list. ``working_dir`` is
+    a folder of code every worker needs (a user's trainable file's); a Ray this process had
+    already joined keeps its own job settings.
     """
     import ray
 
-    started_here = _connect(address, job_name)
+    started_here = _connect(address, job_name, working_dir)
     try:
         context = ray.get_runtime_context()
         dashboard = ray._private.worker.global_worker.node.address_info.get("webui_url")

@@ -20,12 +20,12 @@ from typing import Any
 
 from tuneforge.errors import ConfigError
 from tuneforge.platform.cluster import ray_cluster, resolve_address
-from tuneforge.platform.runner import SearchOptions, SearchResult, plan_search, search
+from tuneforge.platform.planning import SearchOptions, plan_search
+from tuneforge.platform.runner import SearchResult, search
+from tuneforge.schema import Roles, Tags
 from tuneforge.search_spaces import SearchSpace, load_space
 
 __all__ = ["ComparisonResult", "compare"]
-
-_COMPARISON_TAG = "tuneforge.comparison"
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def compare(space: SearchSpace | str | Path, *, algos: Sequence[str], budget: in
     comparison_id = uuid.uuid4().hex[:8]
     base = dataclasses.replace(options or SearchOptions(), trials=budget,
                                experiment=(options and options.experiment) or f"{space.name}-compare",
-                               tags=((_COMPARISON_TAG, comparison_id),))
+                               tags=((Tags.COMPARISON, comparison_id),))
     _plans(space, algos, seeds, base)
     runs = [(algo, seed) for algo in algos for seed in range(seeds)]
     results = []
@@ -101,7 +101,7 @@ def _report(space: SearchSpace, results: Sequence[SearchResult], comparison_id: 
     (folder / "comparison.md").write_text(_markdown(rows))
     client = MlflowClient(first.tracking_uri)
     run = client.create_run(first.experiment_id, run_name=f"comparison-{time.strftime('%Y%m%d-%H%M%S')}",
-                            tags={"tuneforge.role": "comparison", _COMPARISON_TAG: comparison_id})
+                            tags={Tags.ROLE: Roles.COMPARISON, Tags.COMPARISON: comparison_id})
     client.log_artifacts(run.info.run_id, str(folder))
     client.set_terminated(run.info.run_id)
     return folder, run.info.run_id

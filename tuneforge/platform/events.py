@@ -1,18 +1,24 @@
-"""What a running search tells its caller (the CLI prints them as progress)."""
+"""What a running search tells its caller, in order: start-up :class:`Stage` s, then
+:class:`SearchStarted` once, then per trial :class:`TrialStarted`, a :class:`TrialResult` per
+result and :class:`TrialEnded`. The CLI (and ``search(progress=True)``) prints them as progress.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+from tuneforge.platform.cluster import Cluster
+from tuneforge.platform.planning import SearchPlan
 from tuneforge.platform.tracking import TrialRecord
 
-if TYPE_CHECKING:
-    from tuneforge.platform.cluster import Cluster
-    from tuneforge.platform.runner import SearchPlan
+__all__ = ["SearchEvent", "SearchStarted", "Stage", "TrialEnded", "TrialResult", "TrialStarted"]
 
-__all__ = ["SearchStarted", "TrialEnded"]
+
+@dataclass(frozen=True)
+class Stage:
+    """A start-up step has begun (checking the space, starting Ray, opening the store...)."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -22,7 +28,24 @@ class SearchStarted:
     plan: SearchPlan
     cluster: Cluster
     parent_run_id: str
-    experiment_path: Path
+    experiment_path: str
+
+
+@dataclass(frozen=True)
+class TrialStarted:
+    """A trial got its resources and started."""
+
+    record: TrialRecord
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """A trial reported a result (an epoch, for per-epoch families)."""
+
+    record: TrialRecord
+    step: int
+    progress: float | None
+    """The fraction of its work the trial has done, where it reports one (``progress``)."""
 
 
 @dataclass(frozen=True)
@@ -34,3 +57,6 @@ class TrialEnded:
     n_trials: int
     best_score: float | None
     """Best value of the metric so far, None until a trial reports it."""
+
+
+SearchEvent = Stage | SearchStarted | TrialStarted | TrialResult | TrialEnded

@@ -2,7 +2,8 @@
 
 A search is one parent run in the experiment named after it; each trial is a nested child run
 (tag ``mlflow.parentRunId``) with its searched params, every reported metric at its step, its
-status, its trial id and node, and the files of its last checkpoint as artifacts. All of it is
+status, its trial id and node, and the artifacts the trial sent with each result (its
+pictures, its model), logged as that result arrives. All of it is
 written from the driver, so trials on other nodes never touch the store, by one background
 thread, in order, so that the Tune loop never waits on the store. Each result is written as it
 arrives: an interrupted search keeps every trial that finished.
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from tuneforge.errors import ConfigError
+from tuneforge.schema import Tags, TrialStatus
 
 if TYPE_CHECKING:
     from tuneforge.platform._store_writer import StoreWriter
@@ -100,7 +102,7 @@ class TrialRecord:
     started_at: float = field(default_factory=time.time)
     """When the trial started, by the driver's clock (seconds since the epoch)."""
     ended_at: float | None = None
-    status: str = "RUNNING"
+    status: TrialStatus = TrialStatus.RUNNING
     metrics: dict[str, float] = field(default_factory=dict)
     """The last value of each metric the trial reported."""
     run_id: str | None = None
@@ -154,19 +156,20 @@ class SearchRecorder:
         self._send("add_trial", trial_id, name, dict(params), int(self.trials[trial_id].started_at * 1000))
 
     def log_metrics(self, trial_id: str, metrics: Mapping[str, float], *, step: int,
-                    node_ip: str | None = None) -> None:
-        """One result of a trial: its metrics at ``step`` (non-finite values are not logged)."""
+                    node_ip: str | None = None, artifacts: Path | None = None) -> None:
+        """One result of a trial: its metrics at ``step`` (non-finite values are not logged),
+        and the artifact batches the trial sent with it (complete batches under ``artifacts``)."""
         record = self.trials[trial_id]
         record.metrics.update(metrics)
         tags = {}
         if node_ip and record.node_ip is None:
-            record.node_ip = tags["tuneforge.node_ip"] = node_ip
-        self._send("log_result", trial_id, dict(metrics), step, tags)
+            record.node_ip = tags[Tags.NODE_IP] = node_ip
+        self._send("log_result", trial_id, dict(metrics), step, tags, artifacts)
 
-    def end_trial(self, trial_id: str, status: str, *, artifacts: Path | None = None,
+    def end_trial(self, trial_id: str, status: TrialStatus, *, artifacts: Path | None = None,
                   error: str | None = None) -> None:
-        """A trial ended (FINISHED, FAILED or KILLED): log the files in the folder
-        ``artifacts`` (if it exists), its error trace if any, and close its run."""
+        """A trial ended (FINISHED, FAILED or KILLED): log the artifact batches under
+        ``artifacts`` not yet logged, its error trace if any, and close its run."""
         record = self.trials[trial_id]
         record.status, record.ended_at = status, time.time()
         if error:
@@ -174,11 +177,24 @@ class SearchRecorder:
             record.error = error.strip().splitlines()[-1]
         self._send("end_trial", trial_id, status, artifacts, error)
 
+    def log_artifacts(self, run_id: str, folder: Path) -> None:
+        """Log ``folder``'s files to the run ``run_id`` now (after the search's trials)."""
+        self._call("log_artifacts", run_id, folder)
+
+    def has_model(self, run_id: str, path: str) -> bool:
+        """Whether the run holds an MLflow model folder at ``path``."""
+        return self._call("has_model", run_id, path)
+
+    def register_model(self, name: str, model_uri: str) -> str:
+        """Register ``model_uri`` (``runs:/<run_id>/<path>``) in the Model Registry as a new
+        version of ``name``; returns the version."""
+        return self._call("register_model", name, model_uri)
+
     def flush(self) -> None:
         """Mark trials still running as KILLED and wait for every write so far."""
         for record in self.trials.values():
-            if record.status == "RUNNING":
-                self.end_trial(record.trial_id, "KILLED")
+            if record.status is TrialStatus.RUNNING:
+                self.end_trial(record.trial_id, TrialStatus.KILLED)
         for trial_id, run_id in self._call("run_ids").items():
             self.trials[trial_id].run_id = run_id
         failures = [f"{type(e).__name__}: {e}" for e in (f.exception() for f in self._pending) if e]
@@ -188,7 +204,7 @@ class SearchRecorder:
             logger.warning("%d MLflow writes failed (first: %s); every trial's results are also in "
                            "the Ray results folder", len(failures), failures[0])
 
-    def end_search(self, status: str, *, metrics: Mapping[str, float], tags: Mapping[str, str],
+    def end_search(self, status: TrialStatus, *, metrics: Mapping[str, float], tags: Mapping[str, str],
                    artifacts: Mapping[str, str]) -> None:
         """Close the parent run with its final metrics, tags and artifacts; stop the thread."""
         self.flush()

@@ -7,10 +7,11 @@ time :func:`get_trainable` asks for it.
 from __future__ import annotations
 
 from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuneforge.errors import ConfigError
-from tuneforge.trainables._report import report
+from tuneforge.trainables._session import report
 
 if TYPE_CHECKING:
     from tuneforge.trainables._base import Trainable
@@ -20,13 +21,21 @@ __all__ = ["TRAINABLES", "get_trainable", "report"]
 TRAINABLES: dict[str, str] = {
     "sklearn": "tuneforge.trainables.sklearn:TRAINABLE",
     "benchmark": "tuneforge.trainables.benchmark:TRAINABLE",
+    "vit": "tuneforge.trainables.vit:TRAINABLE",
 }
 """Registry name -> ``module:attribute`` of its :class:`~tuneforge.trainables._base.Trainable`."""
 
 
-def get_trainable(name: str) -> Trainable:
-    """The trainable registered as ``name``; ConfigError listing the valid names otherwise."""
+def get_trainable(name: str, base_dir: Path | None = None) -> Trainable:
+    """The trainable registered as ``name``, or a user's function named ``module:function`` or
+    ``file.py:function`` (relative to ``base_dir``, the space file's folder); ConfigError
+    listing the valid names otherwise."""
+    if ":" in name:
+        from tuneforge.trainables.user import user_trainable
+
+        return user_trainable(name, base_dir)
     if name not in TRAINABLES:
-        raise ConfigError(f"trainable: unknown trainable {name!r}; valid: {', '.join(sorted(TRAINABLES))}")
+        raise ConfigError(f"trainable: unknown trainable {name!r}; valid: {', '.join(sorted(TRAINABLES))}, "
+                          "or your own function as module:function or path/to/file.py:function")
     module, attribute = TRAINABLES[name].split(":")
     return getattr(import_module(module), attribute)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tuneforge.search_spaces import SearchSpace
@@ -16,19 +17,34 @@ class Trainable:
     """A model family as Ray Tune runs it.
 
     ``function`` is what Ray runs, once per trial, on the worker Ray placed the trial on:
-        ``train_<model>(config: dict) -> None``. It reads only ``config``, calls
-        ``tune.report(metrics, checkpoint=...)`` at least once, resumes from
+        ``train_<model>(config: dict) -> None``. It reads only ``config``, reports through
+        :func:`tuneforge.trainables.report` (or ``tune.report``) at least once, resumes from
         ``tune.get_checkpoint()`` when there is one, and uses the GPU when Ray assigned one.
-        Files in a reported checkpoint become the trial's MLflow artifacts.
+        Files it reports as ``artifacts`` become the trial's MLflow artifacts as each result
+        arrives; checkpoints stay with Tune.
     ``prepare`` is called once by the runner, on the driver, before anything is created:
         it validates the space's fixed ``config`` and searched param names against the family
         (raising ConfigError with one clear message) and returns the fixed config every trial
         receives (defaults filled in, paths made absolute).
     ``metrics`` names what ``function`` reports for a prepared config, so that a search on a
-        metric nobody reports fails before it starts.
+        metric nobody reports fails before it starts; None for a user's own function, whose
+        metrics are known only when it reports (a trial that never reports the space's metric
+        fails with that message).
+    ``reuse_actors``: whether Tune may run the next trial in the same worker process (cheap for
+        scikit-learn; torch families free their memory and threads with a fresh one).
+    ``smoke``: whether ``--smoke`` applies (a per-epoch family shrinks its epochs and data).
+    ``final_model`` is called by the runner on the driver after the search, with the best
+        trial's config and an empty folder, for a family whose trials do not log their own
+        model: it writes an MLflow model folder (the best config refitted on all the data).
     """
 
     name: str
     function: Callable[[dict[str, Any]], None]
     prepare: Callable[[SearchSpace], dict[str, Any]]
-    metrics: Callable[[Mapping[str, Any]], frozenset[str]]
+    metrics: Callable[[Mapping[str, Any]], frozenset[str]] | None
+    reuse_actors: bool = True
+    smoke: bool = False
+    final_model: Callable[[Mapping[str, Any], Path], None] | None = None
+    code_dir: Path | None = None
+    """A user's trainable file's folder, which the runner ships to every node (Ray's
+    ``working_dir``)."""

@@ -5,18 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tests.trainables.conformance import TrainableContract
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import FloatParam, bundled_spaces, load_space
 from tuneforge.trainables.benchmark import FUNCTIONS
 from tuneforge.trainables.benchmark.trainable import prepare
-
-
-class TestBenchmarkContract(TrainableContract):
-    space_name = "branin"
-    no_gpu = "a test function is evaluated in numpy"
-    no_resume = "one evaluation, one report: a restarted trial simply runs again"
-
 
 # Known minimisers, from the same library as the definitions.
 MINIMISERS = {

@@ -5,16 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainables.conformance import TrainableContract
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import load_space
 from tuneforge.trainables.sklearn.trainable import metrics, prepare
-
-
-class TestSklearnContract(TrainableContract):
-    space_name = "svc-wine"
-    no_gpu = "scikit-learn estimators run on the CPU"
-    no_resume = "one cross-validation, one report: a restarted trial simply runs again"
 
 
 def _with_config(name: str, **changes) -> object:

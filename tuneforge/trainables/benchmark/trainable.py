@@ -15,7 +15,7 @@ import numpy as np
 
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import CategoricalParam, SearchSpace
-from tuneforge.trainables._report import report
+from tuneforge.trainables._session import report
 from tuneforge.trainables.benchmark.functions import FUNCTIONS, TestFunction
 
 __all__ = ["metrics", "prepare", "train_benchmark"]

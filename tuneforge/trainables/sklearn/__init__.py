@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from tuneforge.trainables._base import Trainable
-from tuneforge.trainables.sklearn.trainable import metrics, prepare, train_sklearn
+from tuneforge.trainables.sklearn.trainable import final_model, metrics, prepare, train_sklearn
 
 __all__ = ["TRAINABLE", "train_sklearn"]
 
-TRAINABLE = Trainable(name="sklearn", function=train_sklearn, prepare=prepare, metrics=metrics)
+TRAINABLE = Trainable(name="sklearn", function=train_sklearn, prepare=prepare, metrics=metrics,
+                      final_model=final_model)

@@ -6,7 +6,8 @@ scorer name or a list; by default taken from the space's metric ``cv_<scorer>``)
 is an estimator parameter, searched or fixed. Reports ``cv_<scorer>`` (mean over folds),
 ``cv_<scorer>_std``, ``fit_time_s`` and ``score_time_s``, once, with the artifact
 ``cv_report.json`` (per-fold scores and the estimator's full parameters). One step, no
-checkpoint: a restarted trial simply runs again.
+checkpoint: a restarted trial simply runs again. After the search, :func:`final_model` refits
+the best config on all the data for MLflow (the scikit-learn flavour).
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ import numpy as np
 
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import SearchSpace
-from tuneforge.trainables._report import report
+from tuneforge.trainables._session import report
 from tuneforge.trainables.datasets import check_dataset, load_dataset
 from tuneforge.trainables.sklearn.estimator import base_estimator, trial_estimator
 
-__all__ = ["cross_validated", "metrics", "prepare", "train_sklearn"]
+__all__ = ["cross_validated", "final_model", "metrics", "prepare", "train_sklearn"]
 
 _OWN_KEYS = ("estimator", "dataset", "cv", "scoring")
 _DEFAULT_FOLDS = 5
+_N_EXAMPLE_ROWS = 5
 _SCORER_ALIASES = {
     "neg_rmse": "neg_root_mean_squared_error",
     "neg_mse": "neg_mean_squared_error",
@@ -73,6 +75,20 @@ def train_sklearn(config: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "cv_report.json").write_text(json.dumps(cv_report, indent=2))
         report(reported, artifacts=folder)
+
+
+def final_model(config: Mapping[str, Any], folder: Path) -> None:
+    """The best config refitted on all the data, as an MLflow scikit-learn model in ``folder``."""
+    import mlflow.sklearn
+    import sklearn
+    from mlflow.models import infer_signature
+
+    X, y = load_dataset(config["dataset"])
+    estimator = trial_estimator(base_estimator(config["estimator"]), _estimator_params(config)).fit(X, y)
+    example = X[:_N_EXAMPLE_ROWS]
+    signature = infer_signature(example, estimator.predict(example))
+    mlflow.sklearn.save_model(estimator, str(folder), signature=signature, input_example=example,
+                              pip_requirements=[f"scikit-learn=={sklearn.__version__}", "numpy"])
 
 
 def _default_scoring(metric: str, base: Any) -> str:

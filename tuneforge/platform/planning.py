@@ -1,0 +1,158 @@
+"""Planning a search: every check of its input, before anything is created.
+
+A search is validated in two steps. :func:`plan_search` checks the space, the options, the
+algorithm and budget, and the tracking store at once. :func:`prepare_trials` runs the trainable
+family's own checks (estimator, params, dataset, metric), which import its library; the runner
+calls it while Ray starts, since both take seconds. Each problem is a ConfigError, and bad
+input therefore leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from tuneforge.errors import ConfigError
+from tuneforge.platform.cluster import resolve_address
+from tuneforge.platform.searchers import Budget, SearchSetup, setup_search
+from tuneforge.platform.tracking import check_tracking_uri, resolve_tracking_uri
+from tuneforge.search_spaces import DEFAULT_GRID_POINTS, SearchSpace, load_space
+from tuneforge.trainables import get_trainable
+from tuneforge.trainables._base import Trainable
+from tuneforge.trainables.user import user_trainable
+
+__all__ = ["SearchOptions", "SearchPlan", "plan_search", "prepare_trials"]
+
+_DEFAULT_STORAGE = "ray_results"
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How to run a search; every field has the CLI flag of the same name."""
+
+    algo: str = "random"
+    trials: int | None = None
+    """Random: number of trials (default 20). Grid: passes over the grid (default 1)."""
+    max_concurrent: int | None = None
+    seed: int | None = None
+    """None draws one; it is logged on the parent run so the search can be repeated."""
+    experiment: str | None = None
+    """MLflow experiment; defaults to the space's name."""
+    tracking_uri: str | None = None
+    address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    storage: str | Path | None = None
+    """Ray Tune's storage: a local folder, or a URI every node reaches (``s3://bucket/path``,
+    ``file:///nfs/path``); defaults to ./ray_results. Checkpoints live there."""
+    grid_points: int = DEFAULT_GRID_POINTS
+    tags: tuple[tuple[str, str], ...] = ()
+    """Extra tags of the search's parent run (``tuneforge compare`` groups its searches so)."""
+    smoke: bool = False
+    """Shrink a per-epoch family's trials to seconds (SMOKE_EPOCHS epochs on a small subset)."""
+    max_failures: int = 0
+    """Times a trial whose worker died is restarted, from its last checkpoint (Tune's FailureConfig)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept per trial: the best N by the space's metric, and always the latest."""
+    register_model: str | None = None
+    """Register the best trial's model under this name in the MLflow Model Registry."""
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """A validated search, ready to run: nothing has been created yet."""
+
+    space: SearchSpace
+    trainable: Trainable
+    setup: SearchSetup
+    options: SearchOptions
+    seed: int
+    experiment: str
+    tracking_uri: str
+    address: str | None
+    storage: str
+    """What Tune is given as its ``storage_path``: an absolute folder or a URI."""
+    local_dir: Path
+    """The driver's own folder for the search (artifact inbox): the storage folder when it is
+    local, else ./ray_results."""
+
+    def experiment_path(self, name: str) -> str:
+        """Where Tune keeps the experiment ``name``: a folder or a URI."""
+        return f"{self.storage.rstrip('/')}/{name}"
+
+
+def _check_options(options: SearchOptions) -> None:
+    if options.trials is not None and options.trials < 1:
+        raise ConfigError(f"--trials: expected at least 1, got {options.trials}")
+    if options.max_concurrent is not None and options.max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent: expected at least 1, got {options.max_concurrent}")
+    if not options.cpus_per_trial > 0:
+        raise ConfigError(f"--cpus-per-trial: expected a positive number, got {options.cpus_per_trial}")
+    if not options.gpus_per_trial >= 0:
+        raise ConfigError(f"--gpus-per-trial: expected 0 or more, got {options.gpus_per_trial}")
+    if options.max_failures < 0:
+        raise ConfigError(f"--max-failures: expected 0 or more, got {options.max_failures}")
+    if options.keep_checkpoints < 1:
+        raise ConfigError(f"--keep-checkpoints: expected at least 1, got {options.keep_checkpoints}")
+    if options.register_model is not None and not options.register_model.strip():
+        raise ConfigError("--register-model: expected a model name, got an empty one")
+
+
+def _storage(storage: str | Path | None) -> tuple[str, Path]:
+    """Tune's storage (an absolute folder or a URI) and the driver's local folder."""
+    text = str(storage or _DEFAULT_STORAGE)
+    parsed = urlparse(text)
+    if "://" not in text:
+        folder = Path(text).expanduser().resolve()
+        return str(folder), folder
+    if parsed.scheme == "file":
+        if not parsed.path.startswith("/"):
+            raise ConfigError(f"--storage: {text!r} is not an absolute file:// URI (file:///path)")
+        return text, Path(parsed.path)
+    if not parsed.netloc:
+        raise ConfigError(f"--storage: {text!r} names no bucket or host; e.g. s3://bucket/path")
+    return text, Path(_DEFAULT_STORAGE).resolve()
+
+
+def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None = None, *,
+                trainable: Callable[[dict[str, Any]], None] | None = None) -> SearchPlan:
+    """Check a search's space and options, without side effects; each problem is a ConfigError.
+
+    ``trainable`` is a user's own function, run instead of the space's ``trainable``."""
+    options = options or SearchOptions()
+    space = space if isinstance(space, SearchSpace) else load_space(space)
+    _check_options(options)
+    base_dir = space.source.parent if space.source else None
+    family = user_trainable(trainable) if trainable is not None else get_trainable(space.trainable, base_dir)
+    if options.smoke and not family.smoke:
+        raise ConfigError(f"--smoke: trainable {family.name!r} runs one step a trial; --smoke shrinks "
+                          "per-epoch families (vit, ...) only")
+    seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
+    setup = setup_search(options.algo, space, Budget(trials=options.trials, seed=seed,
+                                                     max_concurrent=options.max_concurrent,
+                                                     grid_points=options.grid_points))
+    tracking_uri = resolve_tracking_uri(options.tracking_uri)
+    check_tracking_uri(tracking_uri)
+    storage, local_dir = _storage(options.storage)
+    return SearchPlan(space=space, trainable=family, setup=setup, options=options,
+                      seed=seed, experiment=options.experiment or space.name,
+                      tracking_uri=tracking_uri, address=resolve_address(options.address),
+                      storage=storage, local_dir=local_dir)
+
+
+def prepare_trials(plan: SearchPlan) -> dict[str, Any]:
+    """The trainable's checks of the space; returns the fixed config every trial receives."""
+    space, trainable = plan.space, plan.trainable
+    config = trainable.prepare(space)
+    if trainable.metrics is not None:  # a user's function: known when it reports
+        reported = trainable.metrics(config)
+        if space.metric not in reported:
+            raise ConfigError(f"{space.source or space.name}: metric: {space.metric!r} is not reported by "
+                              f"trainable {trainable.name!r}; it reports: {', '.join(sorted(reported))}")
+    if plan.options.smoke:
+        config["smoke"] = True
+    return config

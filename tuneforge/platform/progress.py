@@ -1,0 +1,155 @@
+"""A running search as a person watches it: start-up stages as they happen, where the search
+runs, a line per ended trial, and a live status (running / pending / finished / stopped /
+failed, epochs done, elapsed, time left, best so far).
+
+On a terminal the status is one line redrawn in place, with a progress bar; piped (a log file,
+CI, a notebook) it is a plain line at most every ``interval_s`` seconds. The CLI and
+``tuneforge.search(progress=True)`` print through :class:`SearchProgress`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from tuneforge.platform.events import SearchEvent, SearchStarted, Stage, TrialEnded, TrialResult, TrialStarted
+from tuneforge.schema import TrialStatus
+
+__all__ = ["SearchProgress", "format_value"]
+
+_BAR_WIDTH = 20
+_CLEAR_LINE = "\r\x1b[K"
+
+
+def format_value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes}m{seconds:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+class SearchProgress:
+    """Call it with each event of a search (``search(..., on_event=SearchProgress())``)."""
+
+    def __init__(self, *, stream: TextIO | None = None, live: bool | None = None,
+                 interval_s: float = 30.0) -> None:
+        self.stream = stream
+        self.live = live
+        self.interval_s = interval_s
+        self._started_at = time.monotonic()
+        self._search_started_at: float | None = None
+        self._last_status_at = 0.0
+        self._metric = ""
+        self._n_trials = 0
+        self._n_started = 0
+        self._n_results = 0
+        self._progress: dict[str, float] = {}
+        self._ended: dict[TrialStatus, int] = dict.fromkeys(TrialStatus, 0)
+        self._best: float | None = None
+        self._status_shown = False
+
+    @property
+    def _out(self) -> TextIO:
+        return self.stream or sys.stdout
+
+    @property
+    def _is_live(self) -> bool:
+        return self.live if self.live is not None else self._out.isatty()
+
+    def __call__(self, event: SearchEvent) -> None:
+        handler = {Stage: self._stage, SearchStarted: self._search_started, TrialStarted: self._trial_started,
+                   TrialResult: self._trial_result, TrialEnded: self._trial_ended}[type(event)]
+        handler(event)
+
+    def _print(self, text: str) -> None:
+        if self._status_shown:
+            self._out.write(_CLEAR_LINE)
+            self._status_shown = False
+        print(text, file=self._out, flush=True)
+
+    def _stage(self, event: Stage) -> None:
+        self._print(f"  {time.monotonic() - self._started_at:5.1f}s  {event.text}")
+
+    def _search_started(self, event: SearchStarted) -> None:
+        self._search_started_at = time.monotonic()
+        self._metric, self._n_trials = event.plan.space.metric, event.plan.setup.n_trials
+        for line in _started_lines(event):
+            self._print(line)
+
+    def _trial_started(self, event: TrialStarted) -> None:
+        self._n_started += 1
+        self._progress[event.record.trial_id] = 0.0
+        self._show_status()
+
+    def _trial_result(self, event: TrialResult) -> None:
+        self._n_results += 1
+        if event.progress is not None:
+            self._progress[event.record.trial_id] = min(1.0, event.progress)
+        self._show_status()
+
+    def _trial_ended(self, event: TrialEnded) -> None:
+        record, width = event.record, len(str(event.n_trials))
+        self._ended[record.status] += 1
+        self._progress[record.trial_id] = 1.0
+        self._best = event.best_score
+        score = record.metrics.get(self._metric)
+        outcome = f"{self._metric}={format_value(score)}" if score is not None else str(record.status)
+        if record.error:
+            outcome = f"FAILED: {record.error}"
+        best = f"best={format_value(event.best_score)}  " if event.best_score is not None else ""
+        params = " ".join(f"{name}={format_value(value)}" for name, value in record.params.items())
+        self._print(f"[{event.n_ended:>{width}}/{event.n_trials}] {record.trial_id}  {outcome}  "
+                    f"{best}{params}")
+        self._show_status(force=not self._is_live)
+
+    def status_line(self) -> str:
+        """The live status as text (also what a terminal's line shows, less the bar)."""
+        n_ended = sum(self._ended.values())
+        elapsed = time.monotonic() - (self._search_started_at or self._started_at)
+        done = sum(self._progress.values()) / self._n_trials if self._n_trials else 0.0
+        left = f"~{_duration(elapsed / done * (1 - done))} left" if 0 < done < 1 else ""
+        best = f"best {self._metric}={format_value(self._best)}" if self._best is not None else ""
+        ended = self._ended
+        counts = (f"running {self._n_started - n_ended}  pending {self._n_trials - self._n_started}  "
+                  f"finished {ended[TrialStatus.FINISHED]}  stopped {ended[TrialStatus.STOPPED]}  "
+                  f"failed {ended[TrialStatus.FAILED]}")
+        parts = [counts, f"results {self._n_results}", f"{_duration(elapsed)} elapsed", left, best]
+        return "  |  ".join(part for part in parts if part)
+
+    def _show_status(self, *, force: bool = False) -> None:
+        if self._is_live:
+            done = sum(self._progress.values()) / self._n_trials if self._n_trials else 0.0
+            filled = round(done * _BAR_WIDTH)
+            bar = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done:4.0%}"
+            self._out.write(f"{_CLEAR_LINE}{bar}  {self.status_line()}")
+            self._out.flush()
+            self._status_shown = True
+        elif force or time.monotonic() - self._last_status_at >= self.interval_s:
+            self._last_status_at = time.monotonic()
+            print(f"  status: {self.status_line()}", file=self._out, flush=True)
+
+
+def _started_lines(event: SearchStarted) -> list[str]:
+    plan, cluster = event.plan, event.cluster
+    space, options = plan.space, plan.options
+    n_cpus = sum(node.get("CPU", 0) for node in cluster.node_resources)
+    n_gpus = sum(node.get("GPU", 0) for node in cluster.node_resources)
+    ray_text = "local Ray" if cluster.is_local else f"Ray cluster {cluster.address}"
+    lines = [f"Searching {space.name} ({plan.trainable.name}, {space.mode} {space.metric}) with "
+             f"{options.algo}: {plan.setup.n_trials} trials, seed {plan.seed}"
+             f"{', smoke budget' if options.smoke else ''}",
+             f"  Ray:    {ray_text}, {len(cluster.node_resources)} node(s), {n_cpus:g} CPUs, {n_gpus:g} GPUs"]
+    if cluster.dashboard_url:
+        where = "" if cluster.is_local else " (from your machine: `ray dashboard cluster.yaml`)"
+        lines.append(f"          dashboard {cluster.dashboard_url}{where}, job {cluster.job_name!r}; sign in "
+                     "with the token `ray get-auth-token` prints (API: header 'Authorization: Bearer TOKEN')")
+    lines.append(f"  MLflow: {plan.tracking_uri}, experiment {plan.experiment!r}, "
+                 f"parent run {event.parent_run_id}")
+    lines.append(f"  Tune:   {event.experiment_path}")
+    return lines

@@ -1,0 +1,106 @@
+"""What a search writes to MLflow, named once: shared by platform/ and dashboards/.
+
+A search is a parent run (tag ``tuneforge.role=search``) holding its space as ``space.yaml``;
+each trial is a child run (``mlflow.parentRunId``, ``tuneforge.role=trial``); the parent ends
+with its best trial's tags, ``best_<metric>``, ``results.csv`` and ``best_config.json``.
+The platform writes these names and the dashboards read them, so both import them from here.
+
+This module imports nothing but the standard library: ``import tuneforge`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Final
+
+__all__ = ["Artifacts", "Metrics", "Roles", "Tags", "TrialStatus"]
+
+
+class TrialStatus(str, Enum):
+    """How a trial (or a whole search) stands or ended.
+
+    The values are MLflow run statuses (``RunStatus``: RUNNING, SCHEDULED, FINISHED, FAILED,
+    KILLED) where MLflow has one, so a status can be passed to MLflow as it is. STOPPED has no
+    MLflow equivalent: a stopped trial's run ends FINISHED, with tag ``tuneforge.status=STOPPED``
+    (:attr:`Tags.STATUS`); :attr:`mlflow_status` gives the status to close a run with.
+    """
+
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    """Ran to its end (a search: every trial ended)."""
+    FAILED = "FAILED"
+    """Raised an error (a search: the runner itself failed)."""
+    STOPPED = "STOPPED"
+    """Stopped early by a scheduler, having reported; not produced yet (the scheduler issue)."""
+    KILLED = "KILLED"
+    """The search was interrupted before the trial (or the search) ended."""
+
+    def __str__(self) -> str:
+        # "FINISHED", not "TrialStatus.FINISHED", in f-strings, results.csv and MLflow tags.
+        return self.value
+
+    @property
+    def mlflow_status(self) -> str:
+        """The MLflow run status to end a run with: STOPPED is FINISHED, the others themselves."""
+        return TrialStatus.FINISHED.value if self is TrialStatus.STOPPED else self.value
+
+
+class Tags:
+    """MLflow tag names of a search's runs."""
+
+    PARENT_RUN_ID: Final = "mlflow.parentRunId"
+    """MLflow's own: a trial's run names its search's parent run."""
+    ROLE: Final = "tuneforge.role"
+    """What a run is: one of :class:`Roles`."""
+    TRIAL_ID: Final = "tuneforge.trial_id"
+    NODE_IP: Final = "tuneforge.node_ip"
+    """The node a trial ran on, from its first result."""
+    ERROR: Final = "tuneforge.error"
+    """A failed trial's last error line; the whole trace is the artifact ``error.txt``."""
+    STATUS: Final = "tuneforge.status"
+    """A trial's :class:`TrialStatus` where MLflow's run status cannot say it (STOPPED)."""
+    RAY_RESULTS: Final = "tuneforge.ray_results"
+    """The search's Ray Tune experiment folder."""
+    BEST_TRIAL_ID: Final = "tuneforge.best_trial_id"
+    BEST_RUN_ID: Final = "tuneforge.best_run_id"
+    BEST_MODEL_URI: Final = "tuneforge.best_model_uri"
+    """The best trial's model, ``runs:/<run_id>/model``, where one was logged."""
+    COMPARISON: Final = "tuneforge.comparison"
+    """The id of the ``tuneforge compare`` that ran a search; it groups them."""
+
+
+class Roles:
+    """Values of :attr:`Tags.ROLE`."""
+
+    SEARCH: Final = "search"
+    TRIAL: Final = "trial"
+    COMPARISON: Final = "comparison"
+    """The run holding a comparison's report."""
+
+
+class Metrics:
+    """Metrics the runner logs on a search's parent run (trials log their trainable's own)."""
+
+    N_TRIALS_FINISHED: Final = "n_trials_finished"
+    """Trials that reported the search's metric."""
+    SECONDS_PER_SUGGESTION: Final = "searcher_seconds_per_suggestion"
+
+    @staticmethod
+    def best(metric: str) -> str:
+        """The best trial's value of ``metric``: ``best_<metric>``."""
+        return f"best_{metric}"
+
+
+class Artifacts:
+    """Artifact names of a search's runs."""
+
+    SPACE: Final = "space.yaml"
+    """Parent run: the space as written (comments kept)."""
+    RESULTS: Final = "results.csv"
+    """Parent run: one row per trial."""
+    BEST_CONFIG: Final = "best_config.json"
+    """Parent run: the best trial's params, if any trial reported the metric."""
+    ERROR: Final = "error.txt"
+    """A failed trial's run: its error trace."""
+    MODEL: Final = "model"
+    """A trial's run: its trained model, an MLflow model folder (``runs:/<run_id>/model``)."""

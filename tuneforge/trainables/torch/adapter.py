@@ -1,0 +1,61 @@
+"""A :class:`~.loop.TorchFamily` as the platform's :class:`~tuneforge.trainables._base.Trainable`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from tuneforge.errors import ConfigError
+from tuneforge.search_spaces import CategoricalParam, SearchSpace
+from tuneforge.trainables._base import Trainable
+from tuneforge.trainables.torch.loop import TorchFamily, split_config
+
+__all__ = ["torch_trainable"]
+
+
+def torch_trainable(family: TorchFamily, function: Callable[[dict[str, Any]], None]) -> Trainable:
+    """The registry entry of ``family``, run by ``function`` (its ``train_<name>``)."""
+    return Trainable(name=family.name, function=function,
+                     prepare=lambda space: prepare(family, space),
+                     metrics=lambda config: family.metrics() | {"epoch", "epoch_s", "samples_per_s"},
+                     reuse_actors=family.reuse_actors, smoke=True)
+
+
+def prepare(family: TorchFamily, space: SearchSpace) -> dict[str, Any]:
+    """Check every key (fixed or searched) against the family, let the family check its own
+    (the dataset), and build the model and settings at the space's centre and at every choice
+    of each categorical, so that e.g. a patch size that does not divide the image fails here."""
+    valid = family.config_keys()
+    where = space.source or space.name
+    for key in [*space.config, *space.param_names]:
+        if key not in valid:
+            raise ConfigError(f"{where}: {key!r} is not a setting of trainable {family.name!r}; "
+                              f"valid: {', '.join(sorted(valid))}")
+    config = family.prepare(dict(space.config), space.source.parent if space.source else None)
+    for values in _probe_values(space):
+        _check_config(family, {**config, **values}, where)
+    return config
+
+
+def _probe_values(space: SearchSpace) -> list[dict[str, Any]]:
+    """The space's centre, then the centre with each categorical set to each of its choices."""
+    centre = space.decode(np.full(space.n_dims, 0.5)) if space.params else {}
+    moves = [{param.name: choice} for param in space.params if isinstance(param, CategoricalParam)
+             for choice in param.choices]
+    return [centre, *({**centre, **move} for move in moves)]
+
+
+def _check_config(family: TorchFamily, config: Mapping[str, Any], where: Any) -> None:
+    try:
+        settings, _ = split_config(family, config)
+    except TypeError as exc:  # a value of the wrong type reaching a dataclass
+        raise ConfigError(f"{where}: {exc}") from None
+    for name in ("epochs", "batch_size"):
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}: {name}: expected a positive integer, got {value!r}")
+    if not settings.lr > 0:
+        raise ConfigError(f"{where}: lr: expected a positive learning rate, got {settings.lr!r}")
+

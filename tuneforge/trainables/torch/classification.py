@@ -1,0 +1,157 @@
+"""Image classification on the epoch loop: what the ViT (and any image classifier) shares.
+
+A subclass of :class:`ImageClassification` names its model config and builds its network
+(``network``); this class owns the data (``dataset`` in the config, see
+:mod:`tuneforge.trainables.images`), the optimiser (AdamW, warm-up then cosine), cross-entropy
+training, validation metrics, a confusion-matrix picture per epoch and the exported model, which
+takes raw images (a float tensor (N, C, H, W) in [0, 1]) and returns class logits: the
+normalisation lives inside it.
+
+Metrics every epoch: ``train_loss``, ``val_loss``, ``val_accuracy`` (with the loop's ``epoch``,
+``epoch_s``, ``samples_per_s``).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tuneforge.errors import ConfigError
+from tuneforge.trainables.images import ImageSplits, check_image_dataset, load_image_dataset
+from tuneforge.trainables.torch.loop import EpochRun, TorchFamily, TrialState, batches
+
+__all__ = ["ImageClassification", "NormalisedClassifier", "predict"]
+
+_SMOKE_TRAIN, _SMOKE_VAL = 512, 256
+_EVAL_BATCH = 512
+_N_EXAMPLE_IMAGES = 2
+
+
+class NormalisedClassifier(nn.Module):
+    """``network`` behind a per-channel standardisation: raw images in [0, 1] in, logits out."""
+
+    def __init__(self, network: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.network = network
+        self.register_buffer("mean", mean.reshape(1, -1, 1, 1))  # (1, C, 1, 1)
+        self.register_buffer("std", std.reshape(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) in [0, 1] -> (N, K)
+        return self.network((images - self.mean) / self.std)
+
+
+def _as_float(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 images (N, C, H, W) -> float32 in [0, 1] on ``device``."""
+    return torch.from_numpy(np.asarray(images)).to(device).float().div_(255.0)
+
+
+def _channel_stats(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 images (N, C, H, W), as floats in [0, 1] units."""
+    sample = np.asarray(images[: min(len(images), 10_000)], dtype=np.float32) / 255.0
+    mean = sample.mean(axis=(0, 2, 3))
+    std = np.maximum(sample.std(axis=(0, 2, 3)), 1e-3)
+    return torch.from_numpy(mean), torch.from_numpy(std)
+
+
+def predict(model: nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:
+    """Logits (N, K) of uint8 images (N, C, H, W), in batches, without gradients."""
+    with torch.no_grad():
+        return torch.cat([model(_as_float(images[idx], device)).float().cpu()
+                          for idx in batches(len(images), _EVAL_BATCH)]).numpy()
+
+
+class ImageClassification(TorchFamily):
+    """The shared part of image classifiers; ``derived`` fields come from the dataset."""
+
+    derived = ("image_size", "channels", "n_classes")
+    extra_keys = ("dataset",)
+
+    @abstractmethod
+    def network(self, model_config: Any) -> nn.Module:
+        """The classifier on standardised images, from the model config."""
+
+    def prepare(self, config: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+        if "dataset" not in config:
+            raise ConfigError("config.dataset: missing; name mnist, fashion-mnist or digits, or "
+                              "{idx: DIR}, {folder: DIR} or {npz: FILE}")
+        config["dataset"] = check_image_dataset(config["dataset"], base_dir)
+        splits = load_image_dataset(config["dataset"])
+        channels, height, width = splits.image_shape
+        if height != width:
+            raise ConfigError(f"config.dataset: images are {height}x{width}; {self.name} needs square images")
+        config.update(image_size=height, channels=channels, n_classes=splits.n_classes)
+        return config
+
+    def metrics(self) -> frozenset[str]:
+        return frozenset({"train_loss", "val_loss", "val_accuracy"})
+
+    def load_data(self, config: Mapping[str, Any], smoke: bool) -> ImageSplits:
+        splits = load_image_dataset(config["dataset"])
+        return splits.subset(_SMOKE_TRAIN, _SMOKE_VAL) if smoke else splits
+
+    def build(self, run: EpochRun) -> TrialState:
+        data, settings = run.data, run.settings
+        model = NormalisedClassifier(self.network(run.model_config), *_channel_stats(data.train_images))
+        model.to(run.device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        steps_per_epoch = math.ceil(len(data.train_labels) / settings.batch_size)
+        schedule = _warmup_cosine(settings.warmup_epochs * steps_per_epoch,
+                                  settings.n_epochs * steps_per_epoch)
+        return TrialState(model=model, optimizers={"main": optimizer},
+                          schedulers={"main": torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)})
+
+    def train_epoch(self, run: EpochRun) -> dict[str, float]:
+        data, model = run.data, run.state.model
+        total, n_seen = 0.0, 0
+        for idx in batches(len(data.train_labels), run.settings.batch_size,
+                           run.shuffled(len(data.train_labels))):
+            idx = np.sort(idx)  # sorted reads of a memory-mapped array are sequential
+            images = _as_float(data.train_images[idx], run.device)
+            labels = torch.from_numpy(np.asarray(data.train_labels[idx])).to(run.device)
+            with run.autocast():
+                loss = F.cross_entropy(model(images), labels)
+            run.step(loss)
+            total += float(loss) * len(idx)
+            n_seen += len(idx)
+        return {"train_loss": total / n_seen, "n_samples": float(n_seen)}
+
+    def evaluate(self, run: EpochRun) -> dict[str, float]:
+        data = run.data
+        with run.autocast():
+            logits = predict(run.state.model, data.val_images, run.device)
+        labels = np.asarray(data.val_labels)
+        loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels))
+        return {"val_loss": float(loss), "val_accuracy": float(np.mean(logits.argmax(1) == labels))}
+
+    def epoch_artifacts(self, run: EpochRun, folder: Path) -> None:
+        from tuneforge.trainables.torch.pictures import confusion_matrix_png
+
+        data = run.data
+        predicted = predict(run.state.model, data.val_images, run.device).argmax(1)
+        confusion_matrix_png(np.asarray(data.val_labels), predicted, data.class_names,
+                             folder / "confusion_matrix" / f"epoch-{run.epoch:04d}.png",
+                             title=f"{self.name}, validation, epoch {run.epoch}")
+
+    def export(self, run: EpochRun) -> tuple[nn.Module, np.ndarray]:
+        example = np.asarray(run.data.val_images[:_N_EXAMPLE_IMAGES], dtype=np.float32) / 255.0
+        return run.state.model, example
+
+
+def _warmup_cosine(warmup_steps: float, total_steps: int) -> Any:
+    """The LR factor at a step: linear from ~0 to 1 over ``warmup_steps``, then cosine to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1.0, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor

@@ -1,0 +1,35 @@
+"""A trained torch model as an MLflow model folder (the PyTorch flavour), written in the trial.
+
+The folder travels to the driver with the trial's last result and is logged as the run's
+``model`` artifact, so ``mlflow.pytorch.load_model("runs:/<run_id>/model")`` loads it. The model
+is pickled whole; its classes come from tuneforge, which the folder carries (``code/``), so a
+user needs tuneforge's requirements (torch) and nothing else, and no preprocessing: families
+export modules that take raw inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["save_model"]
+
+
+def save_model(model: nn.Module, example: np.ndarray, folder: Path) -> None:
+    """Write ``model`` (moved to the CPU, in eval mode) with a signature inferred from
+    ``example`` and its output, and ``example`` as the input example, to ``folder``."""
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    import tuneforge
+
+    model = model.cpu().eval()
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
+    mlflow.pytorch.save_model(
+        model, str(folder), signature=infer_signature(example, output), input_example=example,
+        code_paths=[str(Path(tuneforge.__file__).parent)],
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"])
