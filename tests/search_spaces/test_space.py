@@ -98,8 +98,10 @@ def test_any_point_decodes_to_valid_native_values(data: st.DataObject) -> None:
             assert type(values[param.name]) is int
         if isinstance(param, FloatParam):
             assert type(values[param.name]) is float
-    # Snapping is idempotent: a decoded point re-encodes to itself.
-    assert space.decode(space.encode(values)) == values
+    # Snapping is idempotent: a decoded point re-encodes to itself (exactly for ints, steps and
+    # categoricals; to the last bits for a continuous log float, whose exp(log(v)) may move one ulp).
+    again = space.decode(space.encode(values))
+    assert all(_same(again[name], values[name]) for name in space.param_names), (values, again)
 
 
 def test_bounds_are_inclusive_and_each_int_owns_an_equal_share() -> None:

@@ -4,12 +4,15 @@ input is one clear ConfigError."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
 import struct
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -208,6 +211,9 @@ def test_idx_folder_round_trips(tmp_path: Path, gz: bool, with_t10k: bool) -> No
     assert_split_layout(splits, (1, 5, 4))
     assert splits.class_names == ("0", "1", "2")
     assert np.bincount(splits.val_labels).tolist() == [4, 4, 4]  # 1/6 of each class
+    position = {image.tobytes(): index for index, image in enumerate(images)}
+    val_positions = [position[image.tobytes()] for image in splits.val_images[:, 0]]
+    assert min(val_positions) < 72 - 12, "validation is a random draw, not each class's last images"
     if with_t10k:
         np.testing.assert_array_equal(splits.test_images[:, 0], test_images)
         np.testing.assert_array_equal(splits.test_labels, test_labels)
@@ -271,6 +277,7 @@ def test_npz_rgb_float_is_scaled_to_bytes(tmp_path: Path) -> None:
 def test_subset_takes_the_first_images_and_keeps_test() -> None:
     splits = load_image_dataset("digits")
     small = splits.subset(10, 5)
+    assert np.unique(small.train_labels).size >= 5, "splits are stored shuffled, not by class"
     np.testing.assert_array_equal(small.train_images, splits.train_images[:10])
     np.testing.assert_array_equal(small.val_labels, splits.val_labels[:5])
     assert len(small.test_labels) == len(splits.test_labels) and small.class_names == splits.class_names
@@ -294,7 +301,7 @@ def test_second_load_maps_the_cache_and_reads_no_source(tmp_path: Path, cache_di
     spec = check_image_dataset({"npz": str(tmp_path / "d.npz")})
     first = load_image_dataset(spec)
     cached = _files_under(cache_dir)
-    assert len(cached) == 1 + 7, "one folder: six arrays and the class names"
+    assert len(cached) == 1 + 7 + 1, "one folder of six arrays and the class names, and its lock file"
 
     def no_decoding(_: Path) -> ImageSplits:
         raise AssertionError("decoded the source again")
@@ -315,7 +322,7 @@ def test_an_edited_source_is_decoded_again(tmp_path: Path, cache_dir: Path) -> N
     _write_npz(path, seed=1)
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     second = load_image_dataset({"npz": str(path)})
-    assert len(list(cache_dir.iterdir())) == 2
+    assert len([path for path in cache_dir.iterdir() if path.is_dir()]) == 2
     assert pairs(*split_parts(first)) != pairs(*split_parts(second))
 
 
@@ -333,10 +340,39 @@ def test_a_trial_that_loses_the_cache_race_maps_the_winners_copy(tmp_path: Path,
         return kind.decode(path)
 
     monkeypatch.setitem(image_data._KINDS, "npz", replace(kind, decode=decode_while_another_trial_wins))
+    monkeypatch.setattr(image_data, "_node_lock", lambda _: contextlib.nullcontext())  # where locks fail
     splits = load_image_dataset(spec)
     assert len(decoded) == 2
-    assert [p.name.startswith("npz-") for p in cache_dir.iterdir()] == [True], "no staging folder is left"
+    assert [path.name[:4] for path in cache_dir.iterdir()] == ["npz-"], "one folder, no staging folder left"
     assert isinstance(splits.train_images, np.memmap)
+
+
+def test_trials_starting_together_decode_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second trial that asks while the first decodes waits on the node lock, then maps its copy."""
+    _write_npz(tmp_path / "d.npz")
+    spec = {"npz": str(tmp_path / "d.npz")}
+    kind = image_data._KINDS["npz"]
+    decoding, second_started = threading.Event(), threading.Event()
+    decoded = []
+
+    def slow_decode(path: Path) -> ImageSplits:
+        decoded.append(path)
+        decoding.set()
+        second_started.wait(10)
+        time.sleep(0.2)  # lets the second trial reach the lock; it must not decode either way
+        return kind.decode(path)
+
+    monkeypatch.setitem(image_data._KINDS, "npz", replace(kind, decode=slow_decode))
+    results: list[ImageSplits] = []
+    first = threading.Thread(target=lambda: results.append(load_image_dataset(spec)))
+    first.start()
+    assert decoding.wait(10)
+    second_started.set()
+    results.append(load_image_dataset(spec))
+    first.join(10)
+    assert len(decoded) == 1 and len(results) == 2
+    assert all(isinstance(splits.train_images, np.memmap) for splits in results)
+    assert_same_splits(*results)
 
 
 def test_an_unwritable_cache_falls_back_to_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -421,6 +457,11 @@ def _npz(**arrays: np.ndarray) -> Builder:
     return build
 
 
+def _npy(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with (root / "d.npz").open("wb") as stream:
+        np.save(stream, np.zeros(3))
+
+
 _ONE_CAT = _pictures({"cat/a.png": (4, 4)})
 _GREY = distinct_images(10, 3, 3)
 _TWO_CLASSES = np.arange(10) % 2
@@ -454,8 +495,8 @@ BAD = {
                                  r"train-labels-idx1-ubyte has IDX magic 0x08030000, expected 0x00000801"),
     "truncated IDX": ({"idx": "d"}, _idx(truncate=5), r"is 119 bytes, its header \(12, 3, 3\) needs 124"),
     "IDX lengths differ": ({"idx": "d"}, _idx(n_labels=11),
-                           "train-images-idx3-ubyte holds 12 images but train-labels-idx1-ubyte holds 11 "
-                           "labels; they must match"),
+                           r"in \S*d, train-images-idx3-ubyte holds 12 images but train-labels-idx1-ubyte "
+                           "holds 11 labels; they must match"),
     "folder with no images": ({"folder": "d"}, _with_file("cat/notes.txt", b"x"),
                               "has no PNG or JPEG images; expected one sub-folder of images per class"),
     "empty class folder": ({"folder": "d"}, _with_file("emu/notes.txt", b"x", _ONE_CAT),
@@ -487,7 +528,8 @@ BAD = {
                                      r"label 1 is outside 0\.\.0, the 1 class names"),
     "npz one class": ({"npz": "d.npz"}, _npz(images=_GREY, labels=np.zeros(10, int)),
                       r"only one class \('0'\)"),
-    "not an npz": ({"npz": "d.npz"}, _with_file("../d.npz", b"hello"), "is not a readable .npz archive"),
+    "not an npz": ({"npz": "d.npz"}, _with_file("../d.npz", b"hello"), r"d\.npz is not an \.npz archive"),
+    "an npy, not an npz": ({"npz": "d.npz"}, _npy, r"d\.npz is not an \.npz archive"),
 }
 
 

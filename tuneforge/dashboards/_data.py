@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tuneforge.errors import ConfigError
-from tuneforge.schema import Artifacts, Roles, Tags
+from tuneforge.schema import Artifacts, Metrics, Roles, Tags, TrialStatus
 from tuneforge.search_spaces import CategoricalParam, FloatParam, IntParam, SearchSpace, parse_space
 
 __all__ = ["SearchData", "TrialRow", "best_so_far", "load_searches"]
@@ -26,6 +26,10 @@ class TrialRow:
     start_ms: int
     params: dict[str, Any]
     metrics: dict[str, float]
+    curve: tuple[float, ...] = ()
+    """The metric at each step (epoch) of a per-epoch trial, in step order; empty otherwise."""
+    stopped: bool = False
+    """Stopped early by a scheduler (tag ``tuneforge.status=STOPPED``)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ class SearchData:
     trials: tuple[TrialRow, ...]
     metrics: dict[str, float] = field(default_factory=dict)
     """The parent run's own metrics (best_<metric>, searcher_seconds_per_suggestion...)."""
+    pictures: dict[str, bytes] = field(default_factory=dict)
+    """The best trial's family pictures: the newest PNG of each of its artifact folders
+    (the ViT's ``confusion_matrix/epoch-0005.png``...), by path."""
 
     def values(self) -> np.ndarray:
         """The metric of each trial, in start order; NaN where it has none. Shape (n_trials,)."""
@@ -99,15 +106,41 @@ def _space_of(client: Any, run_id: str) -> SearchSpace | None:
         return None
 
 
-def _trial_rows(client: Any, experiment_id: str, parent_id: str, space: SearchSpace | None) -> tuple:
+def _curve(client: Any, run: Any, metric: str) -> tuple[float, ...]:
+    """A per-epoch trial's metric at each epoch (trials that report ``epoch``); else empty."""
+    if Metrics.EPOCH not in run.data.metrics:
+        return ()
+    history = client.get_metric_history(run.info.run_id, metric)
+    return tuple(m.value for m in sorted(history, key=lambda m: m.step))
+
+
+def _trial_rows(client: Any, experiment_id: str, parent_id: str, space: SearchSpace | None,
+                metric: str) -> tuple:
     runs = client.search_runs([experiment_id], f"tags.`{Tags.PARENT_RUN_ID}` = '{parent_id}'",
                               max_results=50_000)
     params = {p.name: p for p in space.params} if space else {}
     rows = [TrialRow(run_id=run.info.run_id, name=run.info.run_name, status=run.info.status,
                      start_ms=int(run.info.start_time or 0),
                      params={name: _typed(params.get(name), text) for name, text in run.data.params.items()},
-                     metrics=dict(run.data.metrics)) for run in runs]
+                     metrics=dict(run.data.metrics), curve=_curve(client, run, metric),
+                     stopped=run.data.tags.get(Tags.STATUS) == TrialStatus.STOPPED.value) for run in runs]
     return tuple(sorted(rows, key=lambda row: (row.start_ms, row.name)))
+
+
+def _pictures(client: Any, run_id: str) -> dict[str, bytes]:
+    """The newest PNG of each artifact folder of a run (not the model's)."""
+    import tempfile
+    from pathlib import Path
+
+    pictures = {}
+    for folder in client.list_artifacts(run_id):
+        if not folder.is_dir or folder.path == Artifacts.MODEL:
+            continue
+        pngs = sorted(f.path for f in client.list_artifacts(run_id, folder.path) if f.path.endswith(".png"))
+        if pngs:
+            with tempfile.TemporaryDirectory() as tmp:
+                pictures[pngs[-1]] = Path(client.download_artifacts(run_id, pngs[-1], tmp)).read_bytes()
+    return pictures
 
 
 def load_searches(experiment: str, tracking_uri: str, *, run_ids: Sequence[str] = ()) -> list[SearchData]:
@@ -131,12 +164,15 @@ def load_searches(experiment: str, tracking_uri: str, *, run_ids: Sequence[str] 
     for parent in sorted(parents, key=lambda run: run.info.start_time):
         space = _space_of(client, parent.info.run_id)
         params = parent.data.params
+        metric = params.get("metric", space.metric if space else "?")
+        best_run_id = parent.data.tags.get(Tags.BEST_RUN_ID)
         searches.append(SearchData(
             run_id=parent.info.run_id, run_name=parent.info.run_name,
             experiment_id=found.experiment_id, algo=params.get("algo", "?"),
-            seed=params.get("seed", "?"), metric=params.get("metric", space.metric if space else "?"),
+            seed=params.get("seed", "?"), metric=metric,
             mode=params.get("mode", space.mode if space else "max"), status=parent.info.status,
             start_ms=int(parent.info.start_time), space=space,
-            trials=_trial_rows(client, found.experiment_id, parent.info.run_id, space),
-            metrics=dict(parent.data.metrics)))
+            trials=_trial_rows(client, found.experiment_id, parent.info.run_id, space, metric),
+            metrics=dict(parent.data.metrics),
+            pictures=_pictures(client, best_run_id) if best_run_id else {}))
     return searches

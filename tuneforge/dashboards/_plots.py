@@ -12,7 +12,7 @@ import numpy as np
 from tuneforge.dashboards._data import SearchData, best_so_far
 from tuneforge.search_spaces import CategoricalParam
 
-__all__ = ["comparison_png", "effects_png", "history_png", "parallel_png"]
+__all__ = ["comparison_png", "effects_png", "history_png", "learning_curves_png", "parallel_png"]
 
 _DPI = 100
 _WIDE = 100.0  # max / min of positive values from which a y axis goes logarithmic
@@ -49,6 +49,30 @@ def _whole_trials(axes: Any) -> None:
     from matplotlib.ticker import MaxNLocator
 
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def learning_curves_png(search: SearchData) -> bytes:
+    """The metric at each epoch of every per-epoch trial; a trial stopped early by a scheduler
+    ends in a cross where it stopped; the best trial is drawn thick."""
+    best = search.best()
+    figure, axes = _figure(7, 3.4)
+    for trial in search.trials:
+        if not trial.curve:
+            continue
+        epochs = np.arange(1, len(trial.curve) + 1)
+        is_best = best is not None and trial.run_id == best.run_id
+        axes.plot(epochs, trial.curve, lw=2.2 if is_best else 0.9, alpha=1.0 if is_best else 0.55,
+                  color="C3" if is_best else None, label=f"best: {trial.name}" if is_best else None)
+        if trial.stopped:
+            axes.scatter(epochs[-1:], trial.curve[-1:], marker="x", color="k", s=30, zorder=3)
+    axes.scatter([], [], marker="x", color="k", label="stopped early")
+    _log_scale_if_wide(axes, np.concatenate([np.asarray(t.curve) for t in search.trials if t.curve]))
+    _whole_trials(axes)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(search.metric)
+    axes.set_title(f"Learning curves ({search.mode} {search.metric})")
+    axes.legend(loc="best", fontsize=8)
+    return _png(figure)
 
 
 def history_png(search: SearchData) -> bytes:

@@ -1,8 +1,10 @@
 """The comparison report: one self-contained HTML page per MLflow experiment.
 
-Per search: the optimisation history with the best so far, parallel coordinates of params
-against the metric, each param's effect (a marginal view, and its fANOVA importance from
-Optuna), and the top trials linked to their MLflow runs. Across the searches of the experiment
+Per search: the optimisation history with the best so far, for per-epoch trainables the
+learning curve of every trial (stopped trials marked where they stopped), parallel coordinates
+of params against the metric, each param's effect (a marginal view, and its fANOVA importance
+from Optuna), the top trials linked to their MLflow runs, and the best trial's pictures (the
+newest of each kind its family draws, e.g. the ViT's confusion matrix). Across the searches of the experiment
 (the same space, by tuneforge's convention): the algorithms' best-so-far curves and a table of
 final bests, their spread, and the trials each needed to reach a common target. Pictures are
 PNGs inside the page, so the one file is the whole report.
@@ -22,7 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge.dashboards._data import SearchData, best_so_far, load_searches
-from tuneforge.dashboards._plots import comparison_png, effects_png, history_png, parallel_png
+from tuneforge.dashboards._plots import (
+    comparison_png,
+    effects_png,
+    history_png,
+    learning_curves_png,
+    parallel_png,
+)
 from tuneforge.schema import Metrics
 
 __all__ = ["AlgorithmSummary", "build_report", "param_importances", "summarise_algorithms"]
@@ -176,6 +184,8 @@ def _search_section(search: SearchData, ui: str) -> str:
             *(_fmt(t.params.get(n)) for n in names)]
            for rank, t in enumerate(search.ranked()[:_TOP_TRIALS], 1)]
     parts = [title, _img(history_png(search), "optimisation history")]
+    if any(len(t.curve) > 1 for t in search.trials):
+        parts.append(_img(learning_curves_png(search), "learning curves"))
     if len(search.ranked()) >= 2:
         parts.append(_img(parallel_png(search), "parallel coordinates"))
         parts.append(_img(effects_png(search, importances), "parameter effects"))
@@ -183,6 +193,8 @@ def _search_section(search: SearchData, ui: str) -> str:
         parts.append(_table(["param", "fANOVA importance"],
                             [[html.escape(n), _fmt(v)] for n, v in importances.items()]))
     parts.append(_table(["rank", "trial (MLflow run)", search.metric, *names], top))
+    for path, png in search.pictures.items():
+        parts.append(f"<h3>Best trial: {html.escape(path)}</h3>" + _img(png, path))
     return "".join(parts)
 
 

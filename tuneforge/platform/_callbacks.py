@@ -55,8 +55,8 @@ class TrialEvents(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         params = {name: trial.config[name] for name in self.space.param_names}
-        self.recorder.start_trial(trial.trial_id, str(trial), params)
-        self.notify(TrialStarted(self.recorder.trials[trial.trial_id]))
+        if self.recorder.start_trial(trial.trial_id, str(trial), params):
+            self.notify(TrialStarted(self.recorder.trials[trial.trial_id]))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         step = int(result.get("training_iteration", 0))

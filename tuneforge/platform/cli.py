@@ -27,9 +27,9 @@ _TOP_TRIALS = 5
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    from tuneforge.platform.progress import format_value
+
+    return format_value(value)
 
 
 def _params_text(params: dict[str, Any]) -> str:

@@ -228,9 +228,10 @@ def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, 
         model_uri = _best_model(plan, {**config, **best.params}, recorder, best)
         if model_uri:
             tags[Tags.BEST_MODEL_URI] = model_uri
-    recorder.end_search(status, metrics=metrics, tags=tags, artifacts=artifacts)
     if model_uri and plan.options.register_model:
-        recorder.register_model(plan.options.register_model, model_uri)
+        version = recorder.register_model(plan.options.register_model, model_uri)
+        tags[Tags.REGISTERED_MODEL] = f"{plan.options.register_model}/{version}"
+    recorder.end_search(status, metrics=metrics, tags=tags, artifacts=artifacts)
     return best, model_uri
 
 

@@ -108,6 +108,8 @@ class TrialRecord:
     run_id: str | None = None
     node_ip: str | None = None
     error: str | None = None
+    n_restarts: int = 0
+    """Times the trial restarted from its checkpoint after its worker died (``--max-failures``)."""
 
 
 class SearchRecorder:
@@ -150,10 +152,15 @@ class SearchRecorder:
             "start_search", run_name, dict(params), dict(tags), dict(artifacts))
         return self.parent_run_id
 
-    def start_trial(self, trial_id: str, name: str, params: Mapping[str, Any]) -> None:
-        """A trial started."""
+    def start_trial(self, trial_id: str, name: str, params: Mapping[str, Any]) -> bool:
+        """A trial started; False when it was known already (restarted after its worker died,
+        ``--max-failures``), which keeps its record and its one MLflow run."""
+        if trial_id in self.trials:
+            self.trials[trial_id].n_restarts += 1
+            return False
         self.trials[trial_id] = TrialRecord(trial_id=trial_id, name=name, params=dict(params))
         self._send("add_trial", trial_id, name, dict(params), int(self.trials[trial_id].started_at * 1000))
+        return True
 
     def log_metrics(self, trial_id: str, metrics: Mapping[str, float], *, step: int,
                     node_ip: str | None = None, artifacts: Path | None = None) -> None:

@@ -53,14 +53,14 @@ def _from_unit_array(u: np.ndarray, low: float, high: float, log: bool) -> np.nd
 def _snap_array(raw: np.ndarray, low: float, high: float, step: float) -> np.ndarray:
     """Vectorised :func:`_snap`."""
     k = np.clip(np.round((raw - low) / step), 0, math.floor((high - low) / step + 1e-9))
-    return low + k * step
+    return np.minimum(low + k * step, high)
 
 
 def _snap(raw: float, low: float, high: float, step: float) -> float:
     """The value of ``low + k * step`` (k an integer) nearest to ``raw``, kept in [low, high]."""
     n_steps = math.floor((high - low) / step + 1e-9)
     k = min(max(round((raw - low) / step), 0), n_steps)
-    return low + k * step
+    return min(low + k * step, high)  # low + k * step can pass high by an ulp
 
 
 def _decimals(*numbers: float) -> int:
@@ -112,8 +112,9 @@ class FloatParam:
         half = 0.5 * self.step
         raw = _from_unit(u[0], self.low - half, self.high + half, False)
         value = _snap(raw, self.low, self.high, self.step)
-        # Rounded to the decimals of low and step: 0.1 + 3 * 0.1 comes back as 0.4.
-        return round(value, _decimals(self.low, self.step))
+        # Rounded to the decimals of low and step: 0.1 + 3 * 0.1 comes back as 0.4. The steps'
+        # count tolerates 1e-9 of rounding, so the last step can pass high by as much: clamp.
+        return min(max(round(value, _decimals(self.low, self.step)), self.low), self.high)
 
     def neighbours(self, value: float) -> list[float]:
         """The values one step away (none when the float is continuous)."""

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuneforge.errors import ConfigError
-from tuneforge.trainables._session import report
+from tuneforge.trainables._session import report, restored_checkpoint
 
 if TYPE_CHECKING:
     from tuneforge.trainables._base import Trainable
 
-__all__ = ["TRAINABLES", "get_trainable", "report"]
+__all__ = ["TRAINABLES", "get_trainable", "report", "restored_checkpoint"]
 
 TRAINABLES: dict[str, str] = {
     "sklearn": "tuneforge.trainables.sklearn:TRAINABLE",

@@ -16,22 +16,25 @@ A dataset spec in a space's ``config`` is one of:
 :func:`check_image_dataset` validates a spec before any trial starts and returns it normalised
 (absolute paths); :func:`load_image_dataset` is what trials call. Images come back uint8 (N, C, H, W),
 labels int64 (N,) in ``0..n_classes-1`` (a user's labels are renumbered in sorted order unless
-``class_names`` name them). Splits are stratified by class and seeded with a module constant, so
-every trial of every run, on every node, sees the same split. Nothing here downloads anything.
+``class_names`` name them). Splits are stratified by class (a class too small for a validation or
+test share keeps its images in train) and seeded with a module constant, so every trial of every
+run, on every node, sees the same split. Nothing here downloads anything.
 
 Read once per node: Ray runs many trials on a node, each in its own process. The first
 :func:`load_image_dataset` on a node decodes the dataset and writes its arrays as ``.npy`` files
 into a node-local cache, ``$TUNEFORGE_CACHE_DIR`` (default ``~/.cache/tuneforge/images``), in a
-folder named by a hash of the spec and its source files' sizes and mtimes. The folder is written
-under a temporary name and renamed into place with ``os.replace``, so a concurrent trial sees the
-whole folder or none (then it decodes too, and the loser of the rename drops its copy). Every load
-returns the cached arrays memory-mapped read-only (``np.load(..., mmap_mode="r")``): the trials of
-a node share one copy in the page cache instead of each decoding its own. A changed source file
-changes the hash, so a stale copy is never read; old folders stay until someone deletes them.
+folder named by a hash of the spec and its source files' sizes and mtimes. Trials that start
+together take turns on a lock file (``fcntl.flock``): one decodes, the others wait, then read its
+copy. The folder is written under a temporary name and renamed into place with ``os.replace``, so
+no trial ever sees half of it, even where locks do not work. Every load returns the cached arrays
+memory-mapped read-only (``np.load(..., mmap_mode="r")``): the trials of a node share one copy in
+the page cache instead of each decoding its own. A changed source file changes the hash, so a
+stale copy is never read; old folders stay until someone deletes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import importlib.metadata
@@ -47,7 +50,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
@@ -157,11 +160,11 @@ def check_image_dataset(spec: Any, base_dir: Path | None = None) -> str | dict[s
 
     Relative paths are taken from ``base_dir`` (the space file's folder), else the working folder.
     Returns the spec trials receive: a bundled name, or ``{idx|folder|npz: <absolute path>}``.
-    It reads IDX headers and labels, every image file's header, and npz arrays, but decodes no IDX
-    or image pixels. Raises ConfigError (one line: the thing, the bad value, the fix) for an unknown
-    name or form, a missing path or bundled dataset, missing or corrupt IDX files, an unreadable
-    image, a single class, images of mixed sizes, missing npz arrays, mismatched lengths, or too
-    few images to split.
+    It reads IDX headers and labels, opens and verifies every image file, and reads npz arrays,
+    but decodes no IDX or image pixels (the load finds a truncated .gz). Raises ConfigError (one
+    line: the thing, the bad value, the fix) for an unknown name or form, a missing path or bundled
+    dataset, missing or corrupt IDX files, an unreadable image, a single class, images of mixed
+    sizes, missing npz arrays, mismatched lengths, or too few images to split.
     """
     normalised = _normalise(spec, base_dir)
     kind, location = _locate(normalised)
@@ -181,13 +184,9 @@ def load_image_dataset(spec: str | Mapping[str, str]) -> ImageSplits:
     kind, location = _locate(normalised)
     folder = _cache_root() / _cache_name(kind, normalised, location)
     if not folder.is_dir():
-        splits = _decode(kind, location)
-        try:
-            _write_cache(splits, folder)
-        except OSError as exc:
-            logger.warning("cannot cache %s in %s (%s); this trial keeps its own copy in memory; set %s "
-                           "to a writable node-local folder", kind, folder, exc, _CACHE_ENV)
-            return splits
+        uncached = _decode_into_cache(kind, location, folder)
+        if uncached is not None:
+            return uncached
     try:
         return _read_cache(folder)
     except (OSError, ValueError) as exc:
@@ -467,7 +466,7 @@ def _idx_parts(folder: Path, where: str, class_names: Sequence[str] | None
         sizes[prefix] = tuple(size)
         labels[prefix] = _read_idx(labels_path, _IDX_LABELS_MAGIC, where)
         if n_images != len(labels[prefix]):
-            raise ConfigError(f"{where}: {image_files[prefix].name} holds {n_images} images but "
+            raise ConfigError(f"{where}: in {folder}, {image_files[prefix].name} holds {n_images} images but "
                               f"{labels_path.name} holds {len(labels[prefix])} labels; they must match")
     if len(set(sizes.values())) > 1:
         train_size, test_size = ("x".join(map(str, sizes[prefix])) for prefix in _IDX_PREFIXES)
@@ -587,14 +586,15 @@ def _folder_sources(root: Path, where: str = "config.dataset.folder") -> list[An
 def _read_npz(path: Path, where: str = "config.dataset.npz"
               ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Images uint8 (N, C, H, W), label codes int64 (N,) and class names from an .npz archive."""
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"{where}: {path} is not an .npz archive (a zip of .npy arrays); save it with "
+                          f"np.savez(FILE, images=..., labels=...)")
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ConfigError(f"{where}: {path} is not a readable .npz archive: {_one_line(exc)}; save it with "
                           f"np.savez(FILE, images=..., labels=...)") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ConfigError(f"{where}: {path} holds one array, not an .npz archive; save it with "
-                          f"np.savez(FILE, images=..., labels=...)")
+    assert isinstance(archive, np.lib.npyio.NpzFile), f"np.load read a zip as {type(archive)}"
     with archive:
         missing = [key for key in ("images", "labels") if key not in archive.files]
         if missing:
@@ -709,6 +709,41 @@ def _cache_name(kind: str, normalised: str | Mapping[str, str], location: Path |
 
 def _stamps(paths: Sequence[Path]) -> list[Any]:
     return [[str(path), (stat := path.stat()).st_size, stat.st_mtime_ns] for path in paths]
+
+
+def _decode_into_cache(kind: str, location: Path | None, folder: Path) -> ImageSplits | None:
+    """Decode into ``folder`` unless another trial of the node did while this one waited for the lock.
+
+    Returns None when ``folder`` holds the dataset; the decoded splits (this trial's own copy) when
+    the cache cannot be written.
+    """
+    splits = None
+    try:
+        with _node_lock(folder):
+            if not folder.is_dir():
+                splits = _decode(kind, location)
+                _write_cache(splits, folder)
+    except OSError as exc:
+        logger.warning("cannot cache %s in %s (%s); this trial keeps its own copy in memory; set %s to a "
+                       "writable node-local folder", kind, folder, exc, _CACHE_ENV)
+        return splits if splits is not None else _decode(kind, location)
+    return None
+
+
+@contextlib.contextmanager
+def _node_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on ``<folder>.lock``, so that of the trials starting together on a node one
+    decodes and the others wait, then map its copy. The rename in :func:`_write_cache` keeps the
+    cache whole without it (where ``fcntl`` is missing), but then every waiting trial decodes too."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with folder.with_name(f"{folder.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
 
 
 def _write_cache(splits: ImageSplits, folder: Path) -> None:

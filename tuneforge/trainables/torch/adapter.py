@@ -10,7 +10,7 @@ import numpy as np
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import CategoricalParam, SearchSpace
 from tuneforge.trainables._base import Trainable
-from tuneforge.trainables.torch.loop import TorchFamily, split_config
+from tuneforge.trainables.torch.loop import LOOP_METRICS, TorchFamily, split_config
 
 __all__ = ["torch_trainable"]
 
@@ -19,7 +19,7 @@ def torch_trainable(family: TorchFamily, function: Callable[[dict[str, Any]], No
     """The registry entry of ``family``, run by ``function`` (its ``train_<name>``)."""
     return Trainable(name=family.name, function=function,
                      prepare=lambda space: prepare(family, space),
-                     metrics=lambda config: family.metrics() | {"epoch", "epoch_s", "samples_per_s"},
+                     metrics=lambda config: family.metrics() | LOOP_METRICS,
                      reuse_actors=family.reuse_actors, smoke=True)
 
 

@@ -119,7 +119,7 @@ class ImageClassification(TorchFamily):
             with run.autocast():
                 loss = F.cross_entropy(model(images), labels)
             run.step(loss)
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             n_seen += len(idx)
         return {"train_loss": total / n_seen, "n_samples": float(n_seen)}
 
@@ -127,7 +127,7 @@ class ImageClassification(TorchFamily):
         data = run.data
         with run.autocast():
             logits = predict(run.state.model, data.val_images, run.device)
-        labels = np.asarray(data.val_labels)
+        labels = np.array(data.val_labels)  # a copy: the memory-mapped split is read-only
         loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels))
         return {"val_loss": float(loss), "val_accuracy": float(np.mean(logits.argmax(1) == labels))}
 

@@ -7,8 +7,9 @@ owns everything else, so a fix here fixes every family:
 
 - the device is the GPU Ray assigned the trial (with mixed precision), else the CPU with
   ``torch.set_num_threads`` set to the trial's CPUs, so concurrent trials do not oversubscribe;
-- after every epoch it reports the family's metrics with ``epoch``, ``epoch_s`` and
-  ``samples_per_s``, a checkpoint, and the family's per-epoch pictures;
+- after every epoch it reports the family's metrics with ``epoch``, ``progress`` (the fraction
+  of the trial's epochs done), ``epoch_s``, ``samples_per_s`` (training samples a second) and
+  ``peak_rss_mb`` (the trial process's peak memory), a checkpoint, and the family's pictures;
 - a checkpoint holds the model, optimisers, LR schedulers, the AMP scaler, every RNG state and
   the epoch, so a trial stopped after epoch k and resumed reports the same epoch-(k+1) metrics
   as one never stopped (seeded, on the CPU);
@@ -34,10 +35,12 @@ from torch import nn
 
 from tuneforge.trainables._session import report, restored_checkpoint, trial_cpus, trial_device
 
-__all__ = ["EpochRun", "TorchFamily", "TrainSettings", "TrialState", "run_trial"]
+__all__ = ["LOOP_METRICS", "EpochRun", "TorchFamily", "TrainSettings", "TrialState", "run_trial"]
 
 _CHECKPOINT_FILE = "state.pt"
 _MODEL_FOLDER = "model"
+LOOP_METRICS = frozenset({"epoch", "progress", "epoch_s", "samples_per_s", "peak_rss_mb"})
+"""What the loop reports every epoch besides the family's metrics."""
 SMOKE_EPOCHS = 2
 """``--smoke``: at most this many epochs (and the family's small data subset)."""
 
@@ -209,7 +212,17 @@ def _timed_epoch(family: TorchFamily, run: EpochRun) -> dict[str, float]:
     run.state.model.eval()
     with torch.no_grad():
         metrics.update(family.evaluate(run))
-    return {**metrics, "epoch": float(run.epoch), "epoch_s": seconds, "samples_per_s": n_samples / seconds}
+    return {**metrics, "epoch": float(run.epoch), "progress": run.epoch / run.settings.n_epochs,
+            "epoch_s": seconds, "samples_per_s": n_samples / seconds, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    """The trial process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def _report_epoch(family: TorchFamily, run: EpochRun, metrics: dict[str, float], *, is_last: bool) -> None:
