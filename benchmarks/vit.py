@@ -47,7 +47,7 @@ def test_accuracy(model_uri: str, tracking_uri: str, dataset: Any) -> float:
     import torch
 
     mlflow.set_tracking_uri(tracking_uri)
-    model = mlflow.pytorch.load_model(model_uri).eval()
+    model = mlflow.pytorch.load_model(model_uri)  # a torch.export program, in eval mode
     splits = load_image_dataset(dataset)
     correct = 0
     with torch.no_grad():
@@ -65,6 +65,7 @@ def _single_trial_space(name: str, epochs: int | None) -> Any:
 
 
 def _search(space: Any, folder: Path, cpus: float, **options: Any) -> Any:
+    folder.mkdir(parents=True, exist_ok=True)
     return tuneforge.search(space, tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
                             storage=folder / "ray", cpus_per_trial=cpus, progress=True, **options)
 
@@ -151,7 +152,7 @@ def _plain_epochs(splits: Any, settings: Any, model_config: Any, n_epochs: int) 
         model.eval()
         with torch.no_grad():
             for start in range(0, len(splits.val_labels), 512):
-                model(torch.from_numpy(np.asarray(splits.val_images[start:start + 512])).float().div_(255.0))
+                model(torch.from_numpy(np.array(splits.val_images[start:start + 512])).float().div_(255.0))
         seconds.append(time.perf_counter() - started)
     return n / statistics.median(seconds[1:])
 

@@ -37,6 +37,17 @@ def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+USER_SPACE = """\
+trainable: {reference}
+metric: score
+mode: max
+params:
+  x: {{type: float, low: 0.0, high: 1.0}}
+"""
+"""A space for a user's trainable (``.format(reference="file.py:function")``): maximise
+``score`` over ``x`` in [0, 1]."""
+
+
 def parent_and_children(tracking_uri: str, experiment: str) -> tuple[Any, list[Any]]:
     """The one search (parent run) of an MLflow experiment and its trials (child runs);
     asserts that every run of the experiment is one or the other."""

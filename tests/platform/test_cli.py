@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import write_space
+from tests.conftest import USER_SPACE, write_space
 from tuneforge.platform.cli import main
 
 RIDGE = """\
@@ -78,15 +78,6 @@ def _vit(old: str, new: str) -> str:
     return VIT.replace(old, new)
 
 
-USER = """\
-trainable: {reference}
-metric: score
-mode: max
-params:
-  x: {{type: float, low: 0.0, high: 1.0}}
-"""
-
-
 def _ridge(old: str, new: str) -> str:
     assert old in RIDGE, old
     return RIDGE.replace(old, new)
@@ -118,12 +109,13 @@ BAD_INPUTS = {  # name: (space file text, or None for no file; extra arguments; 
     "patch that does not divide the image": (
         _vit("log: true}", "log: true}\n  patch_size: {type: categorical, choices: [2, 3]}"), [],
         "patch_size: 3 does not divide image_size 8; choose one of 1, 2, 4, 8"),
-    "trainable file missing": (USER.format(reference="nowhere.py:train"), [], "nowhere.py does not exist"),
-    "trainable module missing": (USER.format(reference="no_such_module:train"), [],
+    "trainable file missing": (USER_SPACE.format(reference="nowhere.py:train"), [],
+                               "nowhere.py does not exist"),
+    "trainable module missing": (USER_SPACE.format(reference="no_such_module:train"), [],
                                  "cannot import module 'no_such_module'"),
-    "trainable not callable": (USER.format(reference="mine.py:not_a_function"), [],
+    "trainable not callable": (USER_SPACE.format(reference="mine.py:not_a_function"), [],
                                "mine.py:not_a_function is a int, not a function"),
-    "trainable name missing": (USER.format(reference="mine.py:nope"), [], "has no 'nope'; it defines:"),
+    "trainable name missing": (USER_SPACE.format(reference="mine.py:nope"), [], "has no 'nope'; it defines:"),
 }
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from mlflow import MlflowClient
 
 import tuneforge
-from tests.conftest import parent_and_children, write_space
+from tests.conftest import USER_SPACE, parent_and_children, write_space
 from tuneforge.schema import TrialStatus
 from tuneforge.trainables.images import load_image_dataset
 
@@ -47,14 +47,6 @@ def train(config):
             report({"score": float(step), "started_at_step": float(start)}, checkpoint=checkpoint)
         if step == 1 and start == 1:
             os._exit(1)  # the worker dies after its first checkpoint
-"""
-
-USER_SPACE = """\
-trainable: {reference}
-metric: score
-mode: max
-params:
-  x: {{type: float, low: 0.0, high: 1.0}}
 """
 
 

@@ -2,9 +2,9 @@
 
 The folder travels to the driver with the trial's last result and is logged as the run's
 ``model`` artifact, so ``mlflow.pytorch.load_model("runs:/<run_id>/model")`` loads it. The model
-is pickled whole; its classes come from tuneforge, which the folder carries (``code/``), so a
-user needs tuneforge's requirements (torch) and nothing else, and no preprocessing: families
-export modules that take raw inputs.
+is saved as a ``torch.export`` program (MLflow's "pt2" format, its default): the graph and
+weights in eval mode, with a dynamic batch dimension, so loading it needs torch and no tuneforge
+code, and predicting needs no preprocessing: families export modules that take raw inputs.
 """
 
 from __future__ import annotations
@@ -24,12 +24,9 @@ def save_model(model: nn.Module, example: np.ndarray, folder: Path) -> None:
     import mlflow.pytorch
     from mlflow.models import infer_signature
 
-    import tuneforge
-
     model = model.cpu().eval()
     with torch.no_grad():
         output = model(torch.from_numpy(example)).numpy()
     mlflow.pytorch.save_model(
         model, str(folder), signature=infer_signature(example, output), input_example=example,
-        code_paths=[str(Path(tuneforge.__file__).parent)],
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"])
+        serialization_format="pt2", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"])

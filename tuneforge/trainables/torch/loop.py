@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -131,6 +132,9 @@ class TorchFamily(ABC):
     model_config: type
     derived: tuple[str, ...] = ()
     extra_keys: tuple[str, ...] = ()
+    train_defaults: Mapping[str, Any] = MappingProxyType({})
+    """The family's own defaults of :class:`TrainSettings` fields (a ViT's learning rate is not a
+    GAN's); a space's values override them."""
     reuse_actors: bool = False
     """Torch trials hold CUDA memory and threads; a fresh actor per trial frees them."""
 
@@ -179,7 +183,8 @@ def split_config(family: TorchFamily, config: Mapping[str, Any]) -> tuple[TrainS
     """The trial's settings and model config from its flat config (other keys are the family's)."""
     model_fields = {f.name for f in dataclasses.fields(family.model_config)}
     setting_fields = {f.name for f in dataclasses.fields(TrainSettings)}
-    settings = TrainSettings(**{k: v for k, v in config.items() if k in setting_fields})
+    settings = TrainSettings(**{**family.train_defaults,
+                                **{k: v for k, v in config.items() if k in setting_fields}})
     model_config = family.model_config(**{k: v for k, v in config.items() if k in model_fields})
     return settings, model_config
 

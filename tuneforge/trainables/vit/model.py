@@ -52,12 +52,13 @@ class ViTConfig:
     image_size: int = 28
     channels: int = 1
     n_classes: int = 10
-    patch_size: int = 4  # 28/4 = 7 patches a side: 50 tokens, cheap attention, enough detail for digits
+    patch_size: int = 7  # 28/7 = 4 patches a side: 17 tokens; 3x the samples/s of patch 4 on MNIST, and
+    # more accurate after a few epochs (0.906 against 0.868 validation accuracy after one, BENCHMARKS.md)
     width: int = 64
     depth: int = 4
     heads: int = 4  # 16 dimensions a head
     mlp_ratio: float = 2.0  # the paper uses 4; 2 halves the MLP cost and suffices at this width
-    dropout: float = 0.1
+    dropout: float = 0.0  # budgets of a few epochs underfit: dropout slows them more than it regularises
 
     def __post_init__(self) -> None:
         _check_positive_ints(self)

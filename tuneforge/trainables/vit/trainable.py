@@ -11,6 +11,7 @@ validation split; the last epoch carries the trained model (raw images in, logit
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from torch import nn
@@ -25,6 +26,9 @@ __all__ = ["VIT", "train_vit"]
 class ViTFamily(ImageClassification):
     name = "vit"
     model_config = ViTConfig
+    # Measured on MNIST (the first epoch's validation accuracy, patch 7): lr 3e-3 with half an
+    # epoch of warm-up 0.906; lr 1e-3 with one epoch 0.30 on a 20k subset. ViTs start slowly.
+    train_defaults = MappingProxyType({"lr": 3e-3, "warmup_epochs": 0.5})
 
     def network(self, model_config: ViTConfig) -> nn.Module:
         return VisionTransformer(model_config)
