@@ -4,7 +4,9 @@ Searches run as Ray Tune experiments and land in MLflow. The public API is small
 
     import tuneforge
     result = tuneforge.search("rf-digits", algo="random", trials=20)
-    result.best_config, result.best_score, result.parent_run_id
+    result.best_config, result.best_score, result.parent_run_id, result.model_uri
+    tuneforge.search("vit-mnist", algo="bayes", trials=8, progress=True)     # a Vision Transformer
+    tuneforge.search("my_space.yaml", trainable=my_train_function)          # your own trainable
 
 Importing tuneforge is cheap: Ray, MLflow and torch load when a search needs them.
 """

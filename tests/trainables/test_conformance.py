@@ -55,11 +55,11 @@ def setup(family: Family) -> tuple[Any, dict[str, Any]]:
     return trainable, config
 
 
-def _run(trainable: Any, config: dict, storage: Path, **options: Any) -> list:
+def _run(trainable: Any, config: dict, storage: Path, *, gpus: float = 0, **options: Any) -> list:
     from ray import tune
 
-    analysis = tune.run(trainable.function, config=config, storage_path=str(storage), verbose=0,
-                        **options)
+    function = tune.with_resources(trainable.function, {"cpu": 1, "gpu": gpus})
+    analysis = tune.run(function, config=config, storage_path=str(storage), verbose=0, **options)
     return analysis.trials
 
 
@@ -111,7 +111,7 @@ class TestTrainableContract:
 
         trainable, config = setup
         [on_cpu] = _run(trainable, config, tmp_path / "cpu")
-        [given_gpu] = _run(trainable, config, tmp_path / "gpu", resources_per_trial={"cpu": 1, "gpu": 1})
+        [given_gpu] = _run(trainable, config, tmp_path / "gpu", gpus=1)
         assert given_gpu.status == "TERMINATED"
         if not torch.cuda.is_available():
             assert _model_metrics(given_gpu.last_result, trainable, config) == \

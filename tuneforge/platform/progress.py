@@ -77,7 +77,7 @@ class SearchProgress:
         self._print(f"  {time.monotonic() - self._started_at:5.1f}s  {event.text}")
 
     def _search_started(self, event: SearchStarted) -> None:
-        self._search_started_at = time.monotonic()
+        self._search_started_at = self._last_status_at = time.monotonic()
         self._metric, self._n_trials = event.plan.space.metric, event.plan.setup.n_trials
         for line in _started_lines(event):
             self._print(line)

@@ -129,14 +129,14 @@ class ImageClassification(TorchFamily):
             logits = predict(run.state.model, data.val_images, run.device)
         labels = np.array(data.val_labels)  # a copy: the memory-mapped split is read-only
         loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels))
-        return {"val_loss": float(loss), "val_accuracy": float(np.mean(logits.argmax(1) == labels))}
+        run.evaluation = predicted = logits.argmax(1)
+        return {"val_loss": float(loss), "val_accuracy": float(np.mean(predicted == labels))}
 
     def epoch_artifacts(self, run: EpochRun, folder: Path) -> None:
         from tuneforge.trainables.torch.pictures import confusion_matrix_png
 
         data = run.data
-        predicted = predict(run.state.model, data.val_images, run.device).argmax(1)
-        confusion_matrix_png(np.asarray(data.val_labels), predicted, data.class_names,
+        confusion_matrix_png(np.asarray(data.val_labels), run.evaluation, data.class_names,
                              folder / "confusion_matrix" / f"epoch-{run.epoch:04d}.png",
                              title=f"{self.name}, validation, epoch {run.epoch}")
 

@@ -91,6 +91,9 @@ class EpochRun:
     scaler: torch.amp.GradScaler
     epoch: int = 0
     """The epoch being trained, from 1."""
+    evaluation: Any = None
+    """What the family's ``evaluate`` keeps for its ``epoch_artifacts`` of the same epoch (the
+    ViT's validation predictions), so pictures need no second pass over the data."""
 
     @property
     def is_cuda(self) -> bool:
