@@ -22,7 +22,8 @@ def test_prepare_fills_the_image_shape_and_classes_from_the_data() -> None:
     config = get_trainable("vit").prepare(load_space("vit-digits"))
     assert (config["image_size"], config["channels"], config["n_classes"]) == (8, 1, 10)
     settings, model = split_config(VIT, {**config, "lr": 1e-3, "patch_size": 4, "heads": 2})
-    assert settings == TrainSettings(epochs=15, batch_size=64, lr=1e-3, warmup_epochs=0.5), "the ViT's own default"
+    # warmup_epochs 0.5: the ViT's own default (TrainSettings' is 1.0)
+    assert settings == TrainSettings(epochs=15, batch_size=64, lr=1e-3, warmup_epochs=0.5)
     assert (model.width, model.depth, model.patch_size, model.n_tokens) == (32, 2, 4, 5)
 
 
