@@ -35,11 +35,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check tuneforge tests benchmarks
 
 # Every benchmark in BENCHMARKS.md (searchers.py resumes from its results file: it measures
-# only what is missing there; the full set from scratch takes hours on 2 CPUs).
+# only what is missing there; the full set from scratch takes hours on 2 CPUs, the ViT's ~1.5 h).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/searchers.py
 	$(BIN)/python benchmarks/suggest_speed.py --timed 30
+	$(BIN)/python benchmarks/vit.py overhead --repeats 3 --train 10000 --epochs 4 --cpus 1
+	$(BIN)/python benchmarks/vit.py default --space vit-mnist --cpus 2
+	$(BIN)/python benchmarks/vit.py search --space vit-mnist --algo bayes --trials 8 --seed 0 --cpus 1
+	$(BIN)/python benchmarks/vit.py search --space vit-fashion-mnist --algo bayes --trials 6 --seed 0 --cpus 1
 
 ui: $(STAMP)
 	$(BIN)/tuneforge server
