@@ -79,13 +79,15 @@ def test_search_runs_trials_on_both_nodes_and_records_them_all(two_nodes: str, t
     assert done.returncode == 0, done.stderr
     assert f"Ray cluster {two_nodes}, 2 node(s), 2 CPUs" in done.stdout
     client = MlflowClient(store)
-    _, children = parent_and_children(store, "rf-digits")
+    parent, children = parent_and_children(store, "rf-digits")
     assert len(children) == 8
     assert all(r.info.status == "FINISHED" and "cv_accuracy" in r.data.metrics for r in children)
     assert {r.data.tags["tuneforge.node_ip"] for r in children} == {HEAD_IP, WORKER_IP}
-    # Artifacts came to the driver through Ray, from both nodes.
-    assert all([a.path for a in client.list_artifacts(r.info.run_id)] == ["cv_report.json"]
-               for r in children)
+    # Artifacts came to the driver through Ray, from both nodes; the best trial's run also holds
+    # the best config refitted on all the data.
+    best = parent.data.tags["tuneforge.best_run_id"]
+    assert all([a.path for a in client.list_artifacts(r.info.run_id)] ==
+               ["cv_report.json", *(["model"] if r.info.run_id == best else [])] for r in children)
 
 
 def test_a_wrong_token_is_refused_at_once(two_nodes: str, tmp_path: Path) -> None:

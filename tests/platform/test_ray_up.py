@@ -110,9 +110,14 @@ def test_ray_up_a_search_on_two_nodes_then_ray_down() -> None:
         children = _finished_children(client, experiment)
         assert len(children) == N_TRIALS
         assert {r.data.tags["tuneforge.node_ip"] for r in children} == {"127.0.0.2", "127.0.0.3"}
+        [parent] = client.search_runs([client.get_experiment_by_name(experiment).experiment_id],
+                                      "tags.`tuneforge.role` = 'search'")
         for child in children:
             assert "cv_accuracy" in child.data.metrics
-            assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["cv_report.json"]
+            # The best trial's run also holds the best config refitted on all the data.
+            is_best = child.info.run_id == parent.data.tags["tuneforge.best_run_id"]
+            assert [a.path for a in client.list_artifacts(child.info.run_id)] == \
+                   ["cv_report.json", *(["model"] if is_best else [])]
     finally:
         down_started = time.monotonic()
         down = subprocess.run([RAY, "down", "-y", "cluster-local.yaml"], cwd=ROOT, env=env,

@@ -225,7 +225,8 @@ def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, 
         artifacts[Artifacts.BEST_CONFIG] = json.dumps(best.params, indent=2, default=repr)
         metrics[Metrics.best(plan.space.metric)] = best.metrics[plan.space.metric]
         tags = {Tags.BEST_TRIAL_ID: best.trial_id, Tags.BEST_RUN_ID: best.run_id or ""}
-        model_uri = _best_model(plan, {**config, **best.params}, recorder, best)
+        model_uri = _best_model(plan, {**config, **best.params}, recorder, best,
+                                refit=status is TrialStatus.FINISHED)
         if model_uri:
             tags[Tags.BEST_MODEL_URI] = model_uri
     if model_uri and plan.options.register_model:
@@ -236,12 +237,13 @@ def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, 
 
 
 def _best_model(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder,
-                best: TrialRecord) -> str | None:
+                best: TrialRecord, *, refit: bool) -> str | None:
     """The best trial's model URI: the one its trial logged, or, for a family whose trials log
-    none (scikit-learn), its config refitted on all the data and logged to its run now."""
+    none (scikit-learn), its config refitted on all the data and logged to its run now (not
+    after an interrupt, ``refit`` False: the user is waiting for the search to stop)."""
     if best.run_id is None:
         return None
-    if plan.trainable.final_model is not None:
+    if plan.trainable.final_model is not None and refit:
         with tempfile.TemporaryDirectory() as folder:
             model = Path(folder) / Artifacts.MODEL
             try:

@@ -81,13 +81,18 @@ def final_model(config: Mapping[str, Any], folder: Path) -> None:
     """The best config refitted on all the data, as an MLflow scikit-learn model in ``folder``."""
     import mlflow.sklearn
     import sklearn
+    import skops.io
     from mlflow.models import infer_signature
 
     X, y = load_dataset(config["dataset"])
     estimator = trial_estimator(base_estimator(config["estimator"]), _estimator_params(config)).fit(X, y)
     example = X[:_N_EXAMPLE_ROWS]
     signature = infer_signature(example, estimator.predict(example))
+    # MLflow saves with skops, which loads only the types it is told to trust: this estimator's,
+    # which tuneforge built itself (a forest's Tree, for one).
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
     mlflow.sklearn.save_model(estimator, str(folder), signature=signature, input_example=example,
+                              skops_trusted_types=trusted,
                               pip_requirements=[f"scikit-learn=={sklearn.__version__}", "numpy"])
 
 
