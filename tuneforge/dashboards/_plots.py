@@ -65,7 +65,8 @@ def learning_curves_png(search: SearchData) -> bytes:
                   color="C3" if is_best else None, label=f"best: {trial.name}" if is_best else None)
         if trial.stopped:
             axes.scatter(epochs[-1:], trial.curve[-1:], marker="x", color="k", s=30, zorder=3)
-    axes.scatter([], [], marker="x", color="k", label="stopped early")
+    if any(trial.stopped for trial in search.trials):
+        axes.scatter([], [], marker="x", color="k", label="stopped early")
     _log_scale_if_wide(axes, np.concatenate([np.asarray(t.curve) for t in search.trials if t.curve]))
     _whole_trials(axes)
     axes.set_xlabel("epoch")
