@@ -31,7 +31,8 @@ class TrialStatus(str, Enum):
     FAILED = "FAILED"
     """Raised an error (a search: the runner itself failed)."""
     STOPPED = "STOPPED"
-    """Stopped early by a scheduler, having reported; not produced yet (the scheduler issue)."""
+    """Stopped early by a scheduler (``--scheduler``): it ended, without error, before the
+    schedule's ``max_epochs``; its run holds the epoch it reached (:attr:`Tags.STOPPED_AT`)."""
     KILLED = "KILLED"
     """The search was interrupted before the trial (or the search) ended."""
 
@@ -59,6 +60,10 @@ class Tags:
     """A failed trial's last error line; the whole trace is the artifact ``error.txt``."""
     STATUS: Final = "tuneforge.status"
     """A trial's :class:`TrialStatus` where MLflow's run status cannot say it (STOPPED)."""
+    STOPPED_AT: Final = "tuneforge.stopped_at"
+    """The training iteration (for a torch family, the epoch) a STOPPED trial reached."""
+    DEVICE: Final = "tuneforge.device"
+    """Where a per-epoch trial trained (``cpu``, ``cuda:0``), from its first result."""
     RAY_RESULTS: Final = "tuneforge.ray_results"
     """The search's Ray Tune experiment folder."""
     BEST_TRIAL_ID: Final = "tuneforge.best_trial_id"
@@ -84,7 +89,12 @@ class Metrics:
     """Metrics the runner logs on a search's parent run (trials log their trainable's own)."""
 
     N_TRIALS_FINISHED: Final = "n_trials_finished"
-    """Trials that reported the search's metric."""
+    """Trials that reported the search's metric (stopped ones included)."""
+    N_TRIALS_STOPPED: Final = "n_trials_stopped"
+    """Trials a scheduler stopped early (``--scheduler``)."""
+    TOTAL_ITERATIONS: Final = "total_iterations"
+    """Training iterations (epochs, for a torch family) of every trial together: what a
+    scheduler saves."""
     EPOCH: Final = "epoch"
     """A per-epoch trial's epoch, reported with each result (its MLflow step is the epoch too)."""
     SECONDS_PER_SUGGESTION: Final = "searcher_seconds_per_suggestion"

@@ -142,7 +142,7 @@ def test_impossible_resources_are_refused_before_anything_is_created(
     monkeypatch.chdir(tmp_path)
     assert main(["search", "ridge-diabetes", flag, value]) == 2
     err = capsys.readouterr().err
-    assert message in err and "largest: 2 CPUs, 1 GPUs" in err
+    assert message in err and "largest: 2 CPUs, 1 GPU" in err
     assert list(tmp_path.iterdir()) == []
 
 

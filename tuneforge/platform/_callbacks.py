@@ -11,6 +11,7 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from tuneforge.platform.events import TrialEnded, TrialResult, TrialStarted
+from tuneforge.platform.schedulers import Schedule
 from tuneforge.platform.tracking import SearchRecorder
 from tuneforge.schema import TrialStatus
 from tuneforge.search_spaces import SearchSpace
@@ -34,10 +35,12 @@ class TrialEvents(Callback):
 
     ``check_metric``: the trainable is a user's function whose metrics are known only when it
     reports; a trial that ended without ever reporting the space's metric is recorded FAILED.
+    ``schedule``: the search's scheduler; a trial it stopped early is recorded STOPPED.
     """
 
     def __init__(self, recorder: SearchRecorder, space: SearchSpace, n_trials: int,
-                 notify: Callable[[Any], None], artifacts: Path, *, check_metric: bool = False) -> None:
+                 notify: Callable[[Any], None], artifacts: Path, *, check_metric: bool = False,
+                 schedule: Schedule | None = None) -> None:
         self.recorder = recorder
         self.artifacts = artifacts
         """Where the search's artifact inbox puts each trial's files (``<trial_id>/<batch>/``)."""
@@ -45,6 +48,7 @@ class TrialEvents(Callback):
         self.n_trials = n_trials
         self.notify = notify
         self.check_metric = check_metric
+        self.schedule = schedule
         self.best_score: float | None = None
         self.n_ended = 0
 
@@ -60,8 +64,11 @@ class TrialEvents(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         step = int(result.get("training_iteration", 0))
+        device = result.get("device")
         self.recorder.log_metrics(trial.trial_id, trial_metrics(result), step=step,
-                                  node_ip=result.get("node_ip"), artifacts=self.artifacts / trial.trial_id)
+                                  node_ip=result.get("node_ip"),
+                                  device=device if isinstance(device, str) else None,
+                                  artifacts=self.artifacts / trial.trial_id)
         progress = result.get("progress")
         self.notify(TrialResult(self.recorder.trials[trial.trial_id], step,
                                 float(progress) if isinstance(progress, (int, float)) else None))
@@ -69,8 +76,14 @@ class TrialEvents(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self.recorder.trials[trial.trial_id]
         error = check_reported(self.space, set(record.metrics)) if self.check_metric else None
-        self.recorder.end_trial(trial.trial_id, TrialStatus.FAILED if error else TrialStatus.FINISHED,
-                                artifacts=self.artifacts / trial.trial_id, error=error)
+        if error:
+            status = TrialStatus.FAILED
+        elif self.schedule is not None and self.schedule.stopped_early(trial.last_result or {}):
+            status = TrialStatus.STOPPED
+        else:
+            status = TrialStatus.FINISHED
+        self.recorder.end_trial(trial.trial_id, status, artifacts=self.artifacts / trial.trial_id,
+                                error=error)
         self._ended(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

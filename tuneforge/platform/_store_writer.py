@@ -121,10 +121,12 @@ class StoreWriter:
         self._log_new_batches(trial_id, artifacts)
 
     def end_trial(self, trial_id: str, status: TrialStatus, artifacts: Path | None,
-                  error: str | None) -> None:
-        """Log the artifact batches not yet logged, the error if any, and close the run."""
+                  error: str | None, tags: Mapping[str, str]) -> None:
+        """Log the artifact batches not yet logged, the error if any, ``tags``, and close the run."""
         run_id, params = self._run_of(trial_id)
-        tags = _tags({Tags.ERROR: error.strip().splitlines()[-1][:_MAX_PARAM_CHARS]} if error else {})
+        if error:
+            tags = {**tags, Tags.ERROR: error.strip().splitlines()[-1][:_MAX_PARAM_CHARS]}
+        tags = _tags(tags)
         if status.value != status.mlflow_status:  # STOPPED: MLflow has no such status
             tags += _tags({Tags.STATUS: status.value})
         if params or tags:

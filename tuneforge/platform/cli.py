@@ -102,7 +102,9 @@ def _search(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         storage=args.storage, grid_points=args.grid_points, smoke=args.smoke,
         max_failures=args.max_failures, keep_checkpoints=args.keep_checkpoints,
-        register_model=args.register_model)
+        register_model=args.register_model, scheduler=args.scheduler, max_epochs=args.max_epochs,
+        grace_period=args.grace_period, workers_per_trial=args.workers_per_trial,
+        cluster_config=args.cluster_config)
     result = search(args.space, options, on_event=_Progress())
     _print_summary(result)
     return 0 if result.status is TrialStatus.FINISHED else EXIT_INTERRUPTED
@@ -231,6 +233,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
     run.add_argument("--gpus-per-trial", type=float, default=0.0,
                      help="GPUs per trial, fractions allowed (default 0)")
+    run.add_argument("--workers-per-trial", type=int, default=1,
+                     help="run each trial of a torch family data-parallel on N Ray Train workers (DDP), "
+                          "each with --cpus-per-trial CPUs and --gpus-per-trial GPUs (default 1)")
+    run.add_argument("--cluster-config", metavar="YAML",
+                     help="the cluster's `ray up` config, whose node types the autoscaler can start "
+                          "(default on a `ray up` head node: ~/ray_bootstrap_config.yaml)")
     run.add_argument("--storage", help="Ray Tune's storage: a folder, or a URI every node reaches "
                                        "(s3://bucket/path); checkpoints live there (default: ./ray_results)")
     run.add_argument("--smoke", action="store_true",
@@ -240,6 +248,14 @@ def _parser() -> argparse.ArgumentParser:
                           "(default 0)")
     run.add_argument("--keep-checkpoints", type=int, default=2,
                      help="checkpoints kept per trial: the best N by the metric, and the latest (default 2)")
+    run.add_argument("--scheduler", default="none",
+                     help="stop bad trials early: asha, hyperband, median or none (default none)")
+    run.add_argument("--max-epochs", type=int,
+                     help="the scheduler's longest trial in epochs (default: the space's max_epochs, "
+                          "else its config.epochs)")
+    run.add_argument("--grace-period", type=int,
+                     help="epochs every trial runs before a scheduler may stop it (default: the space's "
+                          "grace_period, else 1)")
     run.add_argument("--register-model", metavar="NAME",
                      help="register the best trial's model in the MLflow Model Registry as NAME")
     run.add_argument("--grid-points", type=int, default=DEFAULT_GRID_POINTS,

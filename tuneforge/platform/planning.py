@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from tuneforge.errors import ConfigError
-from tuneforge.platform.cluster import resolve_address
+from tuneforge.platform.cluster import autoscaler_node_types, resolve_address
+from tuneforge.platform.schedulers import Schedule, plan_schedule
 from tuneforge.platform.searchers import Budget, SearchSetup, setup_search
 from tuneforge.platform.tracking import check_tracking_uri, resolve_tracking_uri
 from tuneforge.search_spaces import DEFAULT_GRID_POINTS, SearchSpace, load_space
@@ -60,6 +61,18 @@ class SearchOptions:
     """Checkpoints kept per trial: the best N by the space's metric, and always the latest."""
     register_model: str | None = None
     """Register the best trial's model under this name in the MLflow Model Registry."""
+    scheduler: str = "none"
+    """Early stopping: ``none``, ``asha``, ``hyperband`` or ``median`` (:mod:`.schedulers`)."""
+    max_epochs: int | None = None
+    """The scheduler's longest trial, in epochs; default: the space's ``max_epochs`` or ``epochs``."""
+    grace_period: int | None = None
+    """Epochs before a scheduler may stop a trial; default: the space's ``grace_period``, else 1."""
+    workers_per_trial: int = 1
+    """Above 1, each trial of a torch family runs data-parallel on this many Ray Train workers
+    (DDP), each with ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs."""
+    cluster_config: str | Path | None = None
+    """The cluster's ``ray up`` YAML, whose node types the autoscaler can start; default: the
+    ``~/ray_bootstrap_config.yaml`` ``ray up`` leaves on the head node, when joining a cluster."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,8 @@ class SearchPlan:
     local_dir: Path
     """The driver's own folder for the search (artifact inbox): the storage folder when it is
     local, else ./ray_results."""
+    schedule: Schedule | None = None
+    """The early-stopping scheduler and its budgets; None: every trial runs to its end."""
 
     def experiment_path(self, name: str) -> str:
         """Where Tune keeps the experiment ``name``: a folder or a URI."""
@@ -100,6 +115,8 @@ def _check_options(options: SearchOptions) -> None:
         raise ConfigError(f"--keep-checkpoints: expected at least 1, got {options.keep_checkpoints}")
     if options.register_model is not None and not options.register_model.strip():
         raise ConfigError("--register-model: expected a model name, got an empty one")
+    if options.workers_per_trial < 1:
+        raise ConfigError(f"--workers-per-trial: expected at least 1, got {options.workers_per_trial}")
 
 
 def _storage(storage: str | Path | None) -> tuple[str, Path]:
@@ -128,9 +145,16 @@ def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None =
     _check_options(options)
     base_dir = space.source.parent if space.source else None
     family = user_trainable(trainable) if trainable is not None else get_trainable(space.trainable, base_dir)
+    if options.workers_per_trial > 1 and not family.data_parallel:
+        raise ConfigError(f"--workers-per-trial {options.workers_per_trial}: trainable {family.name!r} "
+                          "runs in one process; data-parallel trials need a torch family (vit, ...)")
+    if options.cluster_config is not None:
+        autoscaler_node_types(Path(options.cluster_config))  # a bad file is refused now
     if options.smoke and not family.smoke:
         raise ConfigError(f"--smoke: trainable {family.name!r} runs one step a trial; --smoke shrinks "
                           "per-epoch families (vit, ...) only")
+    schedule = plan_schedule(options.scheduler, space, family, max_epochs=options.max_epochs,
+                             grace_period=options.grace_period, smoke=options.smoke)
     seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
     setup = setup_search(options.algo, space, Budget(trials=options.trials, seed=seed,
                                                      max_concurrent=options.max_concurrent,
@@ -141,7 +165,7 @@ def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None =
     return SearchPlan(space=space, trainable=family, setup=setup, options=options,
                       seed=seed, experiment=options.experiment or space.name,
                       tracking_uri=tracking_uri, address=resolve_address(options.address),
-                      storage=storage, local_dir=local_dir)
+                      storage=storage, local_dir=local_dir, schedule=schedule)
 
 
 def prepare_trials(plan: SearchPlan) -> dict[str, Any]:

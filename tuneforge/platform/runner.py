@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneforge.platform.cluster import Cluster, check_trial_resources, ray_cluster
+from tuneforge.platform.cluster import Cluster, TrialResources, check_trial_resources, ray_cluster
 from tuneforge.platform.events import SearchEvent, SearchStarted, Stage, TrialEnded
 from tuneforge.platform.planning import SearchOptions, SearchPlan, plan_search, prepare_trials
 from tuneforge.platform.tracking import SearchRecorder, TrialRecord
@@ -110,12 +110,16 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
     notify(Stage(f"opening the MLflow store {plan.tracking_uri}"))
     recorder.preload()
     notify(Stage(f"joining Ray at {plan.address}" if plan.address else "starting a local Ray"))
+    cluster_config = Path(options.cluster_config) if options.cluster_config else None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneforge-prepare") as background, \
             ray_cluster(plan.address, job_name=f"tuneforge search {plan.space.name} ({plan.options.algo})",
-                        working_dir=plan.trainable.code_dir) as cluster:
+                        working_dir=plan.trainable.code_dir, cluster_config=cluster_config) as cluster:
         notify(Stage(f"checking trainable {plan.trainable.name!r} (its settings and data)"))
         preparing = background.submit(prepare_trials, plan)
-        check_trial_resources(cluster, plan.options.cpus_per_trial, plan.options.gpus_per_trial)
+        scaling = check_trial_resources(cluster, TrialResources(
+            cpus=options.cpus_per_trial, gpus=options.gpus_per_trial, workers=options.workers_per_trial))
+        if scaling:
+            notify(Stage(scaling))
         config = preparing.result()
         name = f"{plan.space.name}-{plan.options.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
         parent_run_id = recorder.start_search(
@@ -141,7 +145,7 @@ def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
     timer, status = TimedSearch(plan.setup.search_alg), TrialStatus.FAILED
     try:
         _fit(plan, config, name, recorder, timer.algorithm, notify)
-        ended = (TrialStatus.FINISHED, TrialStatus.FAILED)
+        ended = (TrialStatus.FINISHED, TrialStatus.STOPPED, TrialStatus.FAILED)
         finished = sum(t.status in ended for t in recorder.trials.values())
         status = TrialStatus.FINISHED if finished == plan.setup.n_trials else TrialStatus.KILLED
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C twice; SIGTERM (Ray's handler exits)
@@ -165,13 +169,14 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
                                     {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
     artifacts = plan.local_dir / name / _ARTIFACTS_FOLDER
     events = TrialEvents(recorder, space, setup.n_trials, notify, artifacts,
-                         check_metric=plan.trainable.metrics is None)
+                         check_metric=plan.trainable.metrics is None, schedule=plan.schedule)
     inbox = open_inbox(name, artifacts)
     tuner = tune.Tuner(
         trainable,
         param_space={**config, **setup.param_space},
         tune_config=tune.TuneConfig(
             metric=space.metric, mode=space.mode, search_alg=searcher,
+            scheduler=plan.schedule.build() if plan.schedule else None,
             num_samples=setup.num_samples, reuse_actors=plan.trainable.reuse_actors),
         run_config=tune.RunConfig(
             name=name, storage_path=plan.storage, verbose=0, callbacks=[events],
@@ -218,7 +223,10 @@ def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, 
     ranked = _ranked(tuple(recorder.trials.values()), plan.space.metric, plan.space.mode)
     best = ranked[0] if ranked else None
     artifacts = {Artifacts.RESULTS: _results_csv(recorder.trials.values(), plan.space)}
+    trials = recorder.trials.values()
     metrics = {Metrics.N_TRIALS_FINISHED: float(len(ranked)),
+               Metrics.N_TRIALS_STOPPED: float(sum(t.status is TrialStatus.STOPPED for t in trials)),
+               Metrics.TOTAL_ITERATIONS: float(sum(t.iterations for t in trials)),
                Metrics.SECONDS_PER_SUGGESTION: seconds_per_suggestion}
     tags, model_uri = {}, None
     if best is not None:
@@ -269,6 +277,9 @@ def _search_params(plan: SearchPlan, config: dict[str, Any], cluster: Cluster) -
               "tuneforge_version": __version__}
     if options.algo == "grid":
         params["grid_points"] = options.grid_points
+    if plan.schedule is not None:
+        params.update(scheduler=plan.schedule.name, max_epochs=plan.schedule.max_epochs,
+                      grace_period=plan.schedule.grace_period)
     return {**params, **{f"config.{key}": value for key, value in config.items()}}
 
 

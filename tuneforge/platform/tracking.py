@@ -110,6 +110,10 @@ class TrialRecord:
     error: str | None = None
     n_restarts: int = 0
     """Times the trial restarted from its checkpoint after its worker died (``--max-failures``)."""
+    iterations: int = 0
+    """The training iteration of its last result (a torch family's epoch)."""
+    device: str | None = None
+    """Where it trained (``cpu``, ``cuda:0``), for a family that says so in its results."""
 
 
 class SearchRecorder:
@@ -163,26 +167,34 @@ class SearchRecorder:
         return True
 
     def log_metrics(self, trial_id: str, metrics: Mapping[str, float], *, step: int,
-                    node_ip: str | None = None, artifacts: Path | None = None) -> None:
-        """One result of a trial: its metrics at ``step`` (non-finite values are not logged),
-        and the artifact batches the trial sent with it (complete batches under ``artifacts``)."""
+                    node_ip: str | None = None, device: str | None = None,
+                    artifacts: Path | None = None) -> None:
+        """One result of a trial: its metrics at ``step`` (its training iteration; non-finite
+        values are not logged), the node and device it ran on (tags, from the first result that
+        names them), and the artifact batches the trial sent with it (complete batches under
+        ``artifacts``)."""
         record = self.trials[trial_id]
         record.metrics.update(metrics)
+        record.iterations = step
         tags = {}
         if node_ip and record.node_ip is None:
             record.node_ip = tags[Tags.NODE_IP] = node_ip
+        if device and record.device is None:
+            record.device = tags[Tags.DEVICE] = device
         self._send("log_result", trial_id, dict(metrics), step, tags, artifacts)
 
     def end_trial(self, trial_id: str, status: TrialStatus, *, artifacts: Path | None = None,
                   error: str | None = None) -> None:
-        """A trial ended (FINISHED, FAILED or KILLED): log the artifact batches under
-        ``artifacts`` not yet logged, its error trace if any, and close its run."""
+        """A trial ended (FINISHED, STOPPED, FAILED or KILLED): log the artifact batches under
+        ``artifacts`` not yet logged, its error trace if any, and close its run (a STOPPED one
+        with the iteration it reached, tag ``tuneforge.stopped_at``)."""
         record = self.trials[trial_id]
         record.status, record.ended_at = status, time.time()
         if error:
             error = _ANSI_CODES.sub("", error)
             record.error = error.strip().splitlines()[-1]
-        self._send("end_trial", trial_id, status, artifacts, error)
+        tags = {Tags.STOPPED_AT: str(record.iterations)} if status is TrialStatus.STOPPED else {}
+        self._send("end_trial", trial_id, status, artifacts, error, tags)
 
     def log_artifacts(self, run_id: str, folder: Path) -> None:
         """Log ``folder``'s files to the run ``run_id`` now (after the search's trials)."""

@@ -22,7 +22,8 @@ from tuneforge.search_spaces.space import SearchSpace
 
 __all__ = ["bundled_spaces", "load_space", "parse_space", "space_document"]
 
-_TOP_LEVEL_KEYS = {"trainable", "metric", "mode", "config", "params", "description"}
+_TOP_LEVEL_KEYS = {"trainable", "metric", "mode", "config", "params", "description", "max_epochs",
+                   "grace_period"}
 _REQUIRED_KEYS = ("trainable", "metric", "mode", "params")
 _MODES = ("max", "min")
 _NUMERIC_KEYS = {"type", "low", "high", "log", "step", "grid"}
@@ -85,7 +86,19 @@ def parse_space(data: Any, *, name: str, source: Path | None = None) -> SearchSp
         config=dict(config),
         description=str(data.get("description") or ""),
         source=source,
+        max_epochs=_optional_count(data, "max_epochs", where),
+        grace_period=_optional_count(data, "grace_period", where),
     )
+
+
+def _optional_count(data: Mapping, key: str, where: str) -> int | None:
+    """A positive whole number, or None when the key is absent."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: {key}: expected a whole number of epochs, at least 1; got {value!r}")
+    return value
 
 
 def _check_keys(data: Mapping, allowed: set[str], where: str) -> None:
@@ -247,4 +260,7 @@ def space_document(space: SearchSpace) -> dict[str, Any]:
                 "params": {param.name: _param_document(param) for param in space.params}}
     if space.description:
         document["description"] = space.description
+    for key in ("max_epochs", "grace_period"):
+        if getattr(space, key) is not None:
+            document[key] = getattr(space, key)
     return document

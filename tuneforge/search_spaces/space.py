@@ -31,6 +31,11 @@ class SearchSpace:
     config: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     source: Path | None = None
+    max_epochs: int | None = None
+    """The longest a trial runs, in training iterations (epochs), for a scheduler
+    (``--scheduler``); None: the config's ``epochs``."""
+    grace_period: int | None = None
+    """Iterations every trial runs before a scheduler may stop it; None: 1."""
 
     @property
     def param_names(self) -> tuple[str, ...]:

@@ -9,7 +9,10 @@ from typing import Any
 
 from tuneforge.search_spaces import SearchSpace
 
-__all__ = ["Trainable"]
+__all__ = ["SMOKE_EPOCHS", "Trainable"]
+
+SMOKE_EPOCHS = 2
+"""``--smoke``: a per-epoch family's trials run at most this many epochs (on a small subset)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,10 @@ class Trainable:
     ``reuse_actors``: whether Tune may run the next trial in the same worker process (cheap for
         scikit-learn; torch families free their memory and threads with a fresh one).
     ``smoke``: whether ``--smoke`` applies (a per-epoch family shrinks its epochs and data).
+    ``iterative``: whether a trial reports once per epoch (True: a scheduler can stop it early),
+        once (False: scikit-learn, the benchmark functions), or either (None: a user's function).
+    ``data_parallel``: whether ``function`` can run on several Ray Train workers at once (DDP:
+        the torch families, whose loop shards each epoch and syncs gradients).
     ``final_model`` is called by the runner on the driver after the search, with the best
         trial's config and an empty folder, for a family whose trials do not log their own
         model: it writes an MLflow model folder (the best config refitted on all the data).
@@ -44,6 +51,8 @@ class Trainable:
     metrics: Callable[[Mapping[str, Any]], frozenset[str]] | None
     reuse_actors: bool = True
     smoke: bool = False
+    iterative: bool | None = False
+    data_parallel: bool = False
     final_model: Callable[[Mapping[str, Any], Path], None] | None = None
     code_dir: Path | None = None
     """A user's trainable file's folder, which the runner ships to every node (Ray's

@@ -39,7 +39,7 @@ def user_trainable(reference: str | Callable[[dict[str, Any]], None],
         function, code_dir = _resolve(reference, base_dir or Path.cwd())
         name = reference
     return Trainable(name=name, function=function, prepare=lambda space: dict(space.config),
-                     metrics=None, reuse_actors=False, code_dir=code_dir)
+                     metrics=None, reuse_actors=False, iterative=None, code_dir=code_dir)
 
 
 def _qualified_name(function: Callable[..., Any]) -> str:

@@ -117,7 +117,7 @@ def test_state_is_plain_json_and_keeps_pending_trials(tmp_path: Path) -> None:
     pending = searcher.suggest("pending")
     searcher.save(str(tmp_path / "state.json"))
     state = json.loads((tmp_path / "state.json").read_text())
-    assert state["version"] == 1 and len(state["observed"]) == 8 and list(state["pending"]) == ["pending"]
+    assert state["version"] == 2 and len(state["observed"]) == 8 and list(state["pending"]) == ["pending"]
     restored = GPSearcher()
     restored.restore(str(tmp_path / "state.json"))
     restored.on_trial_complete("pending", {"loss": 0.5})

@@ -22,12 +22,14 @@ from scipy.stats import qmc
 
 from tuneforge.platform.searchers._gp.bo import ACQUISITIONS, propose
 from tuneforge.platform.searchers._gp.gp import GPParams
+from tuneforge.platform.searchers._gp.stopped import comparable_values
 from tuneforge.search_spaces import CategoricalParam, SearchSpace, parse_space, space_document
 from tuneforge.search_spaces.adapters import from_tune_domains
 
 __all__ = ["GPSearcher"]
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+_TIME_ATTR = "training_iteration"
 _MAX_INITIAL_POINTS = 10
 _MIN_INITIAL_POINTS = 5
 _MIN_OBSERVATIONS_FOR_GP = 2
@@ -42,7 +44,9 @@ class GPSearcher(Searcher):
     suggests the maximiser of the log expected improvement (or UCB) of a Matérn-5/2 GP fitted to
     the results. Trials still running count as their predicted value (kriging believer), so
     concurrent suggestions are distinct and spread out; a failed trial counts as the worst
-    result seen, so the search moves away from it.
+    result seen, so the search moves away from it. Under a scheduler that stops trials early,
+    the GP is fitted on every trial's value at one common number of iterations, and a trial
+    stopped before it counts as the worst trial that got there (``_gp/stopped.py``).
 
     Give it a tuneforge :class:`SearchSpace`, or none and let the Tuner's ``param_space``
     (``tune.uniform``, ``loguniform``, ``quniform``, ``randint``, ``lograndint``, ``qrandint``,
@@ -90,18 +94,40 @@ class GPSearcher(Searcher):
         state["pending"][trial_id] = self.space.encode(values).tolist()
         return unflatten_dict(values)
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Called by Tune with each intermediate result of a running trial: its learning curve
+        (``training_iteration``, metric), for the rule on stopped trials."""
+        step = self._curve_step(result)
+        if step is not None and trial_id in self._ready()["pending"]:
+            self._ready()["curves"].setdefault(trial_id, []).append(step)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        """Called by Tune once per trial that ended, finished (``result`` holds the metric) or
-        failed (``error``, or a result without a finite metric). Unknown trials are ignored."""
+        """Called by Tune once per trial that ended: finished, or stopped by a scheduler
+        (``result``, its last, holds the metric), or failed (``error``, or a result without a
+        finite metric). Unknown trials are ignored."""
         state = self._ready()
         point = state["pending"].pop(trial_id, None)
+        curve = state["curves"].pop(trial_id, [])
         if point is None:
             return
-        value = flatten_dict(result or {}, delimiter="/").get(self._metric)
-        if error or not isinstance(value, (int, float)) or not math.isfinite(value):
+        step = self._curve_step(result or {})
+        if error or step is None:
             state["failed"].append(point)
             return
-        state["observed"].append([*point, float(value) if self._mode == "max" else -float(value)])
+        if not curve or curve[-1][0] < step[0]:
+            curve.append(step)
+        state["observed"].append([*point, step[1]])
+        state["observed_curves"].append(curve)
+
+    def _curve_step(self, result: dict) -> list[float] | None:
+        """``[iteration, value]`` of a result (the value larger-is-better), None without a
+        finite metric."""
+        flat = flatten_dict(result, delimiter="/")
+        value = flat.get(self._metric)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None
+        iteration = flat.get(_TIME_ATTR, 1)
+        return [float(iteration), float(value) if self._mode == "max" else -float(value)]
 
     def get_state(self) -> dict[str, Any]:
         """Everything needed to continue: plain builtins, JSON-ready."""
@@ -148,7 +174,8 @@ class GPSearcher(Searcher):
         self._state = {"version": _STATE_VERSION, "seed": seed, "n_initial": n_initial,
                        "acquisition": self.acquisition,
                        "queue": [flatten_dict(dict(p), delimiter="/") for p in self.points_to_evaluate],
-                       "observed": [], "failed": [], "pending": {}, "n_sobol": 0, "n_proposed": 0,
+                       "observed": [], "observed_curves": [], "curves": {}, "failed": [],
+                       "pending": {}, "n_sobol": 0, "n_proposed": 0,
                        "gp": None}
         return self._state
 
@@ -189,7 +216,7 @@ class GPSearcher(Searcher):
 
     def _propose(self, state: dict[str, Any]) -> np.ndarray:
         observed = np.array(state["observed"], dtype=float)
-        X, y = observed[:, :-1], observed[:, -1]
+        X, y = observed[:, :-1], comparable_values(state["observed_curves"])
         if state["failed"]:  # failures count as the worst result seen
             X = np.vstack([X, np.array(state["failed"], dtype=float)])
             y = np.concatenate([y, np.full(len(state["failed"]), y.min())])

@@ -20,7 +20,8 @@ def torch_trainable(family: TorchFamily, function: Callable[[dict[str, Any]], No
     return Trainable(name=family.name, function=function,
                      prepare=lambda space: prepare(family, space),
                      metrics=lambda config: family.metrics() | LOOP_METRICS,
-                     reuse_actors=family.reuse_actors, smoke=True)
+                     reuse_actors=family.reuse_actors, smoke=True, iterative=True,
+                     data_parallel=True)
 
 
 def prepare(family: TorchFamily, space: SearchSpace) -> dict[str, Any]:

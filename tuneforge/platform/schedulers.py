@@ -1,0 +1,126 @@
+"""Early stopping, by the name ``--scheduler`` takes: Ray Tune's trial schedulers.
+
+A scheduler watches every trial's results and stops the ones that are clearly worse than
+others at the same point, so the search spends its epochs on the promising ones. Its budgets
+come from the space (``max_epochs``, ``grace_period``), which the CLI may override, counted in
+training iterations: a torch family's epochs (Tune's ``training_iteration``).
+
+- ``asha``: Ray Tune's ASHAScheduler (asynchronous successive halving): rungs at
+  ``grace_period * 3**k`` epochs, where a trial goes on only if it is in the best third of
+  the trials that reached that rung.
+- ``hyperband``: HyperBandScheduler, brackets of successive halving up to ``max_epochs``
+  (reduction factor 3); it pauses trials and resumes them from their checkpoints.
+- ``median``: MedianStoppingRule: after ``grace_period`` epochs, a trial whose best result is
+  worse than the median of the other trials' running averages at the same epoch stops.
+
+A trial a scheduler stopped is STOPPED (:class:`~tuneforge.schema.TrialStatus`): it ended
+without error before ``max_epochs``. Its result, as for every trial, is its last one.
+The runner is the only caller; families know nothing of schedulers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tuneforge.errors import ConfigError
+from tuneforge.search_spaces import IntParam, SearchSpace
+from tuneforge.trainables._base import SMOKE_EPOCHS, Trainable
+
+__all__ = ["SCHEDULERS", "Schedule", "plan_schedule"]
+
+TIME_ATTR = "training_iteration"
+"""What the schedulers count: one per result, an epoch for a torch family."""
+_REDUCTION_FACTOR = 3
+_MEDIAN_MIN_SAMPLES = 3
+
+
+def _asha(schedule: Schedule) -> Any:
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr=TIME_ATTR, max_t=schedule.max_epochs, grace_period=schedule.grace_period,
+                         reduction_factor=_REDUCTION_FACTOR)
+
+
+def _hyperband(schedule: Schedule) -> Any:
+    from ray.tune.schedulers import HyperBandScheduler
+
+    return HyperBandScheduler(time_attr=TIME_ATTR, max_t=schedule.max_epochs,
+                              reduction_factor=_REDUCTION_FACTOR)
+
+
+def _median(schedule: Schedule) -> Any:
+    from ray.tune.schedulers import MedianStoppingRule
+
+    return MedianStoppingRule(time_attr=TIME_ATTR, grace_period=schedule.grace_period,
+                              min_samples_required=_MEDIAN_MIN_SAMPLES)
+
+
+SCHEDULERS: Mapping[str, Callable[[Schedule], Any] | None] = {
+    "none": None,
+    "asha": _asha,
+    "hyperband": _hyperband,
+    "median": _median,
+}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A validated scheduler choice and its budgets, in training iterations (epochs)."""
+
+    name: str
+    max_epochs: int
+    grace_period: int
+
+    def build(self) -> Any:
+        """A fresh Ray Tune ``TrialScheduler``; the Tuner gives it the metric and mode."""
+        return SCHEDULERS[self.name](self)
+
+    def stopped_early(self, result: Mapping[str, Any]) -> bool:
+        """Whether a trial that ended without error with this last ``result`` was stopped: it
+        had not done its epochs (a torch family's ``progress`` below 1), or, for a trainable
+        that does not report ``progress``, had not reached ``max_epochs``."""
+        progress = result.get("progress")
+        if isinstance(progress, (int, float)):
+            return progress < 1.0
+        return int(result.get(TIME_ATTR, 0)) < self.max_epochs
+
+
+def plan_schedule(name: str, space: SearchSpace, trainable: Trainable, *, max_epochs: int | None = None,
+                  grace_period: int | None = None, smoke: bool = False) -> Schedule | None:
+    """The schedule of ``--scheduler name`` (None for ``none``), its budgets from the options,
+    else the space, else the config's ``epochs``; ConfigError with one line otherwise."""
+    if name not in SCHEDULERS:
+        raise ConfigError(f"--scheduler: unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
+    where = space.source or space.name
+    for flag, value in (("--max-epochs", max_epochs), ("--grace-period", grace_period)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag}: expected at least 1, got {value}")
+    if name == "none":
+        return None
+    if trainable.iterative is False:
+        raise ConfigError(f"--scheduler {name}: trainable {trainable.name!r} reports once a trial, so there "
+                          "is nothing to stop early; schedulers need a per-epoch family (vit, ...)")
+    longest = max_epochs or space.max_epochs or _config_epochs(space)
+    if longest is None:
+        raise ConfigError(f"--scheduler {name}: {where} says nothing of how long a trial runs; give "
+                          "--max-epochs, or max_epochs (or config.epochs) in the space")
+    if smoke:
+        longest = min(longest, SMOKE_EPOCHS)
+    grace = grace_period or space.grace_period or 1
+    if grace > longest:
+        raise ConfigError(f"--scheduler {name}: grace_period {grace} is more than max_epochs {longest}; "
+                          "a trial would never be stopped early")
+    return Schedule(name=name, max_epochs=longest, grace_period=grace)
+
+
+def _config_epochs(space: SearchSpace) -> int | None:
+    """The space's epochs: fixed in its config, or the highest a searched ``epochs`` takes."""
+    epochs = space.config.get("epochs")
+    if isinstance(epochs, int) and not isinstance(epochs, bool):
+        return epochs
+    for param in space.params:
+        if param.name == "epochs" and isinstance(param, IntParam):
+            return int(param.high)
+    return None
