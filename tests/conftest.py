@@ -23,10 +23,10 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def ray_local():
     """A local Ray shared by the in-process searches (the runner joins a Ray already up). It
-    declares one GPU, as Ray allows on a CPU machine: how GPU scheduling is tested here."""
+    declares two GPUs, as Ray allows on a CPU machine: how GPU scheduling is tested here."""
     import ray
 
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False,
              namespace="tuneforge-tests")
     yield ray
     ray.shutdown()

@@ -116,6 +116,25 @@ BAD_INPUTS = {  # name: (space file text, or None for no file; extra arguments; 
     "trainable not callable": (USER_SPACE.format(reference="mine.py:not_a_function"), [],
                                "mine.py:not_a_function is a int, not a function"),
     "trainable name missing": (USER_SPACE.format(reference="mine.py:nope"), [], "has no 'nope'; it defines:"),
+    "unknown scheduler": (VIT, ["--scheduler", "pbt"],
+                          "--scheduler: unknown scheduler 'pbt'; valid: none, asha, hyperband, median"),
+    "grace period past the last epoch": (VIT, ["--scheduler", "asha", "--grace-period", "3"],
+                                         "grace_period 3 is more than max_epochs 2"),
+    "grace period in the space past max_epochs": (VIT + "max_epochs: 2\ngrace_period: 5\n",
+                                                  ["--scheduler", "median"],
+                                                  "grace_period 5 is more than max_epochs 2"),
+    "zero max epochs": (VIT, ["--scheduler", "asha", "--max-epochs", "0"],
+                        "--max-epochs: expected at least 1"),
+    "bad max_epochs in the space": (VIT + "max_epochs: many\n", [], "max_epochs: expected a whole number"),
+    "scheduler of a one-step family": (RIDGE, ["--scheduler", "asha"],
+                                       "--scheduler asha: trainable 'sklearn' reports once a trial"),
+    "scheduler without a length": (USER_SPACE.format(reference="mine.py:train"), ["--scheduler", "hyperband"],
+                                   "says nothing of how long a trial runs; give --max-epochs"),
+    "zero workers per trial": (VIT, ["--workers-per-trial", "0"],
+                               "--workers-per-trial: expected at least 1, got 0"),
+    "workers for a one-process family": (RIDGE, ["--workers-per-trial", "2"],
+                                         "--workers-per-trial 2: trainable 'sklearn' runs in one process"),
+    "missing cluster config": (RIDGE, ["--cluster-config", "no-cluster.yaml"], "no-cluster.yaml"),
 }
 
 
@@ -135,14 +154,14 @@ def test_bad_input_is_one_line_exit_2_and_nothing_created(
 
 @pytest.mark.parametrize(("flag", "value", "message"), [
     ("--cpus-per-trial", "64", "--cpus-per-trial 64 --gpus-per-trial 0: no node of the Ray cluster"),
-    ("--gpus-per-trial", "2", "--cpus-per-trial 1 --gpus-per-trial 2: no node"),
+    ("--gpus-per-trial", "3", "--cpus-per-trial 1 --gpus-per-trial 3: no node"),
 ])
 def test_impossible_resources_are_refused_before_anything_is_created(
         ray_local, tmp_path, monkeypatch, capsys, flag, value, message) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["search", "ridge-diabetes", flag, value]) == 2
     err = capsys.readouterr().err
-    assert message in err and "largest: 2 CPUs, 1 GPU" in err
+    assert message in err and "largest: 2 CPUs, 2 GPUs" in err
     assert list(tmp_path.iterdir()) == []
 
 

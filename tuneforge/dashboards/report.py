@@ -31,7 +31,7 @@ from tuneforge.dashboards._plots import (
     learning_curves_png,
     parallel_png,
 )
-from tuneforge.schema import Metrics
+from tuneforge.schema import Metrics, TrialStatus
 
 __all__ = ["AlgorithmSummary", "build_report", "param_importances", "summarise_algorithms"]
 
@@ -169,12 +169,24 @@ def _comparison_section(searches: Sequence[SearchData]) -> str:
                       "trials to target (median)", "seconds per suggestion"], rows))
 
 
+def _trial_counts(search: SearchData) -> str:
+    """``20 trials (12 stopped early, 1 failed, 87 epochs in all)``: what a scheduler saved."""
+    stopped = sum(t.stopped for t in search.trials)
+    failed = sum(t.status == TrialStatus.FAILED.value for t in search.trials)
+    details = [f"{stopped} stopped early"] if stopped else []
+    details += [f"{failed} failed"] if failed else []
+    total = search.metrics.get(Metrics.TOTAL_ITERATIONS)
+    if stopped and total is not None:
+        details.append(f"{total:.0f} epochs in all")
+    return f"{len(search.trials)} trials" + (f" ({', '.join(details)})" if details else "")
+
+
 def _search_section(search: SearchData, ui: str) -> str:
     best = search.best()
     best_text = _fmt(best.metrics[search.metric]) if best else "—"
     title = (f"<h2>Search {_run_link(ui, search, search.run_id, search.run_name)}</h2>"
              f"<p class='meta'>algorithm {html.escape(search.algo)}, seed {html.escape(search.seed)}, "
-             f"{len(search.trials)} trials, status {html.escape(search.status)}; "
+             f"{_trial_counts(search)}, status {html.escape(search.status)}; "
              f"best {html.escape(search.metric)} {best_text}</p>")
     if best is None:
         return title + "<p>No trial reported the metric.</p>"
