@@ -36,11 +36,12 @@ class TrialEvents(Callback):
     ``check_metric``: the trainable is a user's function whose metrics are known only when it
     reports; a trial that ended without ever reporting the space's metric is recorded FAILED.
     ``schedule``: the search's scheduler; a trial it stopped early is recorded STOPPED.
+    ``step_metric``: the result key that is a result's MLflow step (the trainable's).
     """
 
     def __init__(self, recorder: SearchRecorder, space: SearchSpace, n_trials: int,
                  notify: Callable[[Any], None], artifacts: Path, *, check_metric: bool = False,
-                 schedule: Schedule | None = None) -> None:
+                 schedule: Schedule | None = None, step_metric: str = "training_iteration") -> None:
         self.recorder = recorder
         self.artifacts = artifacts
         """Where the search's artifact inbox puts each trial's files (``<trial_id>/<batch>/``)."""
@@ -49,6 +50,7 @@ class TrialEvents(Callback):
         self.notify = notify
         self.check_metric = check_metric
         self.schedule = schedule
+        self.step_metric = step_metric
         self.best_score: float | None = None
         self.n_ended = 0
 
@@ -63,7 +65,7 @@ class TrialEvents(Callback):
             self.notify(TrialStarted(self.recorder.trials[trial.trial_id]))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        step = int(result.get("training_iteration", 0))
+        step = int(result.get(self.step_metric, result.get("training_iteration", 0)))
         device = result.get("device")
         self.recorder.log_metrics(trial.trial_id, trial_metrics(result), step=step,
                                   node_ip=result.get("node_ip"),

@@ -30,7 +30,7 @@ import yaml
 from tuneforge.errors import ConfigError
 
 __all__ = ["Cluster", "NodeType", "TrialResources", "autoscaler_node_types", "check_trial_resources",
-           "default_cluster_config", "ray_cluster", "resolve_address"]
+           "concurrent_trials", "default_cluster_config", "ray_cluster", "resolve_address"]
 
 logger = logging.getLogger(__name__)
 
@@ -368,6 +368,16 @@ def check_trial_resources(cluster: Cluster, trial: TrialResources) -> str | None
         return _autoscaler_note(trial, helpful)
     n_bundles = sum(alive) + sum(n for _, n in startable)
     raise ConfigError(_refusal(cluster, trial, max_workers=math.floor(n_bundles)))
+
+
+def concurrent_trials(cluster: Cluster, trial: TrialResources) -> int:
+    """How many trials the cluster holds at once, alive nodes and the nodes its autoscaler can
+    start together (at least 1). The runner limits data-parallel searches to it: their workers'
+    placement groups are Ray Train's, which Tune does not count."""
+    bundles = [_bundles(node, trial) for node in cluster.node_resources]
+    bundles += [_bundles(t.resources, trial) * t.max_workers for t in cluster.node_types if t.max_workers > 0]
+    total = sum(bundles)
+    return max(1, int(total // trial.workers)) if math.isfinite(total) else 1 << 30
 
 
 def _autoscaler_note(trial: TrialResources, node_types: list[NodeType]) -> str:

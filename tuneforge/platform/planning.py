@@ -9,6 +9,7 @@ input therefore leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from tuneforge.trainables import get_trainable
 from tuneforge.trainables._base import Trainable
 from tuneforge.trainables.user import user_trainable
 
-__all__ = ["SearchOptions", "SearchPlan", "plan_search", "prepare_trials"]
+__all__ = ["SearchOptions", "SearchPlan", "limit_concurrency", "plan_search", "prepare_trials"]
 
 _DEFAULT_STORAGE = "ray_results"
 
@@ -156,9 +157,7 @@ def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None =
     schedule = plan_schedule(options.scheduler, space, family, max_epochs=options.max_epochs,
                              grace_period=options.grace_period, smoke=options.smoke)
     seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
-    setup = setup_search(options.algo, space, Budget(trials=options.trials, seed=seed,
-                                                     max_concurrent=options.max_concurrent,
-                                                     grid_points=options.grid_points))
+    setup = _setup(options, space, family, seed)
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     check_tracking_uri(tracking_uri)
     storage, local_dir = _storage(options.storage)
@@ -166,6 +165,23 @@ def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None =
                       seed=seed, experiment=options.experiment or space.name,
                       tracking_uri=tracking_uri, address=resolve_address(options.address),
                       storage=storage, local_dir=local_dir, schedule=schedule)
+
+
+def _setup(options: SearchOptions, space: SearchSpace, family: Trainable, seed: int) -> SearchSetup:
+    return setup_search(options.algo, space, Budget(
+        trials=options.trials, seed=seed, max_concurrent=options.max_concurrent,
+        grid_points=options.grid_points, step_metric=family.step_metric))
+
+
+def limit_concurrency(plan: SearchPlan, most: int) -> SearchPlan:
+    """The plan with at most ``most`` trials at once. The runner's, for a data-parallel search:
+    its workers' resources are Ray Train's, which Tune does not count, so Tune would start
+    trials whose workers could only wait."""
+    if plan.options.max_concurrent is not None and plan.options.max_concurrent <= most:
+        return plan
+    options = dataclasses.replace(plan.options, max_concurrent=most)
+    setup = _setup(options, plan.space, plan.trainable, plan.seed)
+    return dataclasses.replace(plan, options=options, setup=setup)
 
 
 def prepare_trials(plan: SearchPlan) -> dict[str, Any]:

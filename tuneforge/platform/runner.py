@@ -24,9 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuneforge.platform.cluster import Cluster, TrialResources, check_trial_resources, ray_cluster
+from tuneforge.platform.cluster import (
+    Cluster,
+    TrialResources,
+    check_trial_resources,
+    concurrent_trials,
+    ray_cluster,
+)
 from tuneforge.platform.events import SearchEvent, SearchStarted, Stage, TrialEnded
-from tuneforge.platform.planning import SearchOptions, SearchPlan, plan_search, prepare_trials
+from tuneforge.platform.planning import (
+    SearchOptions,
+    SearchPlan,
+    limit_concurrency,
+    plan_search,
+    prepare_trials,
+)
 from tuneforge.platform.tracking import SearchRecorder, TrialRecord
 from tuneforge.schema import Artifacts, Metrics, Tags, TrialStatus
 from tuneforge.search_spaces import SearchSpace, space_document
@@ -116,10 +128,13 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
                         working_dir=plan.trainable.code_dir, cluster_config=cluster_config) as cluster:
         notify(Stage(f"checking trainable {plan.trainable.name!r} (its settings and data)"))
         preparing = background.submit(prepare_trials, plan)
-        scaling = check_trial_resources(cluster, TrialResources(
-            cpus=options.cpus_per_trial, gpus=options.gpus_per_trial, workers=options.workers_per_trial))
+        resources = TrialResources(cpus=options.cpus_per_trial, gpus=options.gpus_per_trial,
+                                   workers=options.workers_per_trial)
+        scaling = check_trial_resources(cluster, resources)
         if scaling:
             notify(Stage(scaling))
+        if resources.workers > 1:
+            plan = limit_concurrency(plan, concurrent_trials(cluster, resources))
         config = preparing.result()
         name = f"{plan.space.name}-{plan.options.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
         parent_run_id = recorder.start_search(
@@ -165,11 +180,21 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
     from tuneforge.trainables._session import open_inbox
 
     setup, options, space = plan.setup, plan.options, plan.space
-    trainable = tune.with_resources(plan.trainable.function,
-                                    {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
+    if options.workers_per_trial > 1:
+        from tuneforge.platform.data_parallel import data_parallel
+
+        trainable = data_parallel(plan.trainable.function, workers=options.workers_per_trial,
+                                  cpus_per_worker=options.cpus_per_trial,
+                                  gpus_per_worker=options.gpus_per_trial,
+                                  storage=plan.storage, keep_checkpoints=options.keep_checkpoints,
+                                  metric=space.metric, mode=space.mode)
+    else:
+        trainable = tune.with_resources(plan.trainable.function,
+                                        {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
     artifacts = plan.local_dir / name / _ARTIFACTS_FOLDER
     events = TrialEvents(recorder, space, setup.n_trials, notify, artifacts,
-                         check_metric=plan.trainable.metrics is None, schedule=plan.schedule)
+                         check_metric=plan.trainable.metrics is None, schedule=plan.schedule,
+                         step_metric=plan.trainable.step_metric)
     inbox = open_inbox(name, artifacts)
     tuner = tune.Tuner(
         trainable,
@@ -273,7 +298,8 @@ def _search_params(plan: SearchPlan, config: dict[str, Any], cluster: Cluster) -
               "max_concurrent": options.max_concurrent, "space": plan.space.name,
               "trainable": plan.space.trainable, "metric": plan.space.metric,
               "mode": plan.space.mode, "cpus_per_trial": options.cpus_per_trial,
-              "gpus_per_trial": options.gpus_per_trial, "ray_address": cluster.address,
+              "gpus_per_trial": options.gpus_per_trial, "workers_per_trial": options.workers_per_trial,
+              "ray_address": cluster.address,
               "tuneforge_version": __version__}
     if options.algo == "grid":
         params["grid_points"] = options.grid_points

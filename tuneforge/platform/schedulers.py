@@ -3,7 +3,8 @@
 A scheduler watches every trial's results and stops the ones that are clearly worse than
 others at the same point, so the search spends its epochs on the promising ones. Its budgets
 come from the space (``max_epochs``, ``grace_period``), which the CLI may override, counted in
-training iterations: a torch family's epochs (Tune's ``training_iteration``).
+the trainable's steps (its ``step_metric``): a torch family's ``epoch``, else Tune's
+``training_iteration``, one per result.
 
 - ``asha``: Ray Tune's ASHAScheduler (asynchronous successive halving): rungs at
   ``grace_period * 3**k`` epochs, where a trial goes on only if it is in the best third of
@@ -30,8 +31,6 @@ from tuneforge.trainables._base import SMOKE_EPOCHS, Trainable
 
 __all__ = ["SCHEDULERS", "Schedule", "plan_schedule"]
 
-TIME_ATTR = "training_iteration"
-"""What the schedulers count: one per result, an epoch for a torch family."""
 _REDUCTION_FACTOR = 3
 _MEDIAN_MIN_SAMPLES = 3
 
@@ -39,21 +38,21 @@ _MEDIAN_MIN_SAMPLES = 3
 def _asha(schedule: Schedule) -> Any:
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr=TIME_ATTR, max_t=schedule.max_epochs, grace_period=schedule.grace_period,
-                         reduction_factor=_REDUCTION_FACTOR)
+    return ASHAScheduler(time_attr=schedule.time_attr, max_t=schedule.max_epochs,
+                         grace_period=schedule.grace_period, reduction_factor=_REDUCTION_FACTOR)
 
 
 def _hyperband(schedule: Schedule) -> Any:
     from ray.tune.schedulers import HyperBandScheduler
 
-    return HyperBandScheduler(time_attr=TIME_ATTR, max_t=schedule.max_epochs,
+    return HyperBandScheduler(time_attr=schedule.time_attr, max_t=schedule.max_epochs,
                               reduction_factor=_REDUCTION_FACTOR)
 
 
 def _median(schedule: Schedule) -> Any:
     from ray.tune.schedulers import MedianStoppingRule
 
-    return MedianStoppingRule(time_attr=TIME_ATTR, grace_period=schedule.grace_period,
+    return MedianStoppingRule(time_attr=schedule.time_attr, grace_period=schedule.grace_period,
                               min_samples_required=_MEDIAN_MIN_SAMPLES)
 
 
@@ -72,6 +71,8 @@ class Schedule:
     name: str
     max_epochs: int
     grace_period: int
+    time_attr: str = "training_iteration"
+    """The result key the scheduler counts steps by (the trainable's ``step_metric``)."""
 
     def build(self) -> Any:
         """A fresh Ray Tune ``TrialScheduler``; the Tuner gives it the metric and mode."""
@@ -84,7 +85,7 @@ class Schedule:
         progress = result.get("progress")
         if isinstance(progress, (int, float)):
             return progress < 1.0
-        return int(result.get(TIME_ATTR, 0)) < self.max_epochs
+        return int(result.get(self.time_attr, 0)) < self.max_epochs
 
 
 def plan_schedule(name: str, space: SearchSpace, trainable: Trainable, *, max_epochs: int | None = None,
@@ -112,7 +113,7 @@ def plan_schedule(name: str, space: SearchSpace, trainable: Trainable, *, max_ep
     if grace > longest:
         raise ConfigError(f"--scheduler {name}: grace_period {grace} is more than max_epochs {longest}; "
                           "a trial would never be stopped early")
-    return Schedule(name=name, max_epochs=longest, grace_period=grace)
+    return Schedule(name=name, max_epochs=longest, grace_period=grace, time_attr=trainable.step_metric)
 
 
 def _config_epochs(space: SearchSpace) -> int | None:

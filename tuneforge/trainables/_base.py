@@ -53,6 +53,10 @@ class Trainable:
     smoke: bool = False
     iterative: bool | None = False
     data_parallel: bool = False
+    step_metric: str = "training_iteration"
+    """The result key that counts a trial's steps, for schedulers, searchers and MLflow steps:
+    Tune's own count of results, or the torch loop's ``epoch``, which a data-parallel trial
+    keeps across restarts (Ray Train resumes it; Tune's count starts again)."""
     final_model: Callable[[Mapping[str, Any], Path], None] | None = None
     code_dir: Path | None = None
     """A user's trainable file's folder, which the runner ships to every node (Ray's

@@ -3,15 +3,23 @@
 A trainable runs on whichever node Ray placed its trial. From there it reports results
 (:func:`report`: metrics, a checkpoint for resuming, artifacts for MLflow), finds its last
 checkpoint (:func:`restored_checkpoint`), and learns what Ray gave it (:func:`trial_cpus`,
-:func:`trial_device`). The platform imports this module (to open the artifact inbox on the
-driver); this module imports nothing of the platform.
+:func:`trial_device`, and its place in a data-parallel group: :func:`rank`, :func:`world_size`).
+The platform imports this module (to open the artifact inbox on the driver, and to run a trial's
+function on Ray Train workers); this module imports nothing of the platform.
+
+The same calls work in a trial run by Ray Tune and on each Ray Train worker of a data-parallel
+trial (:mod:`tuneforge.platform.data_parallel`), whose per-worker function enters
+:func:`data_parallel_worker` with what a worker cannot ask Tune for. There, every rank reports
+each step (Ray Train's ``report`` is a barrier); rank 0's metrics reach Tune, and only rank 0's
+checkpoint and artifacts are kept; a checkpoint comes back from Ray Train's own storage.
 
 Artifacts reach MLflow without a shared filesystem: each search runs one :class:`ArtifactInbox`
 actor on the driver's node, named after the Tune experiment. :func:`report` sends a folder's files
 to it through Ray's object store and waits until they are written, each send as a numbered batch
 ``<trial_id>/<batch>/`` under the inbox folder, so the driver logs a result's files to the trial's
-MLflow run as that result arrives. Checkpoints take Tune's own road, its ``storage_path``, which on
-a cluster must be storage every node reaches (S3, NFS).
+MLflow run as that result arrives. Checkpoints take Tune's own road, its ``storage_path`` (a
+data-parallel trial's go to its Ray Train run, under the same storage), which on a cluster must be
+storage every node reaches (S3, NFS).
 """
 
 from __future__ import annotations
@@ -20,11 +28,14 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ArtifactInbox", "complete_batches", "open_inbox", "report", "restored_checkpoint",
-           "send_artifacts", "ship_by_value", "trial_cpus", "trial_device"]
+__all__ = ["ArtifactInbox", "complete_batches", "data_parallel_worker", "open_inbox", "rank", "report",
+           "restored_checkpoint", "send_artifacts", "ship_by_value", "trial_cpus", "trial_device",
+           "world_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +45,73 @@ _PARTIAL_SUFFIX = ".partial"
 _warned_hidden_gpu = False
 
 
-def report(metrics: Mapping[str, float], *, artifacts: str | Path | None = None,
+@dataclass(frozen=True)
+class _Worker:
+    """What a Ray Train worker of a data-parallel trial cannot ask Tune for."""
+
+    experiment_name: str
+    trial_id: str
+    cpus: float
+
+
+_worker: ContextVar[_Worker | None] = ContextVar("tuneforge_data_parallel_worker", default=None)
+"""Set inside :func:`data_parallel_worker`; None in a trial run by Tune (or outside any)."""
+
+
+@contextmanager
+def data_parallel_worker(*, experiment_name: str, trial_id: str, cpus: float) -> Iterator[None]:
+    """Act, inside the block, for one Ray Train worker of a data-parallel trial.
+
+    Entered by the platform's per-worker function on every worker, around the family's
+    ordinary trial function: ``experiment_name`` and ``trial_id`` are the Tune trial's (the
+    artifact inbox is named after the experiment), ``cpus`` the worker's own. Inside it,
+    :func:`report`, :func:`restored_checkpoint`, :func:`trial_cpus`, :func:`trial_device`,
+    :func:`rank` and :func:`world_size` speak for this worker.
+    """
+    token = _worker.set(_Worker(experiment_name=experiment_name, trial_id=trial_id, cpus=cpus))
+    try:
+        yield
+    finally:
+        _worker.reset(token)
+
+
+def rank() -> int:
+    """This worker's rank in its data-parallel trial's group; 0 outside one."""
+    if _worker.get() is None:
+        return 0
+    import ray.train
+
+    return ray.train.get_context().get_world_rank()
+
+
+def world_size() -> int:
+    """How many workers train this data-parallel trial together; 1 outside one."""
+    if _worker.get() is None:
+        return 1
+    import ray.train
+
+    return ray.train.get_context().get_world_size()
+
+
+def report(metrics: Mapping[str, Any], *, artifacts: str | Path | None = None,
            checkpoint: str | Path | None = None) -> None:
     """Report one result of the running trial: ``tune.report`` plus artifacts.
 
     Called by a trainable once per step (an epoch, or the one result of a one-shot family).
+    ``metrics`` are numbers, or strings Tune passes through (``device``).
     ``artifacts`` is a folder whose files become the trial's MLflow artifacts as this result
     arrives (under plain Ray Tune, with no inbox, they are not kept): a file sent again under
     the same relative path replaces the earlier one, so per-step files carry the step in
     their path. ``checkpoint`` is a folder Tune keeps for resuming the trial. Both folders may
     be deleted once this returns.
+
+    On a data-parallel worker every rank must call this once per step, the same number of
+    times (Ray Train's ``report`` waits for all of them); rank 0's metrics reach Tune, and
+    rank 0's ``artifacts`` and ``checkpoint`` alone are sent and kept (other ranks' are ignored).
     """
+    if _worker.get() is not None:
+        _report_from_worker(metrics, artifacts=artifacts, checkpoint=checkpoint)
+        return
     from ray import tune
 
     if artifacts is not None:
@@ -53,13 +120,32 @@ def report(metrics: Mapping[str, float], *, artifacts: str | Path | None = None,
     tune.report(dict(metrics), checkpoint=saved)
 
 
+def _report_from_worker(metrics: Mapping[str, Any], *, artifacts: str | Path | None,
+                        checkpoint: str | Path | None) -> None:
+    import ray.train
+
+    if rank() != 0:
+        ray.train.report(dict(metrics))
+        return
+    if artifacts is not None:
+        send_artifacts(Path(artifacts))
+    saved = ray.train.Checkpoint.from_directory(str(checkpoint)) if checkpoint is not None else None
+    ray.train.report(dict(metrics), checkpoint=saved)
+
+
 @contextmanager
 def restored_checkpoint() -> Iterator[Path | None]:
-    """The folder of the checkpoint this trial resumes from (Tune's ``get_checkpoint``), or
-    None on a fresh start; the folder is readable inside the ``with`` block only."""
-    from ray import tune
+    """The folder of the checkpoint this trial resumes from (Tune's ``get_checkpoint``; on a
+    data-parallel worker, Ray Train's latest, the same on every rank), or None on a fresh
+    start; the folder is readable inside the ``with`` block only."""
+    if _worker.get() is not None:
+        import ray.train
 
-    checkpoint = tune.get_checkpoint()
+        checkpoint = ray.train.get_checkpoint()
+    else:
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         yield None
         return
@@ -76,7 +162,11 @@ def ship_by_value(module: Any) -> None:
 
 
 def trial_cpus() -> int:
-    """The CPUs Ray reserved for this trial (at least 1); outside Tune, this machine's."""
+    """The CPUs Ray reserved for this trial (at least 1); on a data-parallel worker, the
+    worker's own; outside Tune, this machine's."""
+    worker = _worker.get()
+    if worker is not None:
+        return max(1, int(worker.cpus))
     from ray import tune
 
     try:
@@ -91,6 +181,8 @@ def trial_device() -> str:
     """``"cuda"`` when Ray assigned this trial a GPU and torch sees one, else ``"cpu"``.
 
     Ray sets ``CUDA_VISIBLE_DEVICES`` to the trial's GPUs, so ``cuda`` is the first of them.
+    On a data-parallel worker it is the worker's own GPU (Ray Train's ``get_device``, e.g.
+    ``"cuda:1"``: the workers of a node see all of its GPUs, each uses one).
     A GPU Ray assigned that torch cannot see (no CUDA build, no driver, or a ``num_gpus``
     resource on a CPU machine) is warned about once per process, and the trial runs on the CPU.
     """
@@ -102,7 +194,11 @@ def trial_device() -> str:
     if not assigned:
         return "cpu"
     if torch.cuda.is_available():
-        return "cuda"
+        if _worker.get() is None:
+            return "cuda"
+        from ray.train.torch import get_device
+
+        return str(get_device())
     if not _warned_hidden_gpu:
         logger.warning("Ray assigned GPU %s to this trial but torch sees no CUDA device "
                        "(torch %s); running on the CPU", ",".join(map(str, assigned)), torch.__version__)
@@ -163,17 +259,28 @@ def open_inbox(experiment_name: str, folder: Path) -> Any:
 
 
 def send_artifacts(folder: Path) -> bool:
-    """From inside a trial: send ``folder``'s files to the search's inbox and wait until they
-    are written. False where there is no inbox (the trainable runs under plain Ray Tune)."""
+    """From inside a trial (or any rank of a data-parallel one): send ``folder``'s files to the
+    search's inbox and wait until they are written. False where there is no inbox (the trainable
+    runs under plain Ray Tune)."""
     import ray
-    from ray import tune
 
-    context = tune.get_context()
+    experiment_name, trial_id = _trial_identity()
     try:
-        inbox = ray.get_actor(_inbox_name(context.get_experiment_name()))
+        inbox = ray.get_actor(_inbox_name(experiment_name))
     except ValueError:
         return False
     files = {str(path.relative_to(folder)): path.read_bytes()
              for path in sorted(Path(folder).rglob("*")) if path.is_file()}
-    ray.get(inbox.put.remote(context.get_trial_id(), files))
+    ray.get(inbox.put.remote(trial_id, files))
     return True
+
+
+def _trial_identity() -> tuple[str, str]:
+    """The running trial's Tune experiment name and trial id, from a Train worker too."""
+    worker = _worker.get()
+    if worker is not None:
+        return worker.experiment_name, worker.trial_id
+    from ray import tune
+
+    context = tune.get_context()
+    return context.get_experiment_name(), context.get_trial_id()

@@ -30,6 +30,9 @@ class Budget:
     max_concurrent: int | None
     """None: as many trials at once as the cluster's resources allow."""
     grid_points: int
+    step_metric: str = "training_iteration"
+    """The result key counting a trial's steps (a torch family's ``epoch``), for searchers that
+    read learning curves."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,8 @@ def _bayes(space: SearchSpace, budget: Budget) -> SearchSetup:
     from tuneforge.platform.searchers.gp_searcher import GPSearcher
 
     n_trials = budget.trials or _DEFAULT_RANDOM_TRIALS
-    searcher = GPSearcher(space, metric=space.metric, mode=space.mode, seed=budget.seed)
+    searcher = GPSearcher(space, metric=space.metric, mode=space.mode, seed=budget.seed,
+                          step_metric=budget.step_metric)
     return SearchSetup({}, n_trials, n_trials, _limited(searcher, budget))
 
 

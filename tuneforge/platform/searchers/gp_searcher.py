@@ -29,7 +29,6 @@ from tuneforge.search_spaces.adapters import from_tune_domains
 __all__ = ["GPSearcher"]
 
 _STATE_VERSION = 2
-_TIME_ATTR = "training_iteration"
 _MAX_INITIAL_POINTS = 10
 _MIN_INITIAL_POINTS = 5
 _MIN_OBSERVATIONS_FOR_GP = 2
@@ -60,7 +59,8 @@ class GPSearcher(Searcher):
     def __init__(self, space: SearchSpace | None = None, metric: str | None = None,
                  mode: str | None = None, *, seed: int | None = None,
                  points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
-                 n_initial_points: int | None = None, acquisition: str = "logei") -> None:
+                 n_initial_points: int | None = None, acquisition: str = "logei",
+                 step_metric: str = "training_iteration") -> None:
         super().__init__()
         self._metric, self._mode = metric, mode
         self.space = space
@@ -68,6 +68,8 @@ class GPSearcher(Searcher):
         self.points_to_evaluate = list(points_to_evaluate or [])
         self.n_initial_points = n_initial_points
         self.acquisition = acquisition
+        self.step_metric = step_metric
+        """The result key that counts a trial's steps, for the rule on stopped trials."""
         self._state: dict[str, Any] | None = None
 
     # -- Ray Tune's Searcher contract --------------------------------------------------------
@@ -96,7 +98,7 @@ class GPSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Called by Tune with each intermediate result of a running trial: its learning curve
-        (``training_iteration``, metric), for the rule on stopped trials."""
+        (``step_metric``, metric), for the rule on stopped trials."""
         step = self._curve_step(result)
         if step is not None and trial_id in self._ready()["pending"]:
             self._ready()["curves"].setdefault(trial_id, []).append(step)
@@ -126,7 +128,7 @@ class GPSearcher(Searcher):
         value = flat.get(self._metric)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return None
-        iteration = flat.get(_TIME_ATTR, 1)
+        iteration = flat.get(self.step_metric, 1)
         return [float(iteration), float(value) if self._mode == "max" else -float(value)]
 
     def get_state(self) -> dict[str, Any]:

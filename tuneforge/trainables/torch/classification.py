@@ -102,7 +102,7 @@ class ImageClassification(TorchFamily):
         model = NormalisedClassifier(self.network(run.model_config), *_channel_stats(data.train_images))
         model.to(run.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-        steps_per_epoch = math.ceil(len(data.train_labels) / settings.batch_size)
+        steps_per_epoch = run.steps_per_epoch(len(data.train_labels))
         schedule = _warmup_cosine(settings.warmup_epochs * steps_per_epoch,
                                   settings.n_epochs * steps_per_epoch)
         return TrialState(model=model, optimizers={"main": optimizer},
@@ -111,8 +111,7 @@ class ImageClassification(TorchFamily):
     def train_epoch(self, run: EpochRun) -> dict[str, float]:
         data, model = run.data, run.state.model
         total, n_seen = 0.0, 0
-        for idx in batches(len(data.train_labels), run.settings.batch_size,
-                           run.shuffled(len(data.train_labels))):
+        for idx in batches(len(data.train_labels), run.batch_size, run.shuffled(len(data.train_labels))):
             idx = np.sort(idx)  # sorted reads of a memory-mapped array are sequential
             images = _as_float(data.train_images[idx], run.device)
             labels = torch.from_numpy(np.asarray(data.train_labels[idx])).to(run.device)

@@ -8,23 +8,34 @@ owns everything else, so a fix here fixes every family:
 - the device is the GPU Ray assigned the trial (with mixed precision), else the CPU with
   ``torch.set_num_threads`` set to the trial's CPUs, so concurrent trials do not oversubscribe;
 - after every epoch it reports the family's metrics with ``epoch``, ``progress`` (the fraction
-  of the trial's epochs done), ``epoch_s``, ``samples_per_s`` (training samples a second) and
-  ``peak_rss_mb`` (the trial process's peak memory), a checkpoint, and the family's pictures;
+  of the trial's epochs done), ``epoch_s``, ``samples_per_s`` (training samples a second, all
+  workers' together), ``peak_rss_mb`` (the trial process's peak memory), ``workers`` (how many
+  train it) and ``device`` (a string, e.g. ``"cpu"``, ``"cuda:0"``: where it trained), a
+  checkpoint, and the family's pictures;
 - a checkpoint holds the model, optimisers, LR schedulers, the AMP scaler, every RNG state and
   the epoch, so a trial stopped after epoch k and resumed reports the same epoch-(k+1) metrics
   as one never stopped (seeded, on the CPU);
 - the last epoch's report carries the trained model as an MLflow model folder (``model/``).
+
+Data-parallel trials (``--workers-per-trial N``: the same trial function on N Ray Train workers,
+see :mod:`tuneforge.platform.data_parallel`) run the same loop on every worker. Training passes go
+through ``DistributedDataParallel`` of the model (gradients averaged over the workers each step);
+each worker trains on its own share of every epoch's permutation (:meth:`EpochRun.shuffled`) in
+batches of :attr:`EpochRun.batch_size`, the config's ``batch_size`` divided among the workers.
+Rank 0 alone evaluates, checkpoints, draws and exports (the plain module, never the wrapper);
+every rank reports each epoch. A single-process trial is the one-worker case and runs as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -34,16 +45,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from tuneforge.trainables._session import report, restored_checkpoint, trial_cpus, trial_device
+from tuneforge.trainables._base import SMOKE_EPOCHS
+from tuneforge.trainables._session import (
+    rank,
+    report,
+    restored_checkpoint,
+    trial_cpus,
+    trial_device,
+    world_size,
+)
 
 __all__ = ["LOOP_METRICS", "EpochRun", "TorchFamily", "TrainSettings", "TrialState", "run_trial"]
 
 _CHECKPOINT_FILE = "state.pt"
 _MODEL_FOLDER = "model"
-LOOP_METRICS = frozenset({"epoch", "progress", "epoch_s", "samples_per_s", "peak_rss_mb"})
-"""What the loop reports every epoch besides the family's metrics."""
-SMOKE_EPOCHS = 2
-"""``--smoke``: at most this many epochs (and the family's small data subset)."""
+LOOP_METRICS = frozenset({"epoch", "progress", "epoch_s", "samples_per_s", "peak_rss_mb", "workers"})
+"""What the loop reports every epoch besides the family's metrics (numbers; with them the
+string ``device``)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,9 @@ class TrainSettings:
 
     epochs: int = 10
     batch_size: int = 128
+    """The global batch: a data-parallel trial's N workers each take ``batch_size // N`` of it
+    a step (:attr:`EpochRun.batch_size`), so one step still averages the gradient over about
+    ``batch_size`` samples and the learning rate keeps its meaning."""
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
@@ -71,7 +92,11 @@ class TrainSettings:
 @dataclass
 class TrialState:
     """What a family builds for a trial and a checkpoint saves: the model, its optimisers and
-    LR schedulers (each by name; a GAN has two of each, a classifier one)."""
+    LR schedulers (each by name; a GAN has two of each, a classifier one).
+
+    In a data-parallel trial, ``model`` is its ``DistributedDataParallel`` wrapper while the
+    family's ``train_epoch`` runs (call it, not its submodules, so gradients are averaged), and
+    the plain module everywhere else (``build``, ``evaluate``, ``export``, checkpoints)."""
 
     model: nn.Module
     optimizers: dict[str, torch.optim.Optimizer]
@@ -94,6 +119,22 @@ class EpochRun:
     evaluation: Any = None
     """What the family's ``evaluate`` keeps for its ``epoch_artifacts`` of the same epoch (the
     ViT's validation predictions), so pictures need no second pass over the data."""
+    rank: int = 0
+    """This worker's rank in a data-parallel trial (0 in a single-process one)."""
+    world_size: int = 1
+    """How many workers train the trial together (1: a single-process trial)."""
+    parallel_model: nn.Module | None = None
+    """The ``DistributedDataParallel`` wrapper of ``state.model`` when ``world_size > 1``."""
+
+    @property
+    def batch_size(self) -> int:
+        """This worker's batch: the config's (global) ``batch_size`` divided among the workers."""
+        return max(1, self.settings.batch_size // self.world_size)
+
+    def steps_per_epoch(self, n: int) -> int:
+        """Optimiser steps in one epoch over ``n`` training samples, on this worker (for LR
+        schedules): batches of :attr:`batch_size` over its share of ``n``."""
+        return math.ceil((n // self.world_size) / self.batch_size)
 
     @property
     def is_cuda(self) -> bool:
@@ -118,9 +159,16 @@ class EpochRun:
             self.state.schedulers[optimizer].step()
 
     def shuffled(self, n: int) -> np.ndarray:
-        """A permutation of ``range(n)`` that depends only on the seed and the epoch, so a
-        resumed trial sees the same batches as one never stopped."""
-        return np.random.default_rng([self.settings.seed, self.epoch]).permutation(n)
+        """This worker's share of a permutation of ``range(n)`` that depends only on the seed
+        and the epoch, so a resumed trial sees the same batches as one never stopped.
+
+        A single-process trial gets the whole permutation. Rank r of N gets its r-th slice of
+        ``n // N`` indices: every rank the same number, so each takes as many steps and
+        ``DistributedDataParallel``'s collectives stay in step; the ``n % N`` left over are
+        different samples each epoch."""
+        order = np.random.default_rng([self.settings.seed, self.epoch]).permutation(n)
+        share = n // self.world_size
+        return order[self.rank * share:(self.rank + 1) * share]
 
 
 class TorchFamily(ABC):
@@ -163,12 +211,15 @@ class TorchFamily(ABC):
 
     @abstractmethod
     def train_epoch(self, run: EpochRun) -> dict[str, float]:
-        """Train one epoch (``run.epoch``) with ``run.step``; returns its training metrics and
-        ``n_samples``, the samples it trained on (for the loop's ``samples_per_s``)."""
+        """Train one epoch (``run.epoch``) with ``run.step``, over ``run.shuffled(n)`` in batches
+        of ``run.batch_size`` (a data-parallel worker's share), through ``run.state.model``;
+        returns its training metrics, means over its samples (the loop averages them over the
+        workers), and ``n_samples``, the samples it trained on (for ``samples_per_s``)."""
 
     @abstractmethod
     def evaluate(self, run: EpochRun) -> dict[str, float]:
-        """Evaluate on the validation split, without gradients; returns its metrics."""
+        """Evaluate on the validation split, without gradients; returns its metrics. Called on
+        rank 0 only in a data-parallel trial."""
 
     def epoch_artifacts(self, run: EpochRun, folder: Path) -> None:  # noqa: B027 (optional hook)
         """Write this epoch's pictures under ``folder`` (paths naming the epoch). Default: none."""
@@ -194,34 +245,81 @@ def split_config(family: TorchFamily, config: Mapping[str, Any]) -> tuple[TrainS
 
 def run_trial(family: TorchFamily, config: Mapping[str, Any]) -> None:
     """A trial of ``family``: Ray Tune calls this (through the family's ``train_<name>``) once
-    per trial, on the worker Ray chose. Reports once per epoch; resumes from Tune's checkpoint."""
+    per trial, on the worker Ray chose, or each Ray Train worker of a data-parallel trial once.
+    Reports once per epoch; resumes from the trial's checkpoint."""
     settings, model_config = split_config(family, config)
-    device = torch.device(trial_device())
-    if device.type == "cpu":
-        torch.set_num_threads(trial_cpus())
+    device = _trial_device()
     _seed_everything(settings.seed)
     run = EpochRun(config=config, settings=settings, model_config=model_config,
                    data=family.load_data(config, settings.smoke), device=device, state=None,
-                   scaler=torch.amp.GradScaler(device.type, enabled=device.type == "cuda"))
+                   scaler=torch.amp.GradScaler(device.type, enabled=device.type == "cuda"),
+                   rank=rank(), world_size=world_size())
     run.state = family.build(run)
     with restored_checkpoint() as folder:
         first_epoch = _restore(run, folder / _CHECKPOINT_FILE) + 1 if folder else 1
+    if run.world_size > 1:  # after the restore: the wrapper broadcasts rank 0's weights
+        run.parallel_model = _distributed(run.state.model, device)
     for epoch in range(first_epoch, settings.n_epochs + 1):
         run.epoch = epoch
         _report_epoch(family, run, _timed_epoch(family, run), is_last=epoch == settings.n_epochs)
 
 
-def _timed_epoch(family: TorchFamily, run: EpochRun) -> dict[str, float]:
-    run.state.model.train()
-    started = time.perf_counter()
-    metrics = family.train_epoch(run)
-    seconds = time.perf_counter() - started
-    n_samples = metrics.pop("n_samples", 0.0)
+def _trial_device() -> torch.device:
+    """The device Ray gave this trial (or worker); on the CPU, torch's threads set to its CPUs."""
+    device = torch.device(trial_device())
+    if device.type == "cpu":
+        torch.set_num_threads(trial_cpus())
+    elif device.index is not None:
+        torch.cuda.set_device(device)  # NCCL's collectives run on the current device
+    return device
+
+
+def _distributed(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` behind ``DistributedDataParallel`` (the process group is Ray Train's)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+@contextmanager
+def _training_model(run: EpochRun) -> Iterator[None]:
+    """``run.state.model`` is the data-parallel wrapper inside the block (a no-op without one)."""
+    module = run.state.model
+    if run.parallel_model is not None:
+        run.state.model = run.parallel_model
+    try:
+        yield
+    finally:
+        run.state.model = module
+
+
+def _timed_epoch(family: TorchFamily, run: EpochRun) -> dict[str, Any]:
+    with _training_model(run):
+        run.state.model.train()
+        started = time.perf_counter()
+        metrics = family.train_epoch(run)
+        seconds = time.perf_counter() - started
+    n_samples = metrics.pop("n_samples", 0.0) * run.world_size  # every rank trains on as many
+    metrics = _mean_over_workers(metrics, run)
     run.state.model.eval()
-    with torch.no_grad():
-        metrics.update(family.evaluate(run))
+    if run.rank == 0:
+        with torch.no_grad():
+            metrics.update(family.evaluate(run))
     return {**metrics, "epoch": float(run.epoch), "progress": run.epoch / run.settings.n_epochs,
-            "epoch_s": seconds, "samples_per_s": n_samples / seconds, "peak_rss_mb": _peak_rss_mb()}
+            "epoch_s": seconds, "samples_per_s": n_samples / seconds, "peak_rss_mb": _peak_rss_mb(),
+            "workers": float(run.world_size), "device": str(run.device)}
+
+
+def _mean_over_workers(metrics: dict[str, float], run: EpochRun) -> dict[str, float]:
+    """The family's training metrics averaged over the workers: each is a mean over a worker's
+    share, and the shares are equal, so this is the mean over all of the epoch's samples."""
+    if run.world_size == 1 or not metrics:
+        return metrics
+    import torch.distributed as dist
+
+    values = torch.tensor(list(metrics.values()), dtype=torch.float64, device=run.device)
+    dist.all_reduce(values)
+    return dict(zip(metrics, (values / run.world_size).tolist(), strict=True))
 
 
 def _peak_rss_mb() -> float:
@@ -233,7 +331,10 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-def _report_epoch(family: TorchFamily, run: EpochRun, metrics: dict[str, float], *, is_last: bool) -> None:
+def _report_epoch(family: TorchFamily, run: EpochRun, metrics: dict[str, Any], *, is_last: bool) -> None:
+    if run.rank != 0:  # rank 0 checkpoints, draws and exports; every rank reports
+        report(metrics)
+        return
     with tempfile.TemporaryDirectory() as checkpoint, tempfile.TemporaryDirectory() as artifacts:
         torch.save(_state_dict(run), Path(checkpoint) / _CHECKPOINT_FILE)
         family.epoch_artifacts(run, Path(artifacts))
@@ -291,8 +392,8 @@ def _set_rng_states(states: Mapping[str, Any]) -> None:
 
 
 def batches(n: int, batch_size: int, order: np.ndarray | None = None) -> Iterator[np.ndarray]:
-    """Index arrays of consecutive batches over ``order`` (default ``range(n)``); the last may
-    be short."""
+    """Index arrays of consecutive batches over ``order`` (default ``range(n)``; a worker's
+    share from :meth:`EpochRun.shuffled` may be shorter than ``n``); the last may be short."""
     order = np.arange(n) if order is None else order
-    for start in range(0, n, batch_size):
+    for start in range(0, len(order), batch_size):
         yield order[start:start + batch_size]
