@@ -82,7 +82,9 @@ class SearchResult:
         return self.best.metrics[self.metric] if self.best else None
 
     def ranked(self) -> list[TrialRecord]:
-        """Trials that reported the metric, best first."""
+        """Trials that reported the metric, best first, each by its last result: the one rule
+        for a trial's result, which the parent run, the report and the searchers follow too (a
+        trial a scheduler stopped counts with its value at the epoch it was stopped)."""
         return _ranked(self.trials, self.metric, self.mode)
 
 
