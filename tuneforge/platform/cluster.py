@@ -25,9 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from tuneforge.errors import ConfigError
+from tuneforge.search_spaces import read_yaml
 
 __all__ = ["Cluster", "NodeType", "TrialResources", "autoscaler_node_types", "check_trial_resources",
            "concurrent_trials", "default_cluster_config", "ray_cluster", "resolve_address"]
@@ -246,17 +245,9 @@ def autoscaler_node_types(path: Path) -> tuple[NodeType, ...]:
 
 
 def _read_config(path: Path) -> Mapping:
-    try:
-        config = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such cluster config") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if not path.exists():
+        raise ConfigError(f"{path}: no such cluster config")
+    config = read_yaml(path)
     if not isinstance(config, Mapping):
         raise ConfigError(f"{path}: not a Ray cluster config (a mapping with available_node_types)")
     return config

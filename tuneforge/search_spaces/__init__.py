@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tuneforge.search_spaces._loader import bundled_spaces, load_space, parse_space, space_document
+from tuneforge.search_spaces._loader import bundled_spaces, load_space, parse_space, read_yaml, space_document
 from tuneforge.search_spaces._params import CategoricalParam, FloatParam, IntParam, Param
 from tuneforge.search_spaces.adapters import (
     DEFAULT_GRID_POINTS,
@@ -24,6 +24,7 @@ __all__ = [
     "grid_size",
     "load_space",
     "parse_space",
+    "read_yaml",
     "space_document",
     "to_grid",
     "to_optuna_distributions",

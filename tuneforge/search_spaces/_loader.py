@@ -20,7 +20,7 @@ from tuneforge.errors import ConfigError
 from tuneforge.search_spaces._params import CategoricalParam, FloatParam, IntParam, Param
 from tuneforge.search_spaces.space import SearchSpace
 
-__all__ = ["bundled_spaces", "load_space", "parse_space", "space_document"]
+__all__ = ["bundled_spaces", "load_space", "parse_space", "read_yaml", "space_document"]
 
 _TOP_LEVEL_KEYS = {"trainable", "metric", "mode", "config", "params", "description", "max_epochs",
                    "grace_period"}
@@ -46,16 +46,23 @@ def load_space(source: str | Path) -> SearchSpace:
                 f"{source}: no such space file or bundled space; bundled: {', '.join(sorted(bundled))}"
             )
         path = bundled[str(source)]
+    return parse_space(read_yaml(path), name=path.stem, source=path)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's document; ConfigError naming the file (and line) when it cannot be read
+    or parsed. Spaces and cluster configs are read with it."""
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_space(data, name=path.stem, source=path)
 
 
 def parse_space(data: Any, *, name: str, source: Path | None = None) -> SearchSpace:
