@@ -34,8 +34,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check tuneforge tests benchmarks
 
-# Every benchmark in BENCHMARKS.md (searchers.py resumes from its results file: it measures
-# only what is missing there; the full set from scratch takes hours on 2 CPUs, the ViT's ~1.5 h).
+# Every benchmark in BENCHMARKS.md (searchers.py and schedulers.py resume from their results
+# files: they measure only what is missing there; the full set from scratch takes hours on 2 CPUs,
+# the ViT's ~1.5 h, the schedulers' ~50 min; schedulers.py's BOHB rows need
+# `pip install hpbandster ConfigSpace`, else they are skipped).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/searchers.py
@@ -44,6 +46,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/vit.py default --space vit-mnist --cpus 2
 	$(BIN)/python benchmarks/vit.py search --space vit-mnist --algo bayes --trials 8 --seed 0 --cpus 1
 	$(BIN)/python benchmarks/vit.py search --space vit-fashion-mnist --algo bayes --trials 6 --seed 0 --cpus 1
+	$(BIN)/python benchmarks/schedulers.py
+	$(BIN)/python benchmarks/data_parallel.py --train 10000 --epochs 2 --repeats 2
 
 ui: $(STAMP)
 	$(BIN)/tuneforge server
