@@ -162,17 +162,21 @@ def test_a_user_trainable_passed_from_python(ray_local, tracking_uri, tmp_path) 
     assert [t.metrics["score"] for t in result.trials] == [t.params["x"] for t in result.trials]
 
 
-def test_a_user_trainable_that_never_reports_the_metric_fails_its_trials_not_the_search(
-        ray_local, tracking_uri, tmp_path) -> None:
+def test_a_user_trainable_that_never_reports_the_metric_fails_its_trials_and_so_the_search(
+        ray_local, tracking_uri, tmp_path, monkeypatch, capsys) -> None:
+    from tuneforge.platform.cli import main
+
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "my_trainable.py").write_text(USER_TRAINABLE)
     space = write_space(tmp_path, USER_SPACE.format(reference="my_trainable.py:train_without_the_metric"))
-    result = tuneforge.search(space, trials=2, seed=0, tracking_uri=tracking_uri, storage=tmp_path / "ray")
-    assert result.status is TrialStatus.FINISHED and result.best is None
-    assert [t.status for t in result.trials] == [TrialStatus.FAILED] * 2
-    assert all(t.error == "trainable never reported the space's metric 'score' (it reported: other)"
-               for t in result.trials)
-    _, children = parent_and_children(tracking_uri, "space")
+    code = main(["search", str(space), "--trials", "2", "--seed", "0", "--tracking-uri", tracking_uri])
+    assert code == 1, "no trial scored"
+    assert "Search failed: 2 trials, 0 scored, 0 stopped early, 2 failed." in capsys.readouterr().out
+    parent, children = parent_and_children(tracking_uri, "space")
+    assert parent.info.status == "FAILED" and parent.data.metrics["n_trials_finished"] == 0
     assert {c.info.status for c in children} == {"FAILED"}
+    assert {c.data.tags["tuneforge.error"] for c in children} == {
+        "trainable never reported the space's metric 'score' (it reported: other)"}
 
 
 def test_a_trial_whose_worker_died_restarts_from_its_checkpoint(ray_local, tracking_uri, tmp_path) -> None:

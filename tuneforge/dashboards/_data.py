@@ -58,15 +58,14 @@ class SearchData:
         return np.array([t.metrics.get(self.metric, math.nan) for t in self.trials], dtype=float)
 
     def best(self) -> TrialRow | None:
-        scored = [t for t in self.trials if math.isfinite(t.metrics.get(self.metric, math.nan))]
-        if not scored:
-            return None
-        pick = max if self.mode == "max" else min
-        return pick(scored, key=lambda t: t.metrics[self.metric])
+        ranked = self.ranked()
+        return ranked[0] if ranked else None
 
     def ranked(self) -> list[TrialRow]:
-        """Scored trials, best first."""
-        scored = [t for t in self.trials if math.isfinite(t.metrics.get(self.metric, math.nan))]
+        """Scored trials, best first: ended FINISHED (stopped ones too) with a finite metric, as
+        the runner ranks them; a failed or killed trial's last value is no score."""
+        scored = [t for t in self.trials if t.status == TrialStatus.FINISHED.value
+                  and math.isfinite(t.metrics.get(self.metric, math.nan))]
         return sorted(scored, key=lambda t: t.metrics[self.metric], reverse=self.mode == "max")
 
 

@@ -1,6 +1,8 @@
 """The ``tuneforge`` command: a thin shell over :func:`tuneforge.search` and the space model.
 
-Bad input prints one ``error: ...`` line and exits with 2; an interrupted search (Ctrl-C)
+A search exits 0 when a trial scored, and 1 when every trial failed or none reported a finite
+metric (the parent run FAILED). Bad input prints one ``error: ...`` line and exits with 2; an
+interrupted search (Ctrl-C)
 exits with 130 after recording what finished (SIGTERM too, through the handler Ray installs,
 with exit code 15). This is the only module that prints.
 """
@@ -21,6 +23,8 @@ from tuneforge.schema import TrialStatus
 
 __all__ = ["main"]
 
+EXIT_NO_SCORE = 1
+"""Every trial ended and none scored (each failed, or none reported a finite metric)."""
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 _TOP_TRIALS = 5
@@ -107,6 +111,8 @@ def _search(args: argparse.Namespace) -> int:
         cluster_config=args.cluster_config)
     result = search(args.space, options, on_event=_Progress())
     _print_summary(result)
+    if result.status is TrialStatus.FAILED:
+        return EXIT_NO_SCORE
     return 0 if result.status is TrialStatus.FINISHED else EXIT_INTERRUPTED
 
 

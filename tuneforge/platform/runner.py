@@ -60,7 +60,8 @@ class SearchResult:
     metric: str
     mode: str
     status: TrialStatus
-    """FINISHED, or KILLED when the search was interrupted."""
+    """FINISHED when at least one trial scored; FAILED when every trial ended and none scored
+    (each failed, or none reported a finite metric); KILLED when the search was interrupted."""
     trials: tuple[TrialRecord, ...]
     experiment: str
     experiment_id: str
@@ -82,15 +83,20 @@ class SearchResult:
         return self.best.metrics[self.metric] if self.best else None
 
     def ranked(self) -> list[TrialRecord]:
-        """Trials that reported the metric, best first, each by its last result: the one rule
+        """Trials that scored (FINISHED or STOPPED, with a finite metric), best first, each by
+        its last result: the one rule
         for a trial's result, which the parent run, the report and the searchers follow too (a
         trial a scheduler stopped counts with its value at the epoch it was stopped)."""
         return _ranked(self.trials, self.metric, self.mode)
 
 
+_SCORED = (TrialStatus.FINISHED, TrialStatus.STOPPED)
+"""Trials that ended as they should; a failed or killed trial's last value is no score."""
+
+
 def _score(record: TrialRecord, metric: str) -> float | None:
     value = record.metrics.get(metric)
-    return value if value is not None and math.isfinite(value) else None
+    return value if record.status in _SCORED and value is not None and math.isfinite(value) else None
 
 
 def _ranked(trials: Iterable[TrialRecord], metric: str, mode: str) -> list[TrialRecord]:
@@ -162,15 +168,22 @@ def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
     timer, status = TimedSearch(plan.setup.search_alg), TrialStatus.FAILED
     try:
         _fit(plan, config, name, recorder, timer.algorithm, notify)
-        ended = (TrialStatus.FINISHED, TrialStatus.STOPPED, TrialStatus.FAILED)
-        finished = sum(t.status in ended for t in recorder.trials.values())
-        status = TrialStatus.FINISHED if finished == plan.setup.n_trials else TrialStatus.KILLED
+        status = _search_status(plan, recorder.trials.values())
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C twice; SIGTERM (Ray's handler exits)
         status = TrialStatus.KILLED
         raise
     finally:
         best, model_uri = _finish(plan, config, recorder, status, timer.seconds_per_suggestion)
     return status, best, model_uri
+
+
+def _search_status(plan: SearchPlan, trials: Iterable[TrialRecord]) -> TrialStatus:
+    """KILLED unless every trial ended; then FINISHED if one scored, else FAILED."""
+    trials = list(trials)
+    ended = (*_SCORED, TrialStatus.FAILED)
+    if sum(t.status in ended for t in trials) < plan.setup.n_trials:
+        return TrialStatus.KILLED
+    return TrialStatus.FINISHED if _ranked(trials, plan.space.metric, plan.space.mode) else TrialStatus.FAILED
 
 
 def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRecorder,
