@@ -60,3 +60,30 @@ def test_the_cli_prints_the_comparison_table(ray_local, tmp_path, monkeypatch, c
     assert "Comparing random, optuna-tpe on hartmann3: 1 seeds x 5 trials each" in out
     assert "| algorithm | searches |" in out and "| optuna-tpe | 1 |" in out and "| random | 1 |" in out
     assert (tmp_path / "mlflow.db").is_file() and len(list((tmp_path / "reports").iterdir())) == 1
+
+
+def test_the_cli_refuses_a_bad_algorithm_in_one_line_before_its_header(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "branin", "--algos", "random,annealing", "--trials", "5"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (
+        "error: --algos: unknown algorithm 'annealing'; valid: grid, random, bayes, optuna-tpe, optuna-gp\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_runs_with_the_garbage_collector_on(ray_local, tmp_path, monkeypatch) -> None:
+    """Only ``search`` pauses the collector for its start-up; a comparison's searches run with it on."""
+    import gc
+
+    import tuneforge.platform.compare as comparing
+
+    states, real_search = [], comparing.search
+
+    def search(*args, **kwargs):
+        states.append(gc.isenabled())
+        return real_search(*args, **kwargs)
+
+    monkeypatch.setattr(comparing, "search", search)
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "branin", "--algos", "random", "--trials", "2", "--seeds", "1"]) == 0
+    assert states == [True]

@@ -109,6 +109,7 @@ def _search(args: argparse.Namespace) -> int:
         register_model=args.register_model, scheduler=args.scheduler, max_epochs=args.max_epochs,
         grace_period=args.grace_period, workers_per_trial=args.workers_per_trial,
         cluster_config=args.cluster_config)
+    _begin_startup()  # the progress printer ends the pause when the trials start
     result = search(args.space, options, on_event=_Progress())
     _print_summary(result)
     if result.status is TrialStatus.FAILED:
@@ -176,6 +177,7 @@ def _server(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from tuneforge.platform.compare import compare
     from tuneforge.platform.planning import SearchOptions
+    from tuneforge.platform.searchers import check_algorithm
 
     options = SearchOptions(max_concurrent=args.max_concurrent, experiment=args.experiment,
                             tracking_uri=args.tracking_uri, address=args.address,
@@ -186,11 +188,13 @@ def _compare(args: argparse.Namespace) -> int:
         best = f"{result.metric}={_fmt(result.best_score)}" if result.best else "no result"
         name = result.experiment_path.rsplit("/", 1)[-1]
         print(f"[{index:>{len(str(total))}}/{total}] {name}  best {best}  "
-              f"({time.monotonic() - started:.0f} s)", flush=True)
+              f"({time.monotonic() - started:.0f} s since the start)", flush=True)
 
     algos = [name.strip() for name in args.algos.split(",") if name.strip()]
-    print(f"Comparing {', '.join(algos)} on {args.space}: {args.seeds} seeds x {args.budget} trials each")
-    result = compare(args.space, algos=algos, budget=args.budget, seeds=args.seeds, options=options,
+    for algo in algos:
+        check_algorithm(algo, "--algos")
+    print(f"Comparing {', '.join(algos)} on {args.space}: {args.seeds} seeds x {args.trials} trials each")
+    result = compare(args.space, algos=algos, budget=args.trials, seeds=args.seeds, options=options,
                      out_dir=args.out, on_search=on_search)
     print()
     print((result.report_dir / "comparison.md").read_text())
@@ -279,7 +283,8 @@ def _parser() -> argparse.ArgumentParser:
     comparison.add_argument("space", help="a space YAML file or the name of a bundled space")
     comparison.add_argument("--algos", default="bayes,optuna-tpe,optuna-gp,random",
                             help="comma-separated (default: bayes,optuna-tpe,optuna-gp,random)")
-    comparison.add_argument("--budget", type=int, default=50, help="trials per search (default 50)")
+    comparison.add_argument("--trials", "--budget", type=int, default=50,
+                            help="trials per search, as `search --trials` (default 50; --budget is an alias)")
     comparison.add_argument("--seeds", type=int, default=5,
                             help="searches per algorithm, seeds 0, 1, ... (default 5)")
     comparison.add_argument("--max-concurrent", type=int, help="most trials running at once in a search")
@@ -346,7 +351,8 @@ def _configure_logging() -> None:
 def _begin_startup() -> None:
     """Start-up (imports of Ray, MLflow, scikit-learn) allocates ~500k objects that live as long
     as the process; with the cyclic collector on, full collections walk them ~8 times, ~1 s in
-    all. It is paused until the search starts, then those objects are frozen out of its sight."""
+    all. It is paused until the search starts, then those objects are frozen out of its sight.
+    ``search`` only: other commands (``compare``'s many searches) keep the collector on."""
     gc.disable()
 
 
@@ -360,7 +366,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tuneforge`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
     _configure_logging()
-    _begin_startup()
     try:
         return args.handler(args)
     except ConfigError as exc:

@@ -13,7 +13,7 @@ from typing import Any
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import SearchSpace, grid_size, to_grid, to_tune_domains
 
-__all__ = ["ALGORITHMS", "Budget", "SearchSetup", "setup_search"]
+__all__ = ["ALGORITHMS", "Budget", "SearchSetup", "check_algorithm", "setup_search"]
 
 _DEFAULT_RANDOM_TRIALS = 20
 # Beyond this a grid is almost surely a mistake (a forgotten `grid:` or --grid-points).
@@ -122,8 +122,13 @@ ALGORITHMS: dict[str, Callable[[SearchSpace, Budget], SearchSetup]] = {
 }
 
 
+def check_algorithm(algo: str, flag: str = "--algo") -> None:
+    """ConfigError, listing the valid names, unless ``algo`` is one of :data:`ALGORITHMS`."""
+    if algo not in ALGORITHMS:
+        raise ConfigError(f"{flag}: unknown algorithm {algo!r}; valid: {', '.join(ALGORITHMS)}")
+
+
 def setup_search(algo: str, space: SearchSpace, budget: Budget) -> SearchSetup:
     """The :class:`SearchSetup` of ``algo``; ConfigError listing the valid names otherwise."""
-    if algo not in ALGORITHMS:
-        raise ConfigError(f"--algo: unknown algorithm {algo!r}; valid: {', '.join(ALGORITHMS)}")
+    check_algorithm(algo)
     return ALGORITHMS[algo](space, budget)

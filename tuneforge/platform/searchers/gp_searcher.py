@@ -52,8 +52,8 @@ class GPSearcher(Searcher):
     ``choice``) reach it through :meth:`set_search_properties`::
 
         tune.Tuner(train, param_space={"lr": tune.loguniform(1e-4, 1e-1), "layers": tune.randint(1, 5)},
-                   tune_config=tune.TuneConfig(search_alg=GPSearcher(metric="loss", mode="min", seed=0),
-                                               num_samples=40))
+                   tune_config=tune.TuneConfig(metric="loss", mode="min", num_samples=40,
+                                               search_alg=GPSearcher(seed=0))).fit()
     """
 
     def __init__(self, space: SearchSpace | None = None, metric: str | None = None,
