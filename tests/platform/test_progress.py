@@ -60,3 +60,18 @@ def test_a_terminal_gets_one_redrawn_line_with_a_bar() -> None:
     last = text.rsplit("\r\x1b[K", 1)[-1]
     assert last.startswith("[#####...............]  25%  running 1  pending 1  finished 0")
     assert "\n" not in last, "the status line is redrawn in place, not printed"
+
+
+def _header(space: str, **options: object) -> str:
+    out = io.StringIO()
+    plan = plan_search(space, SearchOptions(seed=5, **options))
+    cluster = Cluster(address="127.0.0.1:6379", dashboard_url=None, is_local=True,
+                      node_resources=({"CPU": 2.0},), job_name="test")
+    SearchProgress(stream=out, live=False)(SearchStarted(plan, cluster, "parent-run", "/tmp/x"))
+    return out.getvalue().splitlines()[0]
+
+
+def test_the_header_names_the_scheduler_and_workers_and_no_seed_for_a_grid() -> None:
+    assert _header("ridge-diabetes", algo="grid").endswith("with grid: 10 trials")
+    assert _header("vit-digits", trials=8, scheduler="asha", workers_per_trial=2).endswith(
+        "with random: 8 trials, seed 5, asha (grace 1, max 15 epochs), 2 workers a trial")

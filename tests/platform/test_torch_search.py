@@ -65,6 +65,10 @@ def test_vit_smoke_search_logs_each_epoch_and_a_model_that_predicts_raw_images(
     parent, children = parent_and_children(tracking_uri, "vit-digits")
     client = MlflowClient(tracking_uri)
     assert result.status is TrialStatus.FINISHED and len(children) == 2
+    # Named by trial number and searched values, as the MLflow UI's run list shows them.
+    assert sorted(c.info.run_name.split(": ")[0] for c in children) == ["trial 1", "trial 2"]
+    assert all(" weight_decay=" in c.info.run_name and c.info.run_name.split(": ")[1].startswith("lr=")
+               for c in children)
     for child in children:
         assert child.info.status == "FINISHED"
         history = client.get_metric_history(child.info.run_id, "val_accuracy")

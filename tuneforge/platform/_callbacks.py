@@ -29,6 +29,21 @@ def trial_metrics(result: dict[str, Any]) -> dict[str, float]:
             if key not in _TUNE_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
+_MAX_RUN_NAME = 120
+
+
+def run_name(trial_id: str, params: dict[str, Any]) -> str:
+    """A trial's MLflow run name: its number in the search and its searched values
+    (``trial 7: lr=0.0031 depth=4``), what the MLflow UI's run list shows."""
+    from tuneforge.platform.progress import format_value
+
+    number = trial_id.rsplit("_", 1)[-1]
+    label = f"trial {int(number) + 1}" if number.isdigit() else f"trial {trial_id}"
+    values = " ".join(f"{name}={format_value(value)}" for name, value in params.items())
+    name = f"{label}: {values}" if values else label
+    return name if len(name) <= _MAX_RUN_NAME else name[:_MAX_RUN_NAME - 1] + "…"
+
+
 class TrialEvents(Callback):
     """Runs on the driver: records each trial in MLflow as its events arrive (its artifacts
     with each result) and tells the caller (``notify``) of each trial's start, results and end.
@@ -61,7 +76,7 @@ class TrialEvents(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         params = {name: trial.config[name] for name in self.space.param_names}
-        if self.recorder.start_trial(trial.trial_id, str(trial), params):
+        if self.recorder.start_trial(trial.trial_id, run_name(trial.trial_id, params), params):
             self.notify(TrialStarted(self.recorder.trials[trial.trial_id]))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:

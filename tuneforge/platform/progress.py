@@ -141,8 +141,13 @@ def _started_lines(event: SearchStarted) -> list[str]:
     n_cpus = sum(node.get("CPU", 0) for node in cluster.node_resources)
     n_gpus = sum(node.get("GPU", 0) for node in cluster.node_resources)
     ray_text = "local Ray" if cluster.is_local else f"Ray cluster {cluster.address}"
+    seed = "" if options.algo == "grid" else f", seed {plan.seed}"  # a grid draws nothing
+    schedule = plan.schedule
+    stopping = (f", {schedule.name} (grace {schedule.grace_period}, max {schedule.max_epochs} epochs)"
+                if schedule else "")
+    workers = f", {options.workers_per_trial} workers a trial" if options.workers_per_trial > 1 else ""
     lines = [f"Searching {space.name} ({plan.trainable.name}, {space.mode} {space.metric}) with "
-             f"{options.algo}: {plan.setup.n_trials} trials, seed {plan.seed}"
+             f"{options.algo}: {plan.setup.n_trials} trials{seed}{stopping}{workers}"
              f"{', smoke budget' if options.smoke else ''}",
              f"  Ray:    {ray_text}, {len(cluster.node_resources)} node(s), {n_cpus:g} CPUs, {n_gpus:g} GPUs"]
     if cluster.dashboard_url:
