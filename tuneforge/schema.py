@@ -56,6 +56,8 @@ class Tags:
     TRIAL_ID: Final = "tuneforge.trial_id"
     NODE_IP: Final = "tuneforge.node_ip"
     """The node a trial ran on, from its first result."""
+    NO_SCORE: Final = "tuneforge.no_score"
+    """Why a trial that ended without error has no score (its last metric was NaN or inf)."""
     ERROR: Final = "tuneforge.error"
     """A failed trial's last error line; the whole trace is the artifact ``error.txt``."""
     STATUS: Final = "tuneforge.status"

@@ -194,3 +194,31 @@ def test_a_trial_whose_worker_died_restarts_from_its_checkpoint(ray_local, track
     _, [child] = parent_and_children(tracking_uri, "space")
     history = MlflowClient(tracking_uri).get_metric_history(child.info.run_id, "score")
     assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 2.0), (3, 3.0)]
+
+
+NAN_SOMETIMES = """\
+from tuneforge.trainables import report
+
+
+def train(config):
+    report({"score": float("nan") if config["x"] > 0.5 else config["x"]})
+"""
+
+
+def test_a_trial_whose_metric_is_nan_has_no_score_and_says_why(ray_local, tracking_uri, tmp_path,
+                                                               monkeypatch, capsys) -> None:
+    from tuneforge.platform.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nan.py").write_text(NAN_SOMETIMES)
+    space = write_space(tmp_path, USER_SPACE.format(reference="nan.py:train"))
+    assert main(["search", str(space), "--trials", "6", "--seed", "3", "--tracking-uri", tracking_uri]) == 0
+    parent, children = parent_and_children(tracking_uri, "space")
+    nan = [c for c in children if float(c.data.params["x"]) > 0.5]
+    assert nan and all(c.info.status == "FINISHED" for c in children)
+    assert {c.data.tags.get("tuneforge.no_score") for c in nan} == {"its last score was nan"}
+    assert all("tuneforge.no_score" not in c.data.tags for c in children if c not in nan)
+    scored = len(children) - len(nan)
+    assert parent.data.metrics["n_trials_finished"] == scored
+    assert (f"6 trials, {scored} scored, 0 stopped early, 0 failed, {len(nan)} without a score "
+            "(a NaN or infinite score).") in capsys.readouterr().out

@@ -100,8 +100,15 @@ class TrialEvents(Callback):
         else:
             status = TrialStatus.FINISHED
         self.recorder.end_trial(trial.trial_id, status, artifacts=self.artifacts / trial.trial_id,
-                                error=error)
+                                error=error, no_score=None if error else self._no_score(record))
         self._ended(trial)
+
+    def _no_score(self, record: Any) -> str | None:
+        """Why a trial that ended without error has no score: its last metric was not finite."""
+        value = record.metrics.get(self.space.metric)
+        if value is None or math.isfinite(value):
+            return None
+        return f"its last {self.space.metric} was {value}"
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # Tune writes the error to the trial's local folder just before calling us.

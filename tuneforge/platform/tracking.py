@@ -184,16 +184,19 @@ class SearchRecorder:
         self._send("log_result", trial_id, dict(metrics), step, tags, artifacts)
 
     def end_trial(self, trial_id: str, status: TrialStatus, *, artifacts: Path | None = None,
-                  error: str | None = None) -> None:
+                  error: str | None = None, no_score: str | None = None) -> None:
         """A trial ended (FINISHED, STOPPED, FAILED or KILLED): log the artifact batches under
         ``artifacts`` not yet logged, its error trace if any, and close its run (a STOPPED one
-        with the iteration it reached, tag ``tuneforge.stopped_at``)."""
+        with the iteration it reached, tag ``tuneforge.stopped_at``; ``no_score`` says why one
+        that ended without error has no score, tag ``tuneforge.no_score``)."""
         record = self.trials[trial_id]
         record.status, record.ended_at = status, time.time()
         if error:
             error = _ANSI_CODES.sub("", error)
             record.error = error.strip().splitlines()[-1]
         tags = {Tags.STOPPED_AT: str(record.iterations)} if status is TrialStatus.STOPPED else {}
+        if no_score:
+            tags[Tags.NO_SCORE] = no_score
         self._send("end_trial", trial_id, status, artifacts, error, tags)
 
     def log_artifacts(self, run_id: str, folder: Path) -> None:
