@@ -2,15 +2,16 @@
 
 Three processes, released together by a barrier, each record a search of 8 trials with
 :class:`~tuneforge.platform.tracking.SearchRecorder` alone (no Ray) into the same new store and
-the same new experiment: they race on the store's schema creation and on the experiment's
-get-or-create. The race is run a few times, each on a store of its own, since one round may
-happen to be won cleanly.
+the same new experiment: they race on the store's schema creation, and on an existing store,
+on the experiment's get-or-create. Each race is run a few times, each on a store of its own,
+since one round may happen to be won cleanly.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,8 @@ _METRICS = ("loss", "accuracy")
 
 
 def _drive(uris: list[str], barrier: Any, driver: int, failures: Any) -> None:
-    """One driver: for each store, wait for the others, then record a whole search into it.
+    """One driver: for each store, open it as a search does, wait for the others, then record a
+    whole search into it.
     Puts one line per failure on ``failures`` (a raised error, or the writes the recorder counted
     failed), then None."""
     import mlflow  # noqa: F401  # imported before the barrier, so that the drivers meet at the store
@@ -37,10 +39,11 @@ def _drive(uris: list[str], barrier: Any, driver: int, failures: Any) -> None:
     from tuneforge.platform.tracking import SearchRecorder
 
     for uri in uris:
-        barrier.wait(timeout=120)
         recorder = SearchRecorder(tracking_uri=uri, experiment=_EXPERIMENT)
         try:
             recorder.preload()
+            recorder.flush()  # the store is open, if it exists: the drivers meet at the experiment
+            barrier.wait(timeout=120)
             recorder.start_search(run_name=f"driver-{driver}", params={"driver": driver}, tags={},
                                   artifacts={})
             for trial in range(_TRIALS):
@@ -98,11 +101,20 @@ def _check_store(uri: str) -> None:
         assert len(client.get_metric_history(child.info.run_id, "loss")) == 2
 
 
+def _create_stores(uris: list[str]) -> None:
+    """Create the schema of each store, and no experiment."""
+    from mlflow import MlflowClient
+
+    for uri in uris:
+        MlflowClient(uri).search_experiments()
+
+
 def test_three_drivers_create_one_new_sqlite_store_together(tmp_path: Path) -> None:
     uris = []
-    for round_ in range(_ROUNDS):
+    for round_ in range(2 * _ROUNDS):
         (tmp_path / str(round_)).mkdir()
         uris.append(f"sqlite:///{tmp_path / str(round_) / 'mlflow.db'}")
+    _create_stores(uris[_ROUNDS:])
     assert _race(uris) == []
     for uri in uris:
         _check_store(uri)
@@ -110,12 +122,12 @@ def test_three_drivers_create_one_new_sqlite_store_together(tmp_path: Path) -> N
 
 @pytest.fixture
 def postgres_uris() -> Iterator[list[str]]:
-    """``_ROUNDS`` new, empty databases (as tests/platform/test_postgres.py makes them)."""
+    """``2 * _ROUNDS`` new, empty databases (as tests/platform/test_postgres.py makes them)."""
     base = os.environ.get("TUNEFORGE_TEST_POSTGRES")
     needs(bool(base), "a PostgreSQL server in TUNEFORGE_TEST_POSTGRES")
     import psycopg
 
-    names = [f"tuneforge_test_{uuid.uuid4().hex[:12]}" for _ in range(_ROUNDS)]
+    names = [f"tuneforge_test_{uuid.uuid4().hex[:12]}" for _ in range(2 * _ROUNDS)]
     with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
         try:
             for name in names:
@@ -123,10 +135,26 @@ def postgres_uris() -> Iterator[list[str]]:
             yield [f"{base}/{name}" for name in names]
         finally:
             for name in names:
-                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                _drop(admin, name)
+
+
+def _drop(admin: Any, name: str) -> None:
+    """Drop a database, retried: once seen to fail with InsufficientPrivilege, likely on an
+    autovacuum worker the server started on the freshly filled database."""
+    import psycopg
+
+    for attempt in range(3):
+        try:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == 2:
+                raise
+            time.sleep(1.0)
 
 
 def test_three_drivers_create_one_new_postgresql_store_together(postgres_uris: list[str]) -> None:
+    _create_stores(postgres_uris[_ROUNDS:])
     assert _race(postgres_uris) == []
     for uri in postgres_uris:
         _check_store(uri)

@@ -8,13 +8,16 @@ store's schema check (~1.5 s together) overlap Ray's start instead of delaying t
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import math
 import os
 import re
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +25,21 @@ from urllib.parse import urlparse
 
 from tuneforge.schema import Artifacts, Roles, Tags, TrialStatus
 
+logger = logging.getLogger(__name__)
+
 _ARTIFACTS_FOLDER = "mlruns"
 _SECRET_NAME = re.compile(r"token|password|passwd|secret|api[_-]?key|credential", re.IGNORECASE)
 _MASK = "***"
 _MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
 _PARAMS_PER_BATCH = 100  # MLflow's limit on params + tags in one log_batch
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+# What a store says while another process creates or migrates its schema (issue 9, "Faults"):
+# SQLite's and PostgreSQL's words for a table, column or type made meanwhile, a lock, and
+# MLflow's check of a schema whose migration is not finished yet.
+_SCHEMA_RACE = re.compile(r"already exists|duplicate (column|key value)|database is locked|"
+                          r"out-of-date database schema|online migration expected", re.IGNORECASE)
+_OPEN_ATTEMPTS = 5
+_OPEN_BACKOFF_S = 0.2  # doubled after each failed attempt: 0.2 + 0.4 + 0.8 + 1.6 s in all
 
 
 def artifact_location(tracking_uri: str, experiment: str) -> str | None:
@@ -87,19 +100,13 @@ class StoreWriter:
             # They log every schema migration of a new SQLite store at INFO.
             logging.getLogger(name).setLevel(logging.WARNING)
         if self.client is None and (create or store_exists(self.tracking_uri)):
-            self.client = MlflowClient(self.tracking_uri)
+            self.client = _open_client(MlflowClient, self.tracking_uri)
 
     def start_search(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str],
                      artifacts: Mapping[str, str]) -> tuple[str, str]:
         """Create the experiment if needed and the parent run; returns their ids."""
         self.open(create=True)
-        experiment = self.client.get_experiment_by_name(self.experiment)
-        if experiment is not None and experiment.lifecycle_stage == "deleted":
-            self.client.restore_experiment(experiment.experiment_id)
-        self.experiment_id = (experiment.experiment_id if experiment is not None else
-                              self.client.create_experiment(
-                                  self.experiment,
-                                  artifact_location=artifact_location(self.tracking_uri, self.experiment)))
+        self.experiment_id = self._get_or_create_experiment()
         run = self.client.create_run(self.experiment_id, run_name=run_name,
                                      tags={Tags.ROLE: Roles.SEARCH, **tags})
         self.parent_run_id = run.info.run_id
@@ -107,6 +114,25 @@ class StoreWriter:
         for name, text in artifacts.items():
             self.client.log_text(self.parent_run_id, text, name)
         return self.experiment_id, self.parent_run_id
+
+    def _get_or_create_experiment(self) -> str:
+        """The experiment's id, restoring it if deleted, creating it if missing. Another driver
+        may create it between the look-up and the creation: then it is looked up again."""
+        from mlflow.exceptions import MlflowException
+
+        experiment = self.client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            try:
+                return self.client.create_experiment(
+                    self.experiment, artifact_location=artifact_location(self.tracking_uri, self.experiment))
+            except MlflowException as exc:
+                experiment = self.client.get_experiment_by_name(self.experiment)
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS" or experiment is None:
+                    raise
+                logger.debug("experiment %s was created meanwhile by another driver", self.experiment)
+        if experiment.lifecycle_stage == "deleted":
+            self.client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
 
     def add_trial(self, trial_id: str, name: str, params: Mapping[str, Any], start_ms: int) -> None:
         """A trial started. Its run is created with its first result (or its end), so a
@@ -202,6 +228,51 @@ class StoreWriter:
             self.client.log_batch(run_id, metrics=metrics if start == 0 else [],
                                   params=[e for e in chunk if isinstance(e, Param)],
                                   tags=[e for e in chunk if not isinstance(e, Param)])
+
+
+def _open_client(client_class: type, tracking_uri: str) -> Any:
+    """``client_class(tracking_uri)``, which creates and migrates the schema of a new database
+    store, safe against other drivers opening the same new store at once.
+
+    MLflow's store creates its tables and runs its migrations without a lock, so two processes
+    on a new store fail (``table ... already exists``) or, worse, run a migration twice
+    (``duplicate column name``). Drivers on this host take turns by a file lock; one elsewhere
+    (or another tool) that still races is retried a few times with a backoff, after which the
+    schema the other process made is opened.
+    """
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            with _store_lock(tracking_uri):
+                return client_class(tracking_uri)
+        except Exception as exc:
+            if attempt == _OPEN_ATTEMPTS - 1 or not _SCHEMA_RACE.search(str(exc)):
+                raise
+            logger.debug("store %s was being created by another process (%s); retrying",
+                         tracking_uri, str(exc).splitlines()[0])
+            time.sleep(_OPEN_BACKOFF_S * 2 ** attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+@contextlib.contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    """An exclusive lock, across this host's processes, on a database store (none on Windows,
+    or for another store). The lock file lives in the temp folder, keyed by the store, as
+    MLflow's own ``_safe_initialize_tables`` does, so nothing is added beside the store."""
+    scheme = urlparse(tracking_uri).scheme.split("+")[0]
+    if os.name != "posix" or scheme not in _DATABASE_SCHEMES:
+        yield
+        return
+    import fcntl
+
+    if scheme == "sqlite":  # one file however it is named
+        tracking_uri = str(Path(tracking_uri.removeprefix("sqlite:///")).expanduser().resolve())
+    key = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"tuneforge-store-{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _params(values: Mapping[str, Any]) -> list[Any]:
