@@ -217,3 +217,18 @@ def test_an_interrupted_search_keeps_every_finished_trial(tmp_path: Path) -> Non
     assert parent.data.metrics["n_trials_finished"] == len(finished)
     # The results table is written even when interrupted.
     assert "results.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["search", "rf-digits", "--trials", "abc"],
+     "error: tuneforge search: argument --trials: invalid int value: 'abc' (see tuneforge search --help)\n"),
+    (["search"], "error: tuneforge search: the following arguments are required: space"),
+    (["frobnicate"], "error: tuneforge: argument command: invalid choice: 'frobnicate'"),
+])
+def test_argument_errors_are_one_line_and_exit_2(argv, message, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith(message) and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

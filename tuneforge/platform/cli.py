@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from tuneforge.errors import ConfigError
 from tuneforge.schema import TrialStatus
@@ -221,11 +221,20 @@ def _report(args: argparse.Namespace) -> int:
 # -- the parser --------------------------------------------------------------------------------
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors (``--trials abc``, a missing argument) are one line,
+    ``error: tuneforge search: ...``, and exit 2, like every other bad input; ``--help`` still
+    prints the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from tuneforge import __version__
     from tuneforge.search_spaces.adapters import DEFAULT_GRID_POINTS
 
-    parser = argparse.ArgumentParser(prog="tuneforge", description="Ray Tune searches, tracked in MLflow.")
+    parser = _OneLineParser(prog="tuneforge", description="Ray Tune searches, tracked in MLflow.")
     parser.add_argument("--version", action="version", version=f"tuneforge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
