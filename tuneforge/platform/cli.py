@@ -61,11 +61,12 @@ class _Progress:
 
 
 def _print_summary(result: Any) -> None:
+    from tuneforge.platform.runner import SCORED
+
     ranked = result.ranked()
     n_failed = sum(t.status is TrialStatus.FAILED for t in result.trials)
     n_stopped = sum(t.status is TrialStatus.STOPPED for t in result.trials)
-    ended = (TrialStatus.FINISHED, TrialStatus.STOPPED)
-    n_unscored = sum(t.status in ended for t in result.trials) - len(ranked)
+    n_unscored = sum(t.status in SCORED for t in result.trials) - len(ranked)
     unscored = f", {n_unscored} without a score (a NaN or infinite {result.metric})" if n_unscored else ""
     print(f"\nSearch {result.status.lower()}: {len(result.trials)} trials, {len(ranked)} scored, "
           f"{n_stopped} stopped early, {n_failed} failed{unscored}.")

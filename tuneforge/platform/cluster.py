@@ -340,6 +340,13 @@ def _holds(bundles: list[float], trial: TrialResources) -> bool:
     return any(n >= 1 for n in bundles) if trial.workers == 1 else sum(bundles) >= trial.workers
 
 
+def _startable(cluster: Cluster, trial: TrialResources) -> list[tuple[NodeType, float]]:
+    """Each node type the autoscaler may start, with the worker bundles its ``max_workers``
+    nodes hold together."""
+    return [(node_type, _bundles(node_type.resources, trial) * node_type.max_workers)
+            for node_type in cluster.node_types if node_type.max_workers > 0]
+
+
 def check_trial_resources(cluster: Cluster, trial: TrialResources) -> str | None:
     """Whether the cluster can hold one trial, now or once its autoscaler has started nodes.
 
@@ -352,8 +359,7 @@ def check_trial_resources(cluster: Cluster, trial: TrialResources) -> str | None
     alive = [_bundles(node, trial) for node in cluster.node_resources]
     if _holds(alive, trial):
         return None
-    startable = [(node_type, _bundles(node_type.resources, trial) * node_type.max_workers)
-                 for node_type in cluster.node_types if node_type.max_workers > 0]
+    startable = _startable(cluster, trial)
     helpful = [node_type for node_type, n_bundles in startable if n_bundles >= 1]
     if helpful and _holds(alive + [n_bundles for _, n_bundles in startable], trial):
         return _autoscaler_note(trial, helpful)
@@ -365,9 +371,8 @@ def concurrent_trials(cluster: Cluster, trial: TrialResources) -> int:
     """How many trials the cluster holds at once, alive nodes and the nodes its autoscaler can
     start together (at least 1). The runner limits data-parallel searches to it: their workers'
     placement groups are Ray Train's, which Tune does not count."""
-    bundles = [_bundles(node, trial) for node in cluster.node_resources]
-    bundles += [_bundles(t.resources, trial) * t.max_workers for t in cluster.node_types if t.max_workers > 0]
-    total = sum(bundles)
+    total = (sum(_bundles(node, trial) for node in cluster.node_resources)
+             + sum(n_bundles for _, n_bundles in _startable(cluster, trial)))
     return max(1, int(total // trial.workers)) if math.isfinite(total) else 1 << 30
 
 

@@ -84,19 +84,19 @@ class SearchResult:
 
     def ranked(self) -> list[TrialRecord]:
         """Trials that scored (FINISHED or STOPPED, with a finite metric), best first, each by
-        its last result: the one rule
-        for a trial's result, which the parent run, the report and the searchers follow too (a
-        trial a scheduler stopped counts with its value at the epoch it was stopped)."""
+        its last result: the one rule for a trial's result, which the parent run, the report and
+        the searchers follow too (a trial a scheduler stopped counts with its value at the epoch
+        it was stopped)."""
         return _ranked(self.trials, self.metric, self.mode)
 
 
-_SCORED = (TrialStatus.FINISHED, TrialStatus.STOPPED)
+SCORED = (TrialStatus.FINISHED, TrialStatus.STOPPED)
 """Trials that ended as they should; a failed or killed trial's last value is no score."""
 
 
 def _score(record: TrialRecord, metric: str) -> float | None:
     value = record.metrics.get(metric)
-    return value if record.status in _SCORED and value is not None and math.isfinite(value) else None
+    return value if record.status in SCORED and value is not None and math.isfinite(value) else None
 
 
 def _ranked(trials: Iterable[TrialRecord], metric: str, mode: str) -> list[TrialRecord]:
@@ -180,7 +180,7 @@ def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
 def _search_status(plan: SearchPlan, trials: Iterable[TrialRecord]) -> TrialStatus:
     """KILLED unless every trial ended; then FINISHED if one scored, else FAILED."""
     trials = list(trials)
-    ended = (*_SCORED, TrialStatus.FAILED)
+    ended = (*SCORED, TrialStatus.FAILED)
     if sum(t.status in ended for t in trials) < plan.setup.n_trials:
         return TrialStatus.KILLED
     return TrialStatus.FINISHED if _ranked(trials, plan.space.metric, plan.space.mode) else TrialStatus.FAILED
@@ -260,10 +260,10 @@ def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, 
     """Close the parent run with the best trial, its config and model, the results table, and
     the time the search algorithm took per suggestion; returns the best trial and its model."""
     recorder.flush()
-    ranked = _ranked(tuple(recorder.trials.values()), plan.space.metric, plan.space.mode)
+    trials = tuple(recorder.trials.values())
+    ranked = _ranked(trials, plan.space.metric, plan.space.mode)
     best = ranked[0] if ranked else None
-    artifacts = {Artifacts.RESULTS: _results_csv(recorder.trials.values(), plan.space)}
-    trials = recorder.trials.values()
+    artifacts = {Artifacts.RESULTS: _results_csv(trials, plan.space)}
     metrics = {Metrics.N_TRIALS_FINISHED: float(len(ranked)),
                Metrics.N_TRIALS_STOPPED: float(sum(t.status is TrialStatus.STOPPED for t in trials)),
                Metrics.TOTAL_ITERATIONS: float(sum(t.iterations for t in trials)),
