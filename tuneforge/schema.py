@@ -13,7 +13,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Final
 
-__all__ = ["Artifacts", "Metrics", "Roles", "Tags", "TrialStatus"]
+__all__ = ["HEARTBEAT_S", "Artifacts", "Metrics", "Roles", "Tags", "TrialStatus", "driver_tag", "interrupted"]
 
 
 class TrialStatus(str, Enum):
@@ -68,6 +68,19 @@ class Tags:
     """Where a per-epoch trial trained (``cpu``, ``cuda:0``), from its first result."""
     RAY_RESULTS: Final = "tuneforge.ray_results"
     """The search's Ray Tune experiment folder."""
+    DRIVER: Final = "tuneforge.driver"
+    """A search's driver process, ``PID@HOST``: a RUNNING parent whose driver is gone was
+    interrupted (see :attr:`HEARTBEAT`)."""
+    HEARTBEAT: Final = "tuneforge.heartbeat"
+    """When a search's driver last said it was alive (seconds since the epoch, every
+    ``HEARTBEAT_S``); a RUNNING parent silent for longer than ``3 * HEARTBEAT_S`` is interrupted."""
+    RESUMES: Final = "tuneforge.resumes"
+    """How many times a search was resumed (``tuneforge resume``)."""
+    RESTARTS: Final = "tuneforge.restarts"
+    """A trial's restarts: after its worker died (``--max-failures``) or in a resumed search."""
+    LOST: Final = "tuneforge.lost"
+    """A trial run whose trial Ray Tune had not saved when its driver died: the resumed search
+    does not know it (its configuration may be tried again, as another trial)."""
     BEST_TRIAL_ID: Final = "tuneforge.best_trial_id"
     BEST_RUN_ID: Final = "tuneforge.best_run_id"
     BEST_MODEL_URI: Final = "tuneforge.best_model_uri"
@@ -76,6 +89,43 @@ class Tags:
     """``NAME/VERSION`` in the Model Registry, with ``--register-model NAME``."""
     COMPARISON: Final = "tuneforge.comparison"
     """The id of the ``tuneforge compare`` that ran a search; it groups them."""
+
+
+HEARTBEAT_S: Final = 30.0
+"""Seconds between a running search's heartbeats (:attr:`Tags.HEARTBEAT`)."""
+
+
+def driver_tag() -> str:
+    """This process as :attr:`Tags.DRIVER`: ``PID@HOST``."""
+    import os
+    import socket
+
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def interrupted(status: str, tags: dict[str, str], now: float) -> bool:
+    """Whether a search's parent run (MLflow ``status`` and ``tags``) was interrupted: KILLED,
+    or RUNNING without a live driver (its process gone, when it ran on this host; else no
+    heartbeat for ``3 * HEARTBEAT_S``). The summary of ``tuneforge resume``, ``tuneforge runs``
+    and the report all use this rule."""
+    import os
+    import socket
+
+    if status == TrialStatus.KILLED.value:
+        return True
+    if status != TrialStatus.RUNNING.value:
+        return False
+    pid, _, host = tags.get(Tags.DRIVER, "").partition("@")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
+    beat = tags.get(Tags.HEARTBEAT, "")
+    return not beat.isdigit() or now - int(beat) > 3 * HEARTBEAT_S
 
 
 class Roles:
@@ -112,6 +162,8 @@ class Artifacts:
 
     SPACE: Final = "space.yaml"
     """Parent run: the space as written (comments kept)."""
+    SEARCH: Final = "search.json"
+    """Parent run (and the Ray results folder): what ``tuneforge resume`` needs to continue it."""
     RESULTS: Final = "results.csv"
     """Parent run: one row per trial."""
     BEST_CONFIG: Final = "best_config.json"

@@ -1,18 +1,25 @@
 """A real two-node Ray cluster on this machine: a head on 127.0.0.2 and a raylet on 127.0.0.3.
 
 Each ``ray start --block`` stays in the foreground, and stopping it stops exactly the processes
-it started (``ray stop`` would also stop the tests' own local Ray).
+it started (``ray stop`` would also stop the tests' own local Ray). The cluster keeps its files in
+a Ray temp dir of its own, removed afterwards: ``ray start --head`` writes its address to
+``ray_current_cluster`` there, which only ``ray stop`` removes, and a user's plain ``ray.init()``
+would otherwise join the stopped cluster (issue 9, "Found in review").
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +27,7 @@ from mlflow import MlflowClient
 
 from tests.conftest import parent_and_children
 from tests.platform.test_cli import tuneforge
+from tests.platform.test_resume import epochs_run, vit_space
 from tuneforge.platform.cluster import _host_port
 
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
@@ -32,8 +40,8 @@ def _free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def _ray(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+def _ray(*args: str, temp_dir: str) -> subprocess.Popen:
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_TMPDIR": temp_dir}
     return subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--block", *args,
                              "--num-cpus", "1", "--disable-usage-stats"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -49,26 +57,124 @@ def _alive_nodes(address: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-@pytest.fixture(scope="module")
-def two_nodes() -> Iterator[str]:
+@contextmanager
+def two_node_cluster(processes: list[subprocess.Popen] | None = None) -> Iterator[str]:
+    """A head and a worker node, in a Ray temp dir of their own that is removed afterwards; yields
+    the head's GCS address. ``processes`` receives the nodes' ``ray start`` processes (head
+    first): terminating the worker's loses that node."""
+    temp_dir = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 bytes
     address = f"{HEAD_IP}:{_free_port(HEAD_IP)}"
     head = _ray("--head", "--node-ip-address", HEAD_IP, "--port", address.split(":")[1],
-                "--include-dashboard", "false")
-    processes = [head]
+                "--include-dashboard", "false", temp_dir=temp_dir)
+    processes = processes if processes is not None else []
+    processes.append(head)
     try:
         deadline = time.monotonic() + _STARTUP_TIMEOUT_S
         while socket.socket().connect_ex(_host_port(address)) != 0:
             assert time.monotonic() < deadline and head.poll() is None, "the head did not start"
             time.sleep(1)
-        processes.append(_ray("--address", address, "--node-ip-address", WORKER_IP))
+        processes.append(_ray("--address", address, "--node-ip-address", WORKER_IP, temp_dir=temp_dir))
         while _alive_nodes(address) < 2:
             assert time.monotonic() < deadline, "the worker did not join"
             time.sleep(2)
         yield address
     finally:
         for process in reversed(processes):
-            process.terminate()
-            process.wait(timeout=60)
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=60)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Iterator[str]:
+    with two_node_cluster() as address:
+        yield address
+
+
+def _address_file() -> bytes | None:
+    """What a plain ``ray.init()`` on this machine reads to find a running cluster, if anything."""
+    from ray._common.utils import get_ray_address_file
+
+    path = Path(get_ray_address_file(None))
+    return path.read_bytes() if path.exists() else None
+
+
+@pytest.mark.timeout(300)
+def test_the_cluster_leaves_nothing_a_plain_ray_init_would_join() -> None:
+    # Before the tests that share the module's cluster: two clusters at once are too many for 2 CPUs.
+    before = _address_file()
+    with two_node_cluster():
+        pass
+    assert _address_file() == before
+    if before is not None:
+        return  # a cluster of the user's own runs here: ray.init() rightly joins it
+    script = ("import ray; ray.init(num_cpus=1, include_dashboard=False); "
+              "print(ray.cluster_resources()['CPU'])")
+    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=environment)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "1.0"
+
+
+@pytest.mark.timeout(900)
+def test_a_trial_on_a_lost_node_restarts_from_its_checkpoint_on_another(tmp_path: Path) -> None:
+    # Before the tests that share the module's cluster, as above. Each node has 1 CPU: one
+    # trial runs on each; when the worker node is lost, its trial waits for the head's CPU.
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    nodes: list[subprocess.Popen] = []
+    with two_node_cluster(nodes) as address:
+        search = subprocess.Popen(
+            [str(Path(sys.executable).parent / "tuneforge"), "search", str(vit_space(tmp_path)),
+             "--experiment", "vit-digits", "--trials", "2", "--seed", "0", "--max-failures", "2",
+             "--address", address, "--tracking-uri", store, "--storage", str(tmp_path / "ray_results")],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 600
+        on_worker = []
+        while not on_worker and search.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            on_worker = [r for r in _trial_runs(store) if r.data.tags.get("tuneforge.node_ip") == WORKER_IP
+                         and r.info.status == "RUNNING" and r.data.metrics.get("epoch") == 1]
+        assert on_worker, "no trial reported its first epoch on the worker node"
+        _kill_raylet(WORKER_IP)  # the node is lost: its trial's process goes with its raylet
+        out, _ = search.communicate(timeout=600)
+    assert search.returncode == 0, out
+    client = MlflowClient(store)
+    parent, children = parent_and_children(store, "vit-digits")
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    assert all(r.info.status == "FINISHED" for r in children)
+    [restarted] = [r for r in children if r.info.run_id == on_worker[0].info.run_id]
+    assert restarted.data.tags["tuneforge.restarts"] == "1"
+    steps = [m.step for m in client.get_metric_history(restarted.info.run_id, "val_accuracy")]
+    assert sorted(steps) == [1, 2, 3, 4, 5, 6], "each epoch logged once"
+    [results] = (tmp_path / "ray_results").iterdir()
+    epochs = epochs_run(results, restarted.data.tags["tuneforge.trial_id"])
+    assert epochs.count(1) == 1 and epochs.count(6) == 1, f"went on from its checkpoint: {epochs}"
+
+
+def _kill_raylet(node_ip: str) -> None:
+    """SIGKILL the raylet of the node at ``node_ip`` (found in /proc)."""
+    raylets = []
+    for folder in Path("/proc").iterdir():
+        try:
+            argv = (folder / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or gone
+            continue
+        if argv[0].endswith(b"/raylet") and f"--node_ip_address={node_ip}".encode() in argv:
+            raylets.append(int(folder.name))
+    [pid] = raylets
+    os.kill(pid, signal.SIGKILL)
+
+
+def _trial_runs(store: str) -> list:
+    """The search's trial runs so far (none while its driver is still creating the store)."""
+    try:
+        client = MlflowClient(store)
+        experiment = client.get_experiment_by_name("vit-digits")
+        return client.search_runs([experiment.experiment_id], "tags.`tuneforge.role` = 'trial'")
+    except Exception:
+        return []
 
 
 @pytest.mark.timeout(600)

@@ -50,7 +50,7 @@ def test_explicit_grid_wins() -> None:
 
 
 def test_grid_needs_two_points() -> None:
-    with pytest.raises(ConfigError, match="--grid-points: expected at least 2"):
+    with pytest.raises(ConfigError, match="--grid-points: expected 2 to 10000, got"):
         to_grid(MIXED, n_points=1)
 
 

@@ -134,3 +134,36 @@ def test_space_document_round_trips_every_param_kind(tmp_path: Path) -> None:
     space = load_space(write_space(tmp_path, VALID.replace(
         "{type: float, low: 0.0, high: 0.5, step: 0.1}", "{type: float, low: 0.0, high: 2.0, step: 1.0}")))
     assert parse_space(space_document(space), name="space", source=space.source) == space
+
+
+def test_strict_yaml_still_reads_anchors_merges_and_dates(tmp_path: Path) -> None:
+    """What the strict loader must keep: a merge's keys overridden beside it (no duplicate), an
+    alias used many times within the limit, and the scalars YAML 1.1 resolves."""
+    from tuneforge.search_spaces import read_yaml
+
+    path = tmp_path / "doc.yaml"
+    path.write_text("base: &base {low: 1, high: 2}\n"
+                    "merged: {<<: *base, high: 3}\n"
+                    "many: [" + ", ".join(["*base"] * 500) + "]\n"
+                    "when: 2001-01-02\n")
+    document = read_yaml(path)
+    assert document["merged"] == {"low": 1, "high": 3}
+    assert len(document["many"]) == 500 and document["many"][0] == {"low": 1, "high": 2}
+    assert str(document["when"]) == "2001-01-02"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a: 1\nb: 2\na: 3\n", "(line 3): duplicate key 'a'"),
+    ("a: {x: 1, y: 2, x: 1}\n", "(line 1): duplicate key 'x'"),
+    ("a: " + "[" * 21 + "]" * 21 + "\n", "(line 1): nested deeper than 20 levels"),
+    ("a: &a [*a]\n", "an alias refers to a collection that contains it"),
+    ("a: 2001-02-30\n", "cannot read '2001-02-30' as timestamp (day is out of range for month)"),
+])
+def test_strict_yaml_refuses_with_the_line(tmp_path: Path, text: str, message: str) -> None:
+    from tuneforge.search_spaces import read_yaml
+
+    path = tmp_path / "doc.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        read_yaml(path)
+    assert str(caught.value).startswith(f"{path}: invalid YAML") and message in str(caught.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from tuneforge.errors import ConfigError
-from tuneforge.schema import Artifacts, Metrics, Roles, Tags, TrialStatus
+from tuneforge.schema import Artifacts, Metrics, Roles, Tags, TrialStatus, interrupted
 from tuneforge.search_spaces import CategoricalParam, FloatParam, IntParam, SearchSpace, parse_space
 
 __all__ = ["SearchData", "TrialRow", "best_so_far", "load_searches"]
@@ -44,11 +45,14 @@ class SearchData:
     metric: str
     mode: str
     status: str
+    """MLflow's status of the parent run, or INTERRUPTED (see :func:`_search_status`)."""
     start_ms: int
     space: SearchSpace | None
     trials: tuple[TrialRow, ...]
     metrics: dict[str, float] = field(default_factory=dict)
     """The parent run's own metrics (best_<metric>, searcher_seconds_per_suggestion...)."""
+    results: str | None = None
+    """The search's Ray results folder, which ``tuneforge resume`` continues."""
     pictures: dict[str, bytes] = field(default_factory=dict)
     """The best trial's family pictures: the newest PNG of each of its artifact folders
     (the ViT's ``confusion_matrix/epoch-0005.png``...), by path."""
@@ -159,7 +163,7 @@ def load_searches(experiment: str, tracking_uri: str, *, run_ids: Sequence[str] 
         parents = [run for run in parents if run.info.run_id in set(run_ids)]
     if not parents:
         raise ConfigError(f"experiment {experiment!r} holds no tuneforge search")
-    searches = []
+    searches, now = [], time.time()
     for parent in sorted(parents, key=lambda run: run.info.start_time):
         space = _space_of(client, parent.info.run_id)
         params = parent.data.params
@@ -169,9 +173,16 @@ def load_searches(experiment: str, tracking_uri: str, *, run_ids: Sequence[str] 
             run_id=parent.info.run_id, run_name=parent.info.run_name,
             experiment_id=found.experiment_id, algo=params.get("algo", "?"),
             seed=params.get("seed", "?"), metric=metric,
-            mode=params.get("mode", space.mode if space else "max"), status=parent.info.status,
+            mode=params.get("mode", space.mode if space else "max"),
+            status=_search_status(parent.info.status, parent.data.tags, now),
             start_ms=int(parent.info.start_time), space=space,
             trials=_trial_rows(client, found.experiment_id, parent.info.run_id, space, metric),
-            metrics=dict(parent.data.metrics),
+            metrics=dict(parent.data.metrics), results=parent.data.tags.get(Tags.RAY_RESULTS),
             pictures=_pictures(client, best_run_id) if best_run_id else {}))
     return searches
+
+
+def _search_status(status: str, tags: dict[str, str], now: float) -> str:
+    """A search's status as the report shows it: INTERRUPTED (``tuneforge resume`` continues
+    it) for a RUNNING one whose driver is gone, or a KILLED one; else MLflow's."""
+    return "INTERRUPTED" if interrupted(status, tags, now) else status

@@ -188,6 +188,9 @@ def _search_section(search: SearchData, ui: str) -> str:
              f"<p class='meta'>algorithm {html.escape(search.algo)}, seed {html.escape(search.seed)}, "
              f"{_trial_counts(search)}, status {html.escape(search.status)}; "
              f"best {html.escape(search.metric)} {best_text}</p>")
+    if search.status == "INTERRUPTED" and search.results:
+        title += (f"<p class='meta'>Interrupted; continue it with <code>tuneforge resume "
+                  f"{html.escape(search.results)}</code></p>")
     if best is None:
         return title + "<p>No trial reported the metric.</p>"
     names = list(search.space.param_names if search.space else best.params)

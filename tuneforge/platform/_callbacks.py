@@ -12,12 +12,12 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from tuneforge.platform.events import TrialEnded, TrialResult, TrialStarted
 from tuneforge.platform.schedulers import Schedule
-from tuneforge.platform.tracking import SearchRecorder
+from tuneforge.platform.tracking import SCORED, SearchRecorder
 from tuneforge.schema import TrialStatus
 from tuneforge.search_spaces import SearchSpace
 from tuneforge.trainables.user import check_reported
 
-__all__ = ["TrialEvents"]
+__all__ = ["TrialEvents", "live_events"]
 
 # Tune's bookkeeping, not the trainable's metrics.
 _TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint"}
@@ -54,9 +54,11 @@ class TrialEvents(Callback):
     ``step_metric``: the result key that is a result's MLflow step (the trainable's).
     """
 
-    def __init__(self, recorder: SearchRecorder, space: SearchSpace, n_trials: int,
+    def __init__(self, name: str, recorder: SearchRecorder, space: SearchSpace, n_trials: int,
                  notify: Callable[[Any], None], artifacts: Path, *, check_metric: bool = False,
                  schedule: Schedule | None = None, step_metric: str = "training_iteration") -> None:
+        self.name = name
+        """The Tune experiment's name: how a restored experiment finds this callback again."""
         self.recorder = recorder
         self.artifacts = artifacts
         """Where the search's artifact inbox puts each trial's files (``<trial_id>/<batch>/``)."""
@@ -66,20 +68,54 @@ class TrialEvents(Callback):
         self.check_metric = check_metric
         self.schedule = schedule
         self.step_metric = step_metric
+        ended = [t for t in recorder.trials.values() if t.status in _ENDED]
+        self.n_ended = len(ended)
+        """Trials ended so far (a resumed search counts those its recorder knew)."""
         self.best_score: float | None = None
-        self.n_ended = 0
+        for record in ended:
+            self._count_score(record)
+        self.replayed = {t.trial_id for t in ended if t.status in SCORED}
+        self.unsettled = {t.trial_id for t in recorder.trials.values() if t.status not in _ENDED}
+        """A resumed search's trials that were running when it was interrupted, until they
+        start again: one that Ray Tune had saved as ended never does (see on_experiment_end)."""
+        """Trials already ended in MLflow: a resumed search that Ray Tune had not saved as
+        ended replays their last result (see the runner); nothing is written again."""
+        _LIVE[name] = self
 
-    def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its callbacks with the experiment state. The recorder (a thread and a
-        # store connection) stays behind: a restored experiment gets a new callback.
-        return {**self.__dict__, "recorder": None, "notify": None}
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # Tune pickles its callbacks with the experiment (tuner.pkl). The recorder (a thread
+        # and a store connection) cannot go with them: the pickle names the search, and
+        # unpickling it in a resumed search's driver gives that driver's live callback.
+        return live_events, (self.name,)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.unsettled.discard(trial.trial_id)
+        if trial.trial_id in self.replayed:
+            return
         params = {name: trial.config[name] for name in self.space.param_names}
         if self.recorder.start_trial(trial.trial_id, run_name(trial.trial_id, params), params):
             self.notify(TrialStarted(self.recorder.trials[trial.trial_id]))
 
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """A resumed search's trials that ended in Ray Tune's saved experiment but not in
+        MLflow (the driver died between the two) are ended in MLflow from Tune's last result;
+        trial runs that Tune does not know (created after its last save of the experiment,
+        before the driver died) are closed as lost."""
+        known = {trial.trial_id for trial in trials}
+        for trial in trials:  # ended in Tune's saved state, not yet in MLflow's
+            if trial.trial_id not in self.unsettled:
+                continue
+            if trial.status == "TERMINATED":
+                self.on_trial_result(0, trials, trial, trial.last_result or {})
+                self.on_trial_complete(0, trials, trial)
+            elif trial.status == "ERROR":
+                self.on_trial_error(0, trials, trial)
+        for trial_id in [t for t in self.recorder.trials if t not in known]:
+            self.recorder.mark_lost(trial_id, "its configuration may have been tried again as another trial")
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if trial.trial_id in self.replayed:
+            return
         step = int(result.get(self.step_metric, result.get("training_iteration", 0)))
         device = result.get("device")
         self.recorder.log_metrics(trial.trial_id, trial_metrics(result), step=step,
@@ -91,6 +127,8 @@ class TrialEvents(Callback):
                                 float(progress) if isinstance(progress, (int, float)) else None))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.replayed:
+            return
         record = self.recorder.trials[trial.trial_id]
         error = check_reported(self.space, set(record.metrics)) if self.check_metric else None
         if error:
@@ -120,9 +158,26 @@ class TrialEvents(Callback):
     def _ended(self, trial: Any) -> None:
         self.n_ended += 1
         record = self.recorder.trials[trial.trial_id]
+        self._count_score(record)
+        self.notify(TrialEnded(record, self.n_ended, self.n_trials, self.best_score))
+
+    def _count_score(self, record: Any) -> None:
         score = record.metrics.get(self.space.metric)
         if score is not None and math.isfinite(score) and (
                 self.best_score is None
                 or (score > self.best_score if self.space.mode == "max" else score < self.best_score)):
             self.best_score = score
-        self.notify(TrialEnded(record, self.n_ended, self.n_trials, self.best_score))
+
+
+_ENDED = (*SCORED, TrialStatus.FAILED)
+_LIVE: dict[str, TrialEvents] = {}
+
+
+def live_events(name: str) -> TrialEvents:
+    """The callback of the search ``name`` in this driver: what Tune's pickled callback becomes
+    when :func:`ray.tune.Tuner.restore` loads it (the runner makes it first)."""
+    try:
+        return _LIVE[name]
+    except KeyError:
+        raise RuntimeError(f"search {name} is a tuneforge search: continue it with `tuneforge resume` "
+                           "(or tuneforge.resume), not Tuner.restore") from None

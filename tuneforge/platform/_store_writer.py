@@ -135,9 +135,66 @@ class StoreWriter:
         return experiment.experiment_id
 
     def add_trial(self, trial_id: str, name: str, params: Mapping[str, Any], start_ms: int) -> None:
-        """A trial started. Its run is created with its first result (or its end), so a
-        one-result trial costs three writes: run, result, end."""
+        """A trial started: its run is created now, with its params, so that a trial in flight
+        when the driver dies is seen (RUNNING, then KILLED or resumed)."""
         self.trials[trial_id] = _ChildRun(name=name, params=dict(params), start_ms=start_ms)
+        run_id, params = self._run_of(trial_id)
+        if params:
+            self._log_batch(run_id, params=params)
+
+    def restart_trial(self, trial_id: str, n_restarts: int) -> None:
+        """A known trial started again (its worker died, or its search was resumed): its one
+        run is RUNNING again, with its count of restarts."""
+        run_id, _ = self._run_of(trial_id)
+        self.client.update_run(run_id, status=TrialStatus.RUNNING.value)
+        self.client.set_tag(run_id, Tags.RESTARTS, str(n_restarts))
+
+    def mark_lost(self, trial_id: str, reason: str, *, delete: bool) -> None:
+        """A run whose trial the resumed search does not know: deleted when it holds no result
+        (``delete``), else KILLED and tagged why."""
+        run = self.trials.pop(trial_id)
+        if delete:
+            self.client.delete_run(run.run_id)
+            return
+        self.client.set_tag(run.run_id, Tags.LOST, reason)
+        self.client.set_terminated(run.run_id, status=TrialStatus.KILLED.value)
+
+    def resume_search(self, parent_run_id: str) -> list[dict[str, Any]]:
+        """Continue the search of ``parent_run_id``: the parent is RUNNING again, each trial's
+        run is known by its trial id (never created twice); returns each trial run's status,
+        tags, params (as text) and last metrics, with the step of its last result."""
+        self.open(create=False)
+        parent = self.client.get_run(parent_run_id)
+        self.experiment_id, self.parent_run_id = parent.info.experiment_id, parent_run_id
+        resumes = int(parent.data.tags.get(Tags.RESUMES, "0")) + 1
+        self.client.update_run(parent_run_id, status=TrialStatus.RUNNING.value)
+        self.client.set_tag(parent_run_id, Tags.RESUMES, str(resumes))
+        children = []
+        for run in _all_runs(self.client, self.experiment_id,
+                             f"tags.`{Tags.PARENT_RUN_ID}` = '{parent_run_id}'"):
+            trial_id = run.data.tags.get(Tags.TRIAL_ID)
+            if trial_id is None:
+                continue
+            self.trials[trial_id] = _ChildRun(name=run.info.run_name, params=dict(run.data.params),
+                                              start_ms=run.info.start_time, run_id=run.info.run_id)
+            first = next(iter(run.data.metrics), None)
+            steps = [m.step for m in self.client.get_metric_history(run.info.run_id, first)] if first else []
+            children.append({"trial_id": trial_id, "run_id": run.info.run_id, "name": run.info.run_name,
+                             "status": run.info.status, "tags": dict(run.data.tags),
+                             "params": dict(run.data.params), "metrics": dict(run.data.metrics),
+                             "started_at": run.info.start_time / 1000,
+                             "ended_at": run.info.end_time / 1000 if run.info.end_time else None,
+                             "step": max(steps, default=0)})
+        return children
+
+    def start_driving(self, driver: str) -> None:
+        """This process now drives the search (:attr:`Tags.DRIVER`)."""
+        self.client.set_tag(self.parent_run_id, Tags.DRIVER, driver)
+
+    def heartbeat(self, now: float) -> None:
+        """The driver is alive (:attr:`Tags.HEARTBEAT`)."""
+        if self.parent_run_id is not None:
+            self.client.set_tag(self.parent_run_id, Tags.HEARTBEAT, f"{now:.0f}")
 
     def log_result(self, trial_id: str, metrics: Mapping[str, float], step: int,
                    tags: Mapping[str, str], artifacts: Path | None) -> None:
@@ -177,6 +234,9 @@ class StoreWriter:
 
     def log_artifacts(self, run_id: str, folder: Path) -> None:
         self.client.log_artifacts(run_id, str(folder))
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self.client.log_text(run_id, text, name)
 
     def has_model(self, run_id: str, path: str) -> bool:
         return any(Path(f.path).name == "MLmodel" for f in self.client.list_artifacts(run_id, path))
@@ -228,6 +288,17 @@ class StoreWriter:
             self.client.log_batch(run_id, metrics=metrics if start == 0 else [],
                                   params=[e for e in chunk if isinstance(e, Param)],
                                   tags=[e for e in chunk if not isinstance(e, Param)])
+
+
+def _all_runs(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
+    """Every run of the experiment that matches, page by page (MLflow returns 1000 at most)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def _open_client(client_class: type, tracking_uri: str) -> Any:

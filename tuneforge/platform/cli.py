@@ -1,10 +1,10 @@
 """The ``tuneforge`` command: a thin shell over :func:`tuneforge.search` and the space model.
 
-A search exits 0 when a trial scored, and 1 when every trial failed or none reported a finite
-metric (the parent run FAILED). Bad input prints one ``error: ...`` line and exits with 2; an
-interrupted search (Ctrl-C)
-exits with 130 after recording what finished (SIGTERM too, through the handler Ray installs,
-with exit code 15). This is the only module that prints.
+A search (and ``tuneforge resume``) exits 0 when a trial scored, and 1 when every trial
+failed or none reported a finite metric (the parent run FAILED). Bad input prints one
+``error: ...`` line and exits with 2. An interrupted search records what finished, prints the
+``tuneforge resume`` command that continues it, and exits with 130 (Ctrl-C) or 143 (SIGTERM).
+This is the only module that prints.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import gc
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ EXIT_NO_SCORE = 1
 """Every trial ended and none scored (each failed, or none reported a finite metric)."""
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 _TOP_TRIALS = 5
 
 
@@ -57,7 +59,46 @@ class _Progress:
 
         if isinstance(event, SearchStarted):
             _end_startup()
+            _interrupts.watch(event.experiment_path)
         self.printer(event)
+
+
+class _Interrupts:
+    """Ctrl-C and SIGTERM during a search: the first asks Ray Tune to stop (it saves the
+    experiment, the runner records what finished), a second Ctrl-C stops at once. Either way
+    the search's ``tuneforge resume`` command is printed, in place of Ray's hint."""
+
+    def __init__(self) -> None:
+        self.terminated = False
+        self.experiment_path: str | None = None
+
+    def watch(self, experiment_path: str | None = None) -> None:
+        """Handle SIGTERM from now on (again after Ray's start, which installs its own)."""
+        if experiment_path:
+            self.experiment_path = experiment_path
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.terminated = True
+        handler = signal.getsignal(signal.SIGINT)  # Tune's, while it runs: a graceful stop
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    def exit_code(self) -> int:
+        """Print how to continue; the exit code of an interrupted search."""
+        from tuneforge.platform.resume import resume_command
+
+        if self.experiment_path:
+            print(f"\ninterrupted: finished trials are recorded in MLflow; continue with:\n  "
+                  f"{resume_command(self.experiment_path)}", file=sys.stderr)
+        else:
+            print("\ninterrupted before the search started: nothing was recorded", file=sys.stderr)
+        return EXIT_TERMINATED if self.terminated else EXIT_INTERRUPTED
+
+
+_interrupts = _Interrupts()
 
 
 def _print_summary(result: Any) -> None:
@@ -114,11 +155,43 @@ def _search(args: argparse.Namespace) -> int:
         grace_period=args.grace_period, workers_per_trial=args.workers_per_trial,
         cluster_config=args.cluster_config)
     _begin_startup()  # the progress printer ends the pause when the trials start
-    result = search(args.space, options, on_event=_Progress())
+    return _exit_code(search(args.space, options, on_event=_Progress()))
+
+
+def _exit_code(result: Any) -> int:
     _print_summary(result)
     if result.status is TrialStatus.FAILED:
         return EXIT_NO_SCORE
-    return 0 if result.status is TrialStatus.FINISHED else EXIT_INTERRUPTED
+    return 0 if result.status is TrialStatus.FINISHED else _interrupts.exit_code()
+
+
+# -- resume and runs ----------------------------------------------------------------------------
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from tuneforge.platform.runner import resume
+
+    _begin_startup()
+    return _exit_code(resume(args.target, tracking_uri=args.tracking_uri, address=args.address,
+                             on_event=_Progress()))
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from tuneforge.platform.resume import list_searches, resume_command
+    from tuneforge.platform.tracking import resolve_tracking_uri
+
+    runs = list_searches(args.experiment, resolve_tracking_uri(args.tracking_uri))
+    if not runs:
+        print(f"no searches in experiment {args.experiment!r}")
+        return 0
+    width = max(len(run.name) for run in runs)
+    print(f"{'search':<{width}}  {'status':<11}  trials  started              run id")
+    for run in runs:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at))
+        print(f"{run.name:<{width}}  {run.status:<11}  {run.n_trials:>6}  {started}  {run.run_id}")
+        if run.interrupted and run.results:
+            print(f"{'':<{width}}  continue with: {resume_command(run.results)}")
+    return 0
 
 
 # -- spaces and show ---------------------------------------------------------------------------
@@ -157,12 +230,22 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    from tuneforge.platform.server import ServerConfig, serve_while_ray_runs, server_command
+    from tuneforge.platform import server
 
-    config = ServerConfig(backend_store_uri=args.backend_store_uri, host=args.host, port=args.port,
-                          artifacts_destination=args.artifacts_destination, workers=args.workers)
-    command, store = server_command(config)
+    config = server.ServerConfig(backend_store_uri=args.backend_store_uri, host=args.host, port=args.port,
+                                 artifacts_destination=args.artifacts_destination, workers=args.workers,
+                                 insecure=args.insecure)
+    command, store = server.server_command(config)
+    environment = dict(os.environ)
+    if config.needs_auth:
+        environment.update(server.auth_environment(store, server.read_admin_password()))
     print(f"MLflow tracking server and UI at {config.url}, store {store}")
+    if config.needs_auth:
+        print(f"  basic auth: user {server.ADMIN_USERNAME}, the password of ${server.PASSWORD_VARIABLE}; "
+              "drivers set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+    elif not config.is_loopback:
+        print(f"warning: --insecure: no authentication; anyone who reaches {config.host}:{config.port} "
+              "can read and change every run in the store", file=sys.stderr)
     print(f"  log searches to it:  tuneforge search SPACE --tracking-uri {config.url}")
     if config.host == "127.0.0.1":
         print(f"  from another machine: ssh -L {config.port}:127.0.0.1:{config.port} THIS_HOST, "
@@ -170,8 +253,8 @@ def _server(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     if args.stop_with_ray:
         print(f"  stops when the Ray cluster at {args.stop_with_ray} stops", flush=True)
-        return serve_while_ray_runs(command, args.stop_with_ray)
-    os.execv(command[0], command)
+        return server.serve_while_ray_runs(command, args.stop_with_ray, env=environment)
+    os.execve(command[0], command, environment)
     return 0  # not reached: the process is now the MLflow server
 
 
@@ -286,6 +369,25 @@ def _parser() -> argparse.ArgumentParser:
                           f"(default {DEFAULT_GRID_POINTS})")
     run.set_defaults(handler=_search)
 
+    resuming = commands.add_parser(
+        "resume", help="continue an interrupted search",
+        description="Continue an interrupted search (its driver killed, Ctrl-C, a reboot) through Ray "
+                    "Tune's Tuner.restore: ended trials are kept, running ones resume from their last "
+                    "checkpoint, the restored search algorithm suggests the rest; the same MLflow parent "
+                    "run and child runs continue.")
+    resuming.add_argument("target", help="the search's Ray results folder (ray_results/<space>-<algo>-"
+                                          "<time>), or its MLflow experiment (its newest interrupted search)")
+    resuming.add_argument("--tracking-uri", help="MLflow store, when TARGET is an experiment (default: "
+                                                 "as searches)")
+    resuming.add_argument("--address", help="Ray cluster (default: the search's, else a local Ray)")
+    resuming.set_defaults(handler=_resume)
+
+    runs = commands.add_parser("runs", help="list an experiment's searches, their status and how to "
+                                            "continue an interrupted one")
+    runs.add_argument("experiment", help="the MLflow experiment (by default a search's space name)")
+    runs.add_argument("--tracking-uri", help="MLflow store (default: as searches)")
+    runs.set_defaults(handler=_runs)
+
     listing = commands.add_parser("spaces", help="list the bundled spaces")
     listing.set_defaults(handler=_spaces)
 
@@ -326,7 +428,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="database of runs (default: as searches: $MLFLOW_TRACKING_URI if it is "
                              "a database, else sqlite:///mlflow.db); postgresql://... works too")
     server.add_argument("--host", default="127.0.0.1",
-                        help="interface to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+                        help="interface to bind (default 127.0.0.1; 0.0.0.0 for every interface). Beyond "
+                             "loopback, MLflow's basic auth is on: user admin, the password of "
+                             "$TUNEFORGE_SERVER_PASSWORD or asked for on a terminal")
+    server.add_argument("--insecure", action="store_true",
+                        help="beyond loopback, serve without authentication: anyone who reaches the port "
+                             "reads and changes every run")
     server.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     server.add_argument("--artifacts-destination",
                         help="where served artifacts are kept (default: mlartifacts/ beside the store)")
@@ -348,7 +455,10 @@ class _NoTrialFailures(logging.Filter):
     trial's MLflow run (tag ``tuneforge.error``, artifact ``error.txt``) report it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(("Trial task failed", "Trials did not complete"))
+        return not record.getMessage().startswith((
+            "Trial task failed", "Trials did not complete",
+            # Its hint names Tuner.restore; the CLI prints `tuneforge resume ...` instead.
+            "Experiment has been interrupted", "Stop signal received"))
 
 
 def _configure_logging() -> None:
@@ -379,14 +489,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tuneforge`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
     _configure_logging()
+    _interrupts.watch()
     try:
         return args.handler(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("\ninterrupted: finished trials are recorded in MLflow", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupts.exit_code()
     finally:
         gc.enable()
 

@@ -29,6 +29,8 @@ class SearchStarted:
     cluster: Cluster
     parent_run_id: str
     experiment_path: str
+    known: tuple[TrialRecord, ...] = ()
+    """A resumed search's trials from before (ended, or in flight when it was interrupted)."""
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,20 @@
 """Planning a search: every check of its input, before anything is created.
 
-A search is validated in two steps. :func:`plan_search` checks the space, the options, the
-algorithm and budget, and the tracking store at once. :func:`prepare_trials` runs the trainable
-family's own checks (estimator, params, dataset, metric), which import its library; the runner
-calls it while Ray starts, since both take seconds. Each problem is a ConfigError, and bad
-input therefore leaves nothing behind.
+A search is validated in two steps. :func:`plan_search` checks the space, the names MLflow
+will log, the options, the family's cheap checks (``Trainable.check``: its config's keys and
+types), the algorithm and budget, the tracking store and the storage (that each can be created
+and written) at once, before Ray starts. :func:`prepare_trials` runs the trainable family's own
+checks (estimator, params, dataset, metric), which import its library; the runner calls it
+while Ray starts, since both take seconds. Each problem is a ConfigError, and bad input
+therefore leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import posixpath
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from tuneforge.errors import ConfigError
+from tuneforge.platform._paths import check_writable
 from tuneforge.platform.cluster import autoscaler_node_types, resolve_address
 from tuneforge.platform.schedulers import Schedule, plan_schedule
 from tuneforge.platform.searchers import Budget, SearchSetup, setup_search
@@ -30,6 +36,16 @@ from tuneforge.trainables.user import user_trainable
 __all__ = ["SearchOptions", "SearchPlan", "limit_concurrency", "plan_search", "prepare_trials"]
 
 _DEFAULT_STORAGE = "ray_results"
+_MAX_SEED = 2**32 - 1
+"""Seeds are handed to numpy's and Optuna's generators, which take 0 to 2**32 - 1."""
+_MAX_EXPERIMENT_CHARS = 500
+"""MLflow's longest experiment name."""
+_MLFLOW_NAME = re.compile(r"[\w\-.: /]{1,200}")
+"""MLflow's rule for param and metric names (mlflow/utils/validation.py), and a length that
+leaves room for the ``config.`` prefix within its 250 characters."""
+_STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs")
+"""URI schemes Ray Tune's storage opens (through pyarrow's ``FileSystem.from_uri``; its
+``mock://`` keeps nothing). Only the scheme is checked: opening ``s3://`` asks the network."""
 
 
 @dataclass(frozen=True)
@@ -102,35 +118,73 @@ class SearchPlan:
 
 
 def _check_options(options: SearchOptions) -> None:
+    """The flags on their own, before anything else is read."""
+    _check_texts(options)
+    if options.seed is not None and not 0 <= options.seed <= _MAX_SEED:
+        raise ConfigError(f"--seed: expected 0 to 2**32 - 1 ({_MAX_SEED}), got {options.seed}")
     if options.trials is not None and options.trials < 1:
         raise ConfigError(f"--trials: expected at least 1, got {options.trials}")
     if options.max_concurrent is not None and options.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent: expected at least 1, got {options.max_concurrent}")
-    if not options.cpus_per_trial > 0:
+    if not 0 < options.cpus_per_trial < math.inf:
         raise ConfigError(f"--cpus-per-trial: expected a positive number, got {options.cpus_per_trial}")
-    if not options.gpus_per_trial >= 0:
+    if not 0 <= options.gpus_per_trial < math.inf:
         raise ConfigError(f"--gpus-per-trial: expected 0 or more, got {options.gpus_per_trial}")
     if options.max_failures < 0:
         raise ConfigError(f"--max-failures: expected 0 or more, got {options.max_failures}")
     if options.keep_checkpoints < 1:
         raise ConfigError(f"--keep-checkpoints: expected at least 1, got {options.keep_checkpoints}")
-    if options.register_model is not None and not options.register_model.strip():
-        raise ConfigError("--register-model: expected a model name, got an empty one")
     if options.workers_per_trial < 1:
         raise ConfigError(f"--workers-per-trial: expected at least 1, got {options.workers_per_trial}")
 
 
+def _check_texts(options: SearchOptions) -> None:
+    """An empty text flag would quietly mean its default; refuse it instead."""
+    texts = {"--tracking-uri": options.tracking_uri, "--experiment": options.experiment,
+             "--storage": None if options.storage is None else str(options.storage),
+             "--register-model": options.register_model}
+    for flag, text in texts.items():
+        if text is not None and not text.strip():
+            raise ConfigError(f"{flag}: expected a value, got an empty one (leave the flag out for "
+                              "its default)")
+    if options.experiment is not None and len(options.experiment) > _MAX_EXPERIMENT_CHARS:
+        raise ConfigError(f"--experiment: {len(options.experiment)} characters; MLflow takes at most "
+                          f"{_MAX_EXPERIMENT_CHARS}")
+
+
+def _check_names(space: SearchSpace) -> None:
+    """The space's param names, config keys and metric, which the runner logs to MLflow as
+    params and metrics: MLflow's rule (letters, digits, spaces, ``_ - . : /``; no ``.`` or
+    ``..`` part and no leading ``/``), so that a search is not refused after its parent run
+    was created."""
+    where = space.source or space.name
+    names = [("params", n) for n in space.param_names] + [("config", k) for k in space.config]
+    for key, name in [*names, ("metric", space.metric)]:
+        text = str(name)
+        if not (_MLFLOW_NAME.fullmatch(text) and posixpath.normpath(text) == text
+                and not text.startswith(("/", "..")) and text != "."):
+            raise ConfigError(f"{where}: {key}: {name!r} is not a name MLflow can log; use up to 200 "
+                              "letters, digits, spaces and _ - . : / (no '..' part)")
+
+
 def _storage(storage: str | Path | None) -> tuple[str, Path]:
-    """Tune's storage (an absolute folder or a URI) and the driver's local folder."""
+    """Tune's storage (an absolute folder or a URI) and the driver's local folder; a local
+    folder must be one this process can create or write in."""
     text = str(storage or _DEFAULT_STORAGE)
     parsed = urlparse(text)
     if "://" not in text:
         folder = Path(text).expanduser().resolve()
+        check_writable(folder, "--storage", folder=True)
         return str(folder), folder
-    if parsed.scheme == "file":
+    scheme = text.split("://", 1)[0]  # as written: pyarrow refuses S3:// where urlparse says s3
+    if scheme == "file":
         if not parsed.path.startswith("/"):
             raise ConfigError(f"--storage: {text!r} is not an absolute file:// URI (file:///path)")
+        check_writable(Path(parsed.path), "--storage", folder=True)
         return text, Path(parsed.path)
+    if scheme not in _STORAGE_SCHEMES:
+        raise ConfigError(f"--storage: Ray Tune cannot open {scheme!r} URIs; use a folder or "
+                          f"one of {', '.join(f'{s}://' for s in _STORAGE_SCHEMES)}")
     if not parsed.netloc:
         raise ConfigError(f"--storage: {text!r} names no bucket or host; e.g. s3://bucket/path")
     return text, Path(_DEFAULT_STORAGE).resolve()
@@ -143,9 +197,12 @@ def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None =
     ``trainable`` is a user's own function, run instead of the space's ``trainable``."""
     options = options or SearchOptions()
     space = space if isinstance(space, SearchSpace) else load_space(space)
+    _check_names(space)
     _check_options(options)
     base_dir = space.source.parent if space.source else None
     family = user_trainable(trainable) if trainable is not None else get_trainable(space.trainable, base_dir)
+    if family.check is not None:
+        family.check(space)
     if options.workers_per_trial > 1 and not family.data_parallel:
         raise ConfigError(f"--workers-per-trial {options.workers_per_trial}: trainable {family.name!r} "
                           "runs in one process; data-parallel trials need a torch family (vit, ...)")

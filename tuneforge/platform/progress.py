@@ -81,6 +81,16 @@ class SearchProgress:
         self._metric, self._n_trials = event.plan.space.metric, event.plan.setup.n_trials
         for line in _started_lines(event):
             self._print(line)
+        ended = [record for record in event.known
+                 if record.status in (TrialStatus.FINISHED, TrialStatus.STOPPED, TrialStatus.FAILED)]
+        for record in event.known:
+            self._n_started += 1
+            self._progress[record.trial_id] = 1.0 if record in ended else 0.0
+        for record in ended:
+            self._ended[record.status] += 1
+        if event.known:
+            self._print(f"Resuming: {len(ended)} of {self._n_trials} trials ended before, "
+                        f"{len(event.known) - len(ended)} were running")
 
     def _trial_started(self, event: TrialStarted) -> None:
         self._n_started += 1

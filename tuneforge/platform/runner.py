@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneforge.errors import ConfigError
 from tuneforge.platform.cluster import (
     Cluster,
     TrialResources,
@@ -39,17 +40,22 @@ from tuneforge.platform.planning import (
     plan_search,
     prepare_trials,
 )
-from tuneforge.platform.tracking import SearchRecorder, TrialRecord
+from tuneforge.platform.tracking import SCORED, SearchRecorder, TrialRecord, resolve_tracking_uri
 from tuneforge.schema import Artifacts, Metrics, Tags, TrialStatus
-from tuneforge.search_spaces import SearchSpace, space_document
+from tuneforge.search_spaces import SearchSpace, parse_space, space_document
 
 __all__ = ["SearchOptions", "SearchPlan", "SearchResult", "SearchStarted", "TrialEnded",
-           "plan_search", "search"]
+           "plan_search", "resume", "search"]
 
 logger = logging.getLogger(__name__)
 
 _TUNE_OUTPUT_ENGINE = "RAY_AIR_NEW_OUTPUT"
 _TUNE_STRICT_METRIC = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
+_TUNE_STATE_PERIOD = "TUNE_GLOBAL_CHECKPOINT_S"
+_STATE_PERIOD_S = "1"
+"""Seconds between Tune's saves of the experiment (its trials and the search algorithm), what
+``tuneforge resume`` continues from: the most a killed driver can lose (Tune's default: 10 s
+and more; a save of 2,000 trials takes a few ms)."""
 _ARTIFACTS_FOLDER = "artifacts"  # in the Tune experiment's folder: each trial's files, by trial id
 
 
@@ -90,10 +96,6 @@ class SearchResult:
         return _ranked(self.trials, self.metric, self.mode)
 
 
-SCORED = (TrialStatus.FINISHED, TrialStatus.STOPPED)
-"""Trials that ended as they should; a failed or killed trial's last value is no score."""
-
-
 def _score(record: TrialRecord, metric: str) -> float | None:
     value = record.metrics.get(metric)
     return value if record.status in SCORED and value is not None and math.isfinite(value) else None
@@ -119,11 +121,7 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
     Raises ConfigError, with nothing created, for any bad input.
     """
     options = dataclasses.replace(options or SearchOptions(), **option_values)
-    if on_event is None and progress:
-        from tuneforge.platform.progress import SearchProgress
-
-        on_event = SearchProgress()
-    notify = on_event or (lambda event: None)
+    notify = on_event or _progress_printer(progress)
     notify(Stage("checking the space and options"))
     plan = plan_search(space, options, trainable=trainable)
     recorder = SearchRecorder(tracking_uri=plan.tracking_uri, experiment=plan.experiment)
@@ -145,10 +143,13 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
             plan = limit_concurrency(plan, concurrent_trials(cluster, resources))
         config = preparing.result()
         name = f"{plan.space.name}-{plan.options.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+        saved = _saved_search(plan, name)
         parent_run_id = recorder.start_search(
             run_name=name, params=_search_params(plan, config, cluster),
             tags={Tags.RAY_RESULTS: plan.experiment_path(name), **dict(plan.options.tags)},
             artifacts={Artifacts.SPACE: _space_document(plan.space)})
+        saved = dataclasses.replace(saved, parent_run_id=parent_run_id)
+        _write_saved(plan, saved, recorder)
         notify(SearchStarted(plan, cluster, parent_run_id, plan.experiment_path(name)))
         status, best, model_uri = _run(plan, config, name, recorder, notify)
     return SearchResult(metric=plan.space.metric, mode=plan.space.mode, status=status,
@@ -159,15 +160,122 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
                         model_uri=model_uri)
 
 
+def resume(target: str | Path, *, tracking_uri: str | None = None, address: str | None = None,
+           trainable: Callable[[dict[str, Any]], None] | None = None,
+           on_event: Callable[[SearchEvent], None] | None = None, progress: bool = False) -> SearchResult:
+    """Continue an interrupted search (its driver killed, Ctrl-C, a reboot); returns what the
+    whole search found, as :func:`search` does.
+
+    ``target`` is the search's Ray results folder, or its MLflow experiment's name (its newest
+    interrupted search; ``tracking_uri`` says where, by default as :func:`search`). Ray Tune's
+    ``Tuner.restore`` continues the experiment: ended trials are not run again, trials that were
+    running resume from their last checkpoint (or start again, for one-shot families), and the
+    restored search algorithm suggests the rest. The same parent run continues in MLflow, and
+    each trial keeps its one child run. ``trainable``: the user's function the search ran with,
+    if it was given from Python. ConfigError, with nothing changed, when there is nothing to
+    resume (the search ended, or its driver is still running).
+    """
+    import yaml
+
+    from tuneforge.platform.resume import find_search
+
+    notify = on_event or _progress_printer(progress)
+    notify(Stage("finding the search"))
+    saved = find_search(target, resolve_tracking_uri(tracking_uri))
+    options = saved.search_options(**({"address": address} if address else {}))
+    space = parse_space(yaml.safe_load(saved.space_yaml), name=saved.space_name,
+                        source=Path(saved.space_source) if saved.space_source else None)
+    plan = plan_search(space, options, trainable=trainable)
+    plan = dataclasses.replace(plan, tracking_uri=saved.tracking_uri, experiment=saved.experiment)
+    recorder = SearchRecorder(tracking_uri=plan.tracking_uri, experiment=plan.experiment)
+    _check_resumable(saved)
+    notify(Stage(f"opening the MLflow store {plan.tracking_uri}"))
+    recorder.preload()
+    notify(Stage(f"joining Ray at {plan.address}" if plan.address else "starting a local Ray"))
+    with ray_cluster(plan.address, job_name=f"tuneforge resume {saved.name}",
+                     working_dir=plan.trainable.code_dir) as cluster:
+        notify(Stage(f"checking trainable {plan.trainable.name!r} (its settings and data)"))
+        config = prepare_trials(plan)
+        recorder.resume_search(saved.parent_run_id, lambda text: _typed_params(plan.space, text))
+        notify(SearchStarted(plan, cluster, saved.parent_run_id, saved.experiment_path,
+                             known=tuple(recorder.trials.values())))
+        status, best, model_uri = _run(plan, config, saved.name, recorder, notify,
+                                       restore=saved.experiment_path)
+    return SearchResult(metric=plan.space.metric, mode=plan.space.mode, status=status,
+                        trials=tuple(recorder.trials.values()), experiment=plan.experiment,
+                        experiment_id=recorder.experiment_id, parent_run_id=saved.parent_run_id,
+                        tracking_uri=plan.tracking_uri, cluster=cluster,
+                        experiment_path=saved.experiment_path, best=best, model_uri=model_uri)
+
+
+def _progress_printer(progress: bool) -> Callable[[SearchEvent], None]:
+    if not progress:
+        return lambda event: None
+    from tuneforge.platform.progress import SearchProgress
+
+    return SearchProgress()
+
+
+def _check_resumable(saved: Any) -> None:
+    """ConfigError unless the search's parent run was interrupted (KILLED, or RUNNING with no
+    live driver)."""
+    from mlflow import MlflowClient
+
+    from tuneforge.schema import interrupted
+
+    run = MlflowClient(saved.tracking_uri).get_run(saved.parent_run_id)
+    if not interrupted(run.info.status, run.data.tags, time.time()):
+        state = ("is still running (driver " + run.data.tags.get(Tags.DRIVER, "?") + ")"
+                 if run.info.status == TrialStatus.RUNNING.value else f"ended {run.info.status}")
+        raise ConfigError(f"search {saved.name} {state}: nothing to resume")
+
+
+def _typed_params(space: SearchSpace, text: dict[str, str]) -> dict[str, Any]:
+    """A trial run's params (MLflow keeps text) as the values the search gave the trial."""
+    from tuneforge.platform._store_writer import param_value
+    from tuneforge.search_spaces import CategoricalParam, IntParam
+
+    values = {}
+    for param in space.params:
+        if param.name not in text:
+            continue
+        raw = text[param.name]
+        if isinstance(param, CategoricalParam):
+            values[param.name] = next((c for c in param.choices if param_value(param.name, c) == raw), raw)
+        else:
+            values[param.name] = int(raw) if isinstance(param, IntParam) else float(raw)
+    return values
+
+
+def _saved_search(plan: SearchPlan, name: str) -> Any:
+    from tuneforge.platform.resume import SavedSearch
+
+    options = {**dataclasses.asdict(plan.options), "seed": plan.seed}
+    source = str(plan.space.source.resolve()) if plan.space.source else None
+    return SavedSearch(name=name, experiment_path=plan.experiment_path(name),
+                       local_dir=str(plan.local_dir / name), tracking_uri=plan.tracking_uri,
+                       experiment=plan.experiment, parent_run_id="", space_yaml=_space_document(plan.space),
+                       space_name=plan.space.name, space_source=source, options=options)
+
+
+def _write_saved(plan: SearchPlan, saved: Any, recorder: SearchRecorder) -> None:
+    """``search.json`` in the search's local folder and on its parent run."""
+    folder = Path(saved.local_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / Artifacts.SEARCH).write_text(saved.to_json())
+    recorder.log_text(saved.parent_run_id, saved.to_json(), Artifacts.SEARCH)
+
+
 def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRecorder,
-         notify: Callable[[SearchEvent], None]) -> tuple[TrialStatus, TrialRecord | None, str | None]:
-    """Fit the Tuner, then close the search whatever happened; its status, best trial and the
-    best trial's model URI."""
+         notify: Callable[[SearchEvent], None], *,
+         restore: str | None = None) -> tuple[TrialStatus, TrialRecord | None, str | None]:
+    """Fit the Tuner (a new one, or the one Tune saved at ``restore``), then close the search
+    whatever happened; its status, best trial and the best trial's model URI."""
     from tuneforge.platform.searchers._timed import TimedSearch
 
     timer, status = TimedSearch(plan.setup.search_alg), TrialStatus.FAILED
     try:
-        _fit(plan, config, name, recorder, timer.algorithm, notify)
+        _fit(plan, config, name, recorder, timer.algorithm, notify, restore=restore)
         status = _search_status(plan, recorder.trials.values())
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C twice; SIGTERM (Ray's handler exits)
         status = TrialStatus.KILLED
@@ -187,7 +295,7 @@ def _search_status(plan: SearchPlan, trials: Iterable[TrialRecord]) -> TrialStat
 
 
 def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRecorder,
-         searcher: Any, notify: Callable[[SearchEvent], None]) -> None:
+         searcher: Any, notify: Callable[[SearchEvent], None], *, restore: str | None) -> None:
     import ray
     from ray import tune
 
@@ -204,14 +312,34 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
                                   storage=plan.storage, keep_checkpoints=options.keep_checkpoints,
                                   metric=space.metric, mode=space.mode)
     else:
-        trainable = tune.with_resources(plan.trainable.function,
+        function = plan.trainable.function
+        if restore:
+            function = _replaying(function, recorder)
+        trainable = tune.with_resources(function,
                                         {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
     artifacts = plan.local_dir / name / _ARTIFACTS_FOLDER
-    events = TrialEvents(recorder, space, setup.n_trials, notify, artifacts,
+    events = TrialEvents(name, recorder, space, setup.n_trials, notify, artifacts,
                          check_metric=plan.trainable.metrics is None, schedule=plan.schedule,
                          step_metric=plan.trainable.step_metric)
     inbox = open_inbox(name, artifacts)
-    tuner = tune.Tuner(
+    if restore:  # its callback is `events` again (TrialEvents.__reduce__), its searcher restored
+        tuner = tune.Tuner.restore(restore, trainable, resume_unfinished=True,
+                                   param_space={**config, **setup.param_space})
+    else:
+        tuner = _new_tuner(plan, config, name, trainable, searcher, events)
+    try:
+        with _quiet_tune_output(lenient_metric=plan.trainable.metrics is None):
+            tuner.fit()
+    finally:
+        ray.kill(inbox)
+
+
+def _new_tuner(plan: SearchPlan, config: dict[str, Any], name: str, trainable: Any, searcher: Any,
+               events: Any) -> Any:
+    from ray import tune
+
+    setup, options, space = plan.setup, plan.options, plan.space
+    return tune.Tuner(
         trainable,
         param_space={**config, **setup.param_space},
         tune_config=tune.TuneConfig(
@@ -225,22 +353,43 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
                 num_to_keep=options.keep_checkpoints, checkpoint_score_attribute=space.metric,
                 checkpoint_score_order=space.mode)),
     )
-    try:
-        with _quiet_tune_output(lenient_metric=plan.trainable.metrics is None):
-            tuner.fit()
-    finally:
-        ray.kill(inbox)
+
+
+def _replaying(function: Callable[[dict[str, Any]], None],
+               recorder: SearchRecorder) -> Callable[[dict[str, Any]], None]:
+    """``function`` for a resumed search: a trial that MLflow saw end (FINISHED or STOPPED)
+    but that Ray Tune had not saved as ended when the driver died reports its recorded last
+    result again instead of training twice; the search algorithm and scheduler see it as
+    before, and nothing is written again (the callback knows it)."""
+    from ray import tune
+
+    ended = {t.trial_id: (t.params, dict(t.metrics)) for t in recorder.trials.values() if t.status in SCORED}
+
+    def trainable(config: dict[str, Any]) -> None:
+        params, metrics = ended.get(tune.get_context().get_trial_id(), (None, None))
+        if params is not None and params == {name: config[name] for name in params}:
+            tune.report(metrics)
+            return
+        function(config)
+
+    trainable.__name__ = getattr(function, "__name__", "trainable")  # Tuner.restore checks the name
+    trainable.__qualname__ = getattr(function, "__qualname__", trainable.__name__)
+    return trainable
 
 
 @contextmanager
 def _quiet_tune_output(*, lenient_metric: bool) -> Iterator[None]:
     """Tune prints a banner and status tables even at ``verbose=0`` with its new output
-    engine; the old engine is silent at 0. Progress is the caller's (``on_event``).
+    engine; the old engine is silent at 0. Progress is the caller's (``on_event``). The
+    experiment is saved every ``_STATE_PERIOD_S`` (unless the user set Tune's variable).
 
     ``lenient_metric``: a user's function may report without the space's metric, which would
     stop Tune's whole experiment; the trial is failed with that message instead (the callback),
     and the search goes on."""
-    settings = {_TUNE_OUTPUT_ENGINE: "0"}
+    settings = {_TUNE_OUTPUT_ENGINE: "0",
+                _TUNE_STATE_PERIOD: os.environ.get(_TUNE_STATE_PERIOD, _STATE_PERIOD_S),
+                # Its warning that per-epoch checkpoints force saves of the experiment: they should.
+                "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
     if lenient_metric:
         settings[_TUNE_STRICT_METRIC] = "1"
     saved = {key: os.environ.get(key) for key in settings}
@@ -266,8 +415,9 @@ def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, 
     artifacts = {Artifacts.RESULTS: _results_csv(trials, plan.space)}
     metrics = {Metrics.N_TRIALS_FINISHED: float(len(ranked)),
                Metrics.N_TRIALS_STOPPED: float(sum(t.status is TrialStatus.STOPPED for t in trials)),
-               Metrics.TOTAL_ITERATIONS: float(sum(t.iterations for t in trials)),
-               Metrics.SECONDS_PER_SUGGESTION: seconds_per_suggestion}
+               Metrics.TOTAL_ITERATIONS: float(sum(t.iterations for t in trials))}
+    if seconds_per_suggestion:  # unknown to a resumed search (its algorithm is Tune's restored one)
+        metrics[Metrics.SECONDS_PER_SUGGESTION] = seconds_per_suggestion
     tags, model_uri = {}, None
     if best is not None:
         artifacts[Artifacts.BEST_CONFIG] = json.dumps(best.params, indent=2, default=repr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from tuneforge.errors import ConfigError
-from tuneforge.schema import Tags, TrialStatus
+from tuneforge.schema import HEARTBEAT_S, Tags, TrialStatus, driver_tag
 
 if TYPE_CHECKING:
     from tuneforge.platform._store_writer import StoreWriter
@@ -46,17 +47,23 @@ def resolve_tracking_uri(uri: str | None) -> str:
 
 
 def check_tracking_uri(uri: str) -> None:
-    """ConfigError for a store MLflow cannot use; creates nothing."""
+    """ConfigError for a store MLflow cannot use, or cannot create or write; creates nothing."""
+    from tuneforge.platform._paths import check_writable
+
     parsed = urlparse(uri)
     scheme = parsed.scheme.split("+")[0]
     if scheme == "sqlite":
-        folder = Path(uri.removeprefix("sqlite:///")).expanduser().parent
-        if not folder.is_dir():
-            raise ConfigError(f"--tracking-uri: folder {folder} of the SQLite store does not exist")
+        if ":///" not in uri:
+            raise ConfigError(f"--tracking-uri: {uri!r} names no database file; use sqlite:///path/to/mlflow.db")
+        database = Path(uri.split(":///", 1)[1]).expanduser()
+        if not database.parent.is_dir():
+            raise ConfigError(f"--tracking-uri: folder {database.parent} of the SQLite store does not exist")
+        check_writable(database, "--tracking-uri", folder=False)
     elif scheme in ("", "file"):
         folder = Path(parsed.path or uri).expanduser().parent
         if not folder.is_dir():
             raise ConfigError(f"--tracking-uri: folder {folder} does not exist")
+        check_writable(Path(parsed.path or uri), "--tracking-uri", folder=True)
     elif scheme in ("http", "https"):
         _check_server(uri)
     elif scheme == "postgresql":
@@ -84,12 +91,36 @@ def _check_postgresql(uri: str) -> None:
 
 
 def _check_server(uri: str) -> None:
+    """The server answers, and lets this process in: a server with basic auth (``tuneforge
+    server`` beyond loopback) answers its API with 401 unless MLFLOW_TRACKING_USERNAME and
+    MLFLOW_TRACKING_PASSWORD (MLflow's client's own variables) name a user."""
+    import base64
+
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=_HTTP_TIMEOUT_S):
             pass
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ConfigError(f"--tracking-uri: no MLflow server answers at {uri} ({reason})") from None
+    request = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1")
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S):
+            pass
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            who = f"user {user!r}" if user and password else "a request without credentials"
+            raise ConfigError(f"--tracking-uri: the MLflow server at {uri} refused {who} (HTTP {exc.code}); "
+                              "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD") from None
+    except (urllib.error.URLError, OSError):
+        pass  # it answered /health: let MLflow's client say what else is wrong
+
+
+SCORED = (TrialStatus.FINISHED, TrialStatus.STOPPED)
+"""Trials that ended as they should; a failed or killed trial's last value is no score."""
 
 
 @dataclass
@@ -134,6 +165,7 @@ class SearchRecorder:
         self._writer: StoreWriter | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
+        self._alive = threading.Event()
 
     def preload(self) -> None:
         """Start the writer thread, which imports MLflow and opens the store if it exists.
@@ -149,22 +181,74 @@ class SearchRecorder:
 
     def start_search(self, *, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str],
                      artifacts: Mapping[str, str]) -> str:
-        """Create the experiment if needed and the parent run; returns the parent run id."""
+        """Create the experiment if needed and the parent run, tagged with this driver and its
+        heartbeat (sent every ``HEARTBEAT_S`` until :meth:`end_search`); returns its id."""
         if self._thread is None:
             self.preload()
+        tags = {**tags, Tags.DRIVER: driver_tag(), Tags.HEARTBEAT: f"{time.time():.0f}"}
         self.experiment_id, self.parent_run_id = self._call(
             "start_search", run_name, dict(params), dict(tags), dict(artifacts))
+        self._start_heartbeat()
         return self.parent_run_id
+
+    def resume_search(self, parent_run_id: str, params_of: Any) -> None:
+        """Continue the search ``parent_run_id`` (``tuneforge resume``): the parent is RUNNING
+        again, driven by this process; each trial it recorded is known again, with its one run,
+        status and last metrics. ``params_of`` turns a run's params (MLflow's text) back into
+        the trial's values."""
+        if self._thread is None:
+            self.preload()
+        children = self._call("resume_search", parent_run_id)
+        self.parent_run_id, self.experiment_id = parent_run_id, self._writer.experiment_id
+        for child in children:
+            tags = child["tags"]
+            status = TrialStatus(tags.get(Tags.STATUS, child["status"]))
+            self.trials[child["trial_id"]] = TrialRecord(
+                trial_id=child["trial_id"], name=child["name"], params=params_of(child["params"]),
+                started_at=child["started_at"], ended_at=child["ended_at"], status=status,
+                metrics=child["metrics"], run_id=child["run_id"], node_ip=tags.get(Tags.NODE_IP),
+                error=tags.get(Tags.ERROR), n_restarts=int(tags.get(Tags.RESTARTS, "0")),
+                iterations=child["step"], device=tags.get(Tags.DEVICE))
+        self._send("start_driving", driver_tag())
+        self._start_heartbeat()
+
+    def _start_heartbeat(self) -> None:
+        self._alive.set()
+
+        def beat() -> None:
+            while self._alive.is_set():
+                self._send("heartbeat", time.time())
+                time.sleep(HEARTBEAT_S)  # not an Event wait: the beat is cheap, the stop is read then
+        threading.Thread(target=beat, name="tuneforge-heartbeat", daemon=True).start()
 
     def start_trial(self, trial_id: str, name: str, params: Mapping[str, Any]) -> bool:
         """A trial started; False when it was known already (restarted after its worker died,
-        ``--max-failures``), which keeps its record and its one MLflow run."""
-        if trial_id in self.trials:
-            self.trials[trial_id].n_restarts += 1
+        ``--max-failures``, or in flight when its search was interrupted), which keeps its
+        record and its one MLflow run, RUNNING again, with its count of restarts.
+
+        A known trial id with other params is not that trial: a resumed search's trial that
+        Ray Tune had not saved when its driver died was suggested again as another one. Its old
+        run is closed as lost (:meth:`mark_lost`) and the new trial gets its own."""
+        known = self.trials.get(trial_id)
+        if known is not None and known.params != dict(params):
+            self.mark_lost(trial_id, "its trial id now names another configuration")
+            known = None
+        if known is not None:
+            known.n_restarts += 1
+            known.status, known.ended_at = TrialStatus.RUNNING, None
+            self._send("restart_trial", trial_id, known.n_restarts)
             return False
         self.trials[trial_id] = TrialRecord(trial_id=trial_id, name=name, params=dict(params))
         self._send("add_trial", trial_id, name, dict(params), int(self.trials[trial_id].started_at * 1000))
         return True
+
+    def mark_lost(self, trial_id: str, reason: str) -> None:
+        """Forget a trial the resumed search does not know (Ray Tune had not saved it when the
+        driver died): its run is deleted if it reported nothing, else closed KILLED with tag
+        :attr:`Tags.LOST` (its result is kept, though the search does not count it)."""
+        record = self.trials.pop(trial_id)
+        self._send("mark_lost", trial_id, f"Ray Tune had not saved this trial when its driver died; {reason}",
+                   delete=not record.metrics)
 
     def log_metrics(self, trial_id: str, metrics: Mapping[str, float], *, step: int,
                     node_ip: str | None = None, device: str | None = None,
@@ -172,8 +256,11 @@ class SearchRecorder:
         """One result of a trial: its metrics at ``step`` (its training iteration; non-finite
         values are not logged), the node and device it ran on (tags, from the first result that
         names them), and the artifact batches the trial sent with it (complete batches under
-        ``artifacts``)."""
+        ``artifacts``). A restarted trial's results at steps it had logged before (it went on
+        from an earlier checkpoint than its last result) are not logged twice."""
         record = self.trials[trial_id]
+        if record.n_restarts and step <= record.iterations:
+            return  # a restarted trial's results again, up to its checkpoint: logged already
         record.metrics.update(metrics)
         record.iterations = step
         tags = {}
@@ -199,6 +286,10 @@ class SearchRecorder:
             tags[Tags.NO_SCORE] = no_score
         self._send("end_trial", trial_id, status, artifacts, error, tags)
 
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        """Log ``text`` as the artifact ``name`` of the run ``run_id`` (in order, not waited on)."""
+        self._send("log_text", run_id, text, name)
+
     def log_artifacts(self, run_id: str, folder: Path) -> None:
         """Log ``folder``'s files to the run ``run_id`` now (after the search's trials)."""
         self._call("log_artifacts", run_id, folder)
@@ -218,7 +309,8 @@ class SearchRecorder:
             if record.status is TrialStatus.RUNNING:
                 self.end_trial(record.trial_id, TrialStatus.KILLED)
         for trial_id, run_id in self._call("run_ids").items():
-            self.trials[trial_id].run_id = run_id
+            if trial_id in self.trials:
+                self.trials[trial_id].run_id = run_id
         failures = [f"{type(e).__name__}: {e}" for e in (f.exception() for f in self._pending) if e]
         self._pending.clear()
         self.n_failed_writes += len(failures)
@@ -228,7 +320,9 @@ class SearchRecorder:
 
     def end_search(self, status: TrialStatus, *, metrics: Mapping[str, float], tags: Mapping[str, str],
                    artifacts: Mapping[str, str]) -> None:
-        """Close the parent run with its final metrics, tags and artifacts; stop the thread."""
+        """Close the parent run with its final metrics, tags and artifacts; stop the heartbeat
+        and the thread."""
+        self._alive.clear()
         self.flush()
         try:
             self._call("end_search", status, dict(metrics), dict(tags), dict(artifacts))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tuneforge.search_spaces._loader import bundled_spaces, load_space, parse_space, read_yaml, space_document
-from tuneforge.search_spaces._params import CategoricalParam, FloatParam, IntParam, Param
+from tuneforge.search_spaces._params import CategoricalParam, FloatParam, IntParam, Param, n_values
 from tuneforge.search_spaces.adapters import (
     DEFAULT_GRID_POINTS,
     grid_size,
@@ -23,6 +23,7 @@ __all__ = [
     "bundled_spaces",
     "grid_size",
     "load_space",
+    "n_values",
     "parse_space",
     "read_yaml",
     "space_document",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import yaml
 
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces._params import CategoricalParam, FloatParam, IntParam, Param
+from tuneforge.search_spaces._yaml import load_yaml
 from tuneforge.search_spaces.space import SearchSpace
 
 __all__ = ["bundled_spaces", "load_space", "parse_space", "read_yaml", "space_document"]
@@ -28,6 +29,14 @@ _REQUIRED_KEYS = ("trainable", "metric", "mode", "params")
 _MODES = ("max", "min")
 _NUMERIC_KEYS = {"type", "low", "high", "log", "step", "grid"}
 _CATEGORICAL_KEYS = {"type", "choices"}
+_MAX_INT_BOUND = 2**53
+"""Largest |bound| (and step) of an int param: the unit cube and Optuna compute in float64,
+which holds every integer only up to 2**53, and Ray's randint draws int64 (1e30 fails)."""
+_MAX_FLOAT_BOUND = 1e300
+"""Largest |bound| (and step) of a float param: Ray's uniform draws low + u * (high - low),
+which overflows once high - low passes 1.8e308 (+-1.7e308 does); 1e300 leaves room for the
+half step a stepped float's encoding widens its bounds by."""
+_MAX_SHOWN_CHARS = 40
 
 
 def bundled_spaces() -> dict[str, Path]:
@@ -50,10 +59,14 @@ def load_space(source: str | Path) -> SearchSpace:
 
 
 def read_yaml(path: Path) -> Any:
-    """A YAML file's document; ConfigError naming the file (and line) when it cannot be read
-    or parsed. Spaces and cluster configs are read with it."""
+    """A YAML file's document; ConfigError naming the file (and line) when it cannot be read,
+    is not UTF-8, or is not YAML as :func:`~._yaml.load_yaml` reads it (no duplicate keys, no
+    alias bombs, no deep nesting). Spaces and cluster configs are read with it."""
     try:
-        return yaml.safe_load(path.read_text())
+        return load_yaml(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -76,18 +89,20 @@ def parse_space(data: Any, *, name: str, source: Path | None = None) -> SearchSp
             raise ConfigError(f"{where}: missing required key '{key}'")
     mode = data["mode"]
     if mode not in _MODES:
-        raise ConfigError(f"{where}: mode: {mode!r} is not one of {list(_MODES)}")
+        raise ConfigError(f"{where}: mode: {_shown(mode)} is not one of {list(_MODES)}")
     config = data.get("config") or {}
     if not isinstance(config, Mapping):
         raise ConfigError(f"{where}: config: expected a mapping of fixed settings")
+    for key in config:
+        _name(key, f"{where}: config")
     params = _parse_params(data["params"], where)
     clashes = sorted(set(config) & {p.name for p in params})
     if clashes:
         raise ConfigError(f"{where}: {clashes} set both in config and in params; keep one")
     return SearchSpace(
         name=name,
-        trainable=_string(data["trainable"], f"{where}: trainable"),
-        metric=_string(data["metric"], f"{where}: metric"),
+        trainable=_name(data["trainable"], f"{where}: trainable"),
+        metric=_name(data["metric"], f"{where}: metric"),
         mode=mode,
         params=params,
         config=dict(config),
@@ -114,44 +129,65 @@ def _check_keys(data: Mapping, allowed: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {sorted(allowed)}")
 
 
-def _string(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
+def _name(value: Any, where: str) -> str:
+    """A param's, config key's, metric's or trainable's name: a non-empty string that prints on
+    one line (messages quote names; a line break in one would split the message)."""
+    if not isinstance(value, str) or not value or not value.isprintable():
+        raise ConfigError(f"{where}: {_shown(value)} is not a name; names are text on one line, "
+                          "without control characters")
     return value
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, cut short for a message (an integer of 400 digits, a long string)."""
+    text = repr(value)
+    if len(text) <= _MAX_SHOWN_CHARS:
+        return text
+    return f"{text[:_MAX_SHOWN_CHARS // 2]}... ({len(text)} characters)"
 
 
 def _parse_params(data: Any, where: str) -> tuple[Param, ...]:
     if not isinstance(data, Mapping) or not data:
         raise ConfigError(f"{where}: params: expected a non-empty mapping of name -> spec")
-    return tuple(_parse_param(str(name), spec, f"{where}: params.{name}") for name, spec in data.items())
+    return tuple(_parse_param(_name(name, f"{where}: params"), spec, f"{where}: params.{name}")
+                 for name, spec in data.items())
 
 
 def _parse_param(name: str, spec: Any, where: str) -> Param:
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{where}: expected a mapping like {{type: float, low: 0.1, high: 1.0}}")
     kind = spec.get("type")
-    if kind not in _PARSERS:
-        raise ConfigError(f"{where}: type: {kind!r} is not one of {sorted(_PARSERS)}")
+    if not isinstance(kind, str) or kind not in _PARSERS:
+        raise ConfigError(f"{where}: type: {_shown(kind)} is not one of {sorted(_PARSERS)}")
     return _PARSERS[kind](name, spec, where)
 
 
-def _number(spec: Mapping, key: str, where: str) -> float:
-    """A number from YAML; strings such as ``1e-4`` (YAML 1.1 leaves them strings) are parsed."""
+def _number(spec: Mapping, key: str, where: str, limit: float) -> int | float:
+    """A finite number from YAML, at most ``limit`` in magnitude; strings such as ``1e-4``
+    (YAML 1.1 leaves them strings) are parsed."""
     if key not in spec:
         raise ConfigError(f"{where}: missing '{key}'")
     value = spec[key]
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{where}: {key}: expected a finite number, got {spec[key]!r}")
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not is_number or (isinstance(value, float) and not math.isfinite(value)):
+        raise ConfigError(f"{where}: {key}: expected a finite number, got {_shown(spec[key])}")
+    if abs(value) > limit:
+        raise ConfigError(f"{where}: {key}: {_shown(value)} is out of range; bounds and steps of this "
+                          f"type lie within +-{limit:.16g}, as Ray's sampling needs")
     return value
 
 
+def _real(spec: Mapping, key: str, where: str) -> float:
+    return float(_number(spec, key, where, _MAX_FLOAT_BOUND))
+
+
 def _integer(spec: Mapping, key: str, where: str) -> int:
-    value = _number(spec, key, where)
+    value = _number(spec, key, where, _MAX_INT_BOUND)
     if value != int(value):
-        raise ConfigError(f"{where}: {key}: expected an integer, got {spec[key]!r}")
+        raise ConfigError(f"{where}: {key}: expected an integer, got {_shown(spec[key])}")
     return int(value)
 
 
@@ -171,17 +207,17 @@ def _check_bounds(low: float, high: float, log: bool, where: str) -> None:
 
 def _parse_float(name: str, spec: Mapping, where: str) -> FloatParam:
     _check_keys(spec, _NUMERIC_KEYS, where)
-    low, high = float(_number(spec, "low", where)), float(_number(spec, "high", where))
+    low, high = _real(spec, "low", where), _real(spec, "high", where)
     log = _flag(spec, "log", where)
     _check_bounds(low, high, log, where)
     if low == high:
         raise ConfigError(f"{where}: low == high ({low}); put a fixed value under config instead")
     step = None
     if "step" in spec:
-        step = float(_number(spec, "step", where))
+        step = _real(spec, "step", where)
         _check_step(low, high, step, log, where)
     param = FloatParam(name=name, low=low, high=high, log=log, step=step)
-    return _with_grid(param, spec, where, lambda v: float(v) if isinstance(v, (int, float)) else v)
+    return _with_grid(param, spec, where, lambda v: float(v) if _is_plain_int(v, _MAX_FLOAT_BOUND) else v)
 
 
 def _parse_int(name: str, spec: Mapping, where: str) -> IntParam:
@@ -191,7 +227,12 @@ def _parse_int(name: str, spec: Mapping, where: str) -> IntParam:
     step = _integer(spec, "step", where) if "step" in spec else 1
     _check_step(low, high, step, log, where)
     param = IntParam(name=name, low=low, high=high, log=log, step=step)
-    return _with_grid(param, spec, where, lambda v: int(v) if isinstance(v, float) and v == int(v) else v)
+    return _with_grid(param, spec, where, lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
+
+
+def _is_plain_int(value: Any, limit: float) -> bool:
+    """An int (not a bool) of magnitude at most ``limit``."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= limit
 
 
 def _check_step(low: float, high: float, step: float, log: bool, where: str) -> None:
@@ -213,7 +254,8 @@ def _with_grid(param: Param, spec: Mapping, where: str, coerce: Callable[[Any], 
     grid = tuple(coerce(v) for v in values)
     bad = [v for v in grid if not param.contains(v)]
     if bad:
-        raise ConfigError(f"{where}: grid: {bad[0]!r} is outside the param's range ({param.describe()})")
+        raise ConfigError(f"{where}: grid: {_shown(bad[0])} is outside the param's range "
+                          f"({param.describe()})")
     return dataclasses.replace(param, grid=grid)
 
 
@@ -223,8 +265,9 @@ def _parse_categorical(name: str, spec: Mapping, where: str) -> CategoricalParam
     if not isinstance(choices, list) or not choices:
         raise ConfigError(f"{where}: choices: expected a non-empty list")
     for choice in choices:
-        if isinstance(choice, (list, dict)):
-            raise ConfigError(f"{where}: choices: {choice!r} is not a scalar")
+        if not isinstance(choice, Hashable):  # a list, a mapping or a set (!!set)
+            raise ConfigError(f"{where}: choices: {_shown(choice)} is a {type(choice).__name__}, not a "
+                              "scalar; choices are strings, numbers, true/false or null")
     param = CategoricalParam(name=name, choices=tuple(choices))
     if len({(type(c), c) for c in choices}) < len(choices):
         raise ConfigError(f"{where}: choices: duplicate values in {choices}")

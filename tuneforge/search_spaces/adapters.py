@@ -27,9 +27,12 @@ __all__ = ["DEFAULT_GRID_POINTS", "from_tune_domains", "grid_size", "to_grid", "
 
 DEFAULT_GRID_POINTS = 5
 """Values per numeric param in a grid search when the space gives no explicit ``grid:``."""
+_MAX_GRID_POINTS = 10_000
+"""More values for one param make a grid no search runs (grid search stops at 10,000 trials);
+the values would be computed before that check."""
 
-# A stepped float becomes a categorical Tune domain; beyond this many values the list itself
-# would cost more than the search, and the step is better dropped.
+# A stepped float or int becomes a categorical Tune domain; beyond this many values the list
+# itself would cost more than the search, and the step is better dropped (or made larger).
 _MAX_STEPPED_VALUES = 100_000
 
 
@@ -80,8 +83,8 @@ def to_grid(space: SearchSpace, n_points: int = DEFAULT_GRID_POINTS) -> dict[str
     Example: ``{kernel: [rbf, linear], C: float log [0.1, 10]}`` with ``n_points=3`` gives
     ``C in [0.1, 1.0, 10.0]`` and a grid of 6 configs.
     """
-    if n_points < 2:
-        raise ConfigError(f"--grid-points: expected at least 2, got {n_points}")
+    if not 2 <= n_points <= _MAX_GRID_POINTS:
+        raise ConfigError(f"--grid-points: expected 2 to {_MAX_GRID_POINTS}, got {n_points}")
     return {
         param.name: list(param.grid) if getattr(param, "grid", None) else
         _dispatch(_GRID, param, "grid")(param, n_points)
@@ -97,14 +100,20 @@ def grid_size(space: SearchSpace, n_points: int = DEFAULT_GRID_POINTS) -> int:
 # -- Ray Tune domains ------------------------------------------------------------------------
 
 
+def _n_stepped_values(param: FloatParam | IntParam) -> int:
+    """How many values a stepped param's Tune domain lists; ConfigError past the limit."""
+    n = n_values(param.low, param.high, param.step)
+    if n > _MAX_STEPPED_VALUES:
+        raise ConfigError(f"params.{param.name}: step {param.step:g} gives {n} values "
+                          f"(more than {_MAX_STEPPED_VALUES}); use a larger step or none")
+    return n
+
+
 def _float_domain(param: FloatParam) -> Any:
     from ray import tune
 
     if param.step is not None:
-        n = n_values(param.low, param.high, param.step)
-        if n > _MAX_STEPPED_VALUES:
-            raise ConfigError(f"params.{param.name}: step {param.step:g} gives {n} values "
-                              f"(more than {_MAX_STEPPED_VALUES}); use a larger step or none")
+        n = _n_stepped_values(param)
         return tune.choice([param.decode(np.array([(k + 0.5) / n])) for k in range(n)])
     return (tune.loguniform if param.log else tune.uniform)(param.low, param.high)
 
@@ -113,6 +122,7 @@ def _int_domain(param: IntParam) -> Any:
     from ray import tune
 
     if param.step != 1:
+        _n_stepped_values(param)
         return tune.choice(list(range(param.low, param.high + 1, param.step)))
     # Ray's randint and lograndint exclude their upper bound; ours is inclusive.
     return (tune.lograndint if param.log else tune.randint)(param.low, param.high + 1)

@@ -29,6 +29,11 @@ class Trainable:
         it validates the space's fixed ``config`` and searched param names against the family
         (raising ConfigError with one clear message) and returns the fixed config every trial
         receives (defaults filled in, paths made absolute).
+    ``check`` (optional) is called by ``plan_search`` on the driver, once, before Ray starts:
+        the family's cheap checks of the space (its config's keys and their types, names),
+        which import nothing heavy, so that such a mistake is refused in about a second.
+        ConfigError with one line for the first problem; it returns nothing. ``prepare`` runs
+        the same checks again (and every other), so it stays a complete validation.
     ``metrics`` names what ``function`` reports for a prepared config, so that a search on a
         metric nobody reports fails before it starts; None for a user's own function, whose
         metrics are known only when it reports (a trial that never reports the space's metric
@@ -58,6 +63,7 @@ class Trainable:
     Tune's own count of results, or the torch loop's ``epoch``, which a data-parallel trial
     keeps across restarts (Ray Train resumes it; Tune's count starts again)."""
     final_model: Callable[[Mapping[str, Any], Path], None] | None = None
+    check: Callable[[SearchSpace], None] | None = None
     code_dir: Path | None = None
     """A user's trainable file's folder, which the runner ships to every node (Ray's
     ``working_dir``)."""

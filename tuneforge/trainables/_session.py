@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -222,11 +223,16 @@ class ArtifactInbox:
 
     def put(self, trial_id: str, files: dict[str, bytes]) -> str:
         """Write ``files`` (relative path -> content) as the trial's next batch,
-        ``folder/trial_id/<batch>/``, complete before it appears; returns the batch's path."""
-        batch = self.n_batches.get(trial_id, 0)
+        ``folder/trial_id/<batch>/``, complete before it appears; returns the batch's path.
+        Batches are numbered on from those already there (a resumed search's trial); a partial
+        one that a killed driver left is written again."""
+        batch = self.n_batches.get(trial_id)
+        if batch is None:
+            batch = len(complete_batches(self.folder / trial_id))
         self.n_batches[trial_id] = batch + 1
         final = self.folder / trial_id / f"{batch:06d}"
         partial = final.with_name(final.name + _PARTIAL_SUFFIX)
+        shutil.rmtree(partial, ignore_errors=True)
         root = partial.resolve()
         for relative, content in files.items():
             target = (root / relative).resolve()

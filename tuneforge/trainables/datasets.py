@@ -69,7 +69,8 @@ def _load_csv(path: Path, target: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config.dataset.path: {path} is not a readable CSV file: {exc}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"config.dataset.path: {path} is not a readable CSV file: {reason}") from None
     if target not in frame.columns:
         raise ConfigError(f"config.dataset.target: {target!r} is not a column of {path}; "
                           f"columns: {', '.join(map(str, frame.columns))}")
@@ -80,4 +81,24 @@ def _load_csv(path: Path, target: str) -> tuple[np.ndarray, np.ndarray]:
                           f"{non_numeric}; encode them as numbers first")
     if features.shape[1] == 0 or len(frame) < 2:
         raise ConfigError(f"config.dataset: {path} needs at least 2 rows and 1 feature column")
-    return features.to_numpy(dtype=float), frame[target].to_numpy()
+    X, y = features.to_numpy(dtype=float), frame[target]
+    _check_values(X, y, features.columns, path, target)
+    return X, y.to_numpy()
+
+
+def _check_values(X: np.ndarray, y: Any, columns: Any, path: Path, target: str) -> None:
+    """No estimator fits an infinite feature, nor a row without a target. (A missing feature
+    is left to the estimator: some take NaN for "missing".)"""
+    import pandas as pd
+
+    infinite = np.isinf(X)
+    if infinite.any():
+        row, column = np.argwhere(infinite)[0]
+        raise ConfigError(f"config.dataset: {path} has an infinite value in feature column "
+                          f"{str(columns[column])!r} (data row {row + 1}); replace or drop it")
+    missing = y.isna().to_numpy()
+    if pd.api.types.is_numeric_dtype(y):
+        missing = missing | np.isinf(y.to_numpy(dtype=float))
+    if missing.any():
+        raise ConfigError(f"config.dataset.target: column {target!r} of {path} has no finite value in "
+                          f"data row {int(np.argmax(missing)) + 1}; every row needs a target")

@@ -69,7 +69,7 @@ def _import_module(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except Exception as exc:  # the user's module may fail in any way while importing
-        raise ConfigError(f"trainable: cannot import module {name!r}: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(f"trainable: cannot import module {name!r}: {_one_line(exc)}") from None
 
 
 def _import_file(path: Path) -> Any:
@@ -87,9 +87,15 @@ def _import_file(path: Path) -> Any:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's file may fail in any way while importing
         del sys.modules[path.stem]
-        raise ConfigError(f"trainable: cannot import {path}: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(f"trainable: cannot import {path}: {_one_line(exc)}") from None
     ship_by_value(module)
     return module
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message``, the message's first line only: the error is one line."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def check_reported(space: SearchSpace, reported: set[str]) -> str | None:

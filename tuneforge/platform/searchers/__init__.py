@@ -11,13 +11,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneforge.errors import ConfigError
-from tuneforge.search_spaces import SearchSpace, grid_size, to_grid, to_tune_domains
+from tuneforge.search_spaces import (
+    CategoricalParam,
+    SearchSpace,
+    grid_size,
+    n_values,
+    to_grid,
+    to_tune_domains,
+)
 
 __all__ = ["ALGORITHMS", "Budget", "SearchSetup", "check_algorithm", "setup_search"]
 
 _DEFAULT_RANDOM_TRIALS = 20
 # Beyond this a grid is almost surely a mistake (a forgotten `grid:` or --grid-points).
 _MAX_GRID_TRIALS = 10_000
+# Optuna's GPSampler lists every value of an int or stepped float param at each suggestion
+# (optuna/_gp/search_space.py, get_choices_of_discrete_params): 10^7 values cost ~150 MB and
+# a second a suggestion; an int param over [0, 2**53] cannot be allocated at all.
+_MAX_OPTUNA_GP_VALUES = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,8 @@ def _optuna(sampler: str) -> Callable[[SearchSpace, Budget], SearchSetup]:
     """One of Optuna's samplers through Ray Tune's OptunaSearch, on the same space."""
 
     def setup(space: SearchSpace, budget: Budget) -> SearchSetup:
+        if sampler == "GPSampler":
+            _check_discrete_sizes(space)
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
@@ -111,6 +124,17 @@ def _optuna(sampler: str) -> Callable[[SearchSpace, Budget], SearchSetup]:
 
     setup.__doc__ = f"Optuna's {sampler} through Ray Tune's OptunaSearch, ``trials`` long."
     return setup
+
+
+def _check_discrete_sizes(space: SearchSpace) -> None:
+    """ConfigError for a param with more values than Optuna's GPSampler can list."""
+    for param in space.params:
+        step = None if isinstance(param, CategoricalParam) else param.step
+        n = 0 if step is None else n_values(param.low, param.high, step)
+        if n > _MAX_OPTUNA_GP_VALUES:
+            raise ConfigError(f"--algo optuna-gp: params.{param.name} has {n} values; Optuna's GP sampler "
+                              f"lists every one (at most {_MAX_OPTUNA_GP_VALUES}); use bayes or optuna-tpe, "
+                              "or a larger step")
 
 
 ALGORITHMS: dict[str, Callable[[SearchSpace, Budget], SearchSetup]] = {

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from tuneforge.trainables._base import Trainable
 from tuneforge.trainables.benchmark.functions import FUNCTIONS, TestFunction
-from tuneforge.trainables.benchmark.trainable import metrics, prepare, train_benchmark
+from tuneforge.trainables.benchmark.trainable import check, metrics, prepare, train_benchmark
 
 __all__ = ["FUNCTIONS", "TRAINABLE", "TestFunction", "train_benchmark"]
 
-TRAINABLE = Trainable(name="benchmark", function=train_benchmark, prepare=prepare, metrics=metrics)
+TRAINABLE = Trainable(name="benchmark", function=train_benchmark, prepare=prepare, metrics=metrics,
+                      check=check)

@@ -18,12 +18,16 @@ from tuneforge.search_spaces import CategoricalParam, SearchSpace
 from tuneforge.trainables._session import report
 from tuneforge.trainables.benchmark.functions import FUNCTIONS, TestFunction
 
-__all__ = ["metrics", "prepare", "train_benchmark"]
+__all__ = ["check", "metrics", "prepare", "train_benchmark"]
+
+
+_CONFIG_KEYS = ("function",)
+"""The only fixed setting; every other value of a trial's config is a searched x_i."""
 
 
 def _function(config: Mapping[str, Any]) -> TestFunction:
     name = config.get("function")
-    if name not in FUNCTIONS:
+    if not isinstance(name, str) or name not in FUNCTIONS:
         raise ConfigError(f"config.function: {name!r} is not a benchmark function; "
                           f"valid: {', '.join(FUNCTIONS)}")
     return FUNCTIONS[name]
@@ -38,13 +42,23 @@ def train_benchmark(config: dict[str, Any]) -> None:
 
 
 def _values(param: Any) -> list[float]:
-    if isinstance(param, CategoricalParam):
-        return [float(choice) for choice in param.choices]
-    return [param.low, param.high]
+    """The extreme values of a searched x_i (every choice of a categorical one)."""
+    if not isinstance(param, CategoricalParam):
+        return [param.low, param.high]
+    for choice in param.choices:
+        if isinstance(choice, bool) or not isinstance(choice, (int, float)):
+            raise ConfigError(f"params.{param.name}: choices: {choice!r} is not a number; a benchmark "
+                              "function takes numbers only")
+    return list(param.choices)
 
 
-def prepare(space: SearchSpace) -> dict[str, Any]:
-    """The function exists, the params are exactly x1..xd and stay inside its domain."""
+def check(space: SearchSpace) -> None:
+    """The function exists, the config has no other key, the params are exactly x1..xd and
+    stay inside its domain; ConfigError naming the first problem."""
+    unknown = sorted(str(key) for key in space.config if key not in _CONFIG_KEYS)
+    if unknown:
+        raise ConfigError(f"config.{unknown[0]}: not a setting of trainable 'benchmark'; valid: "
+                          f"{', '.join(_CONFIG_KEYS)} (searched params go under params: x1, x2, ...)")
     function = _function(space.config)
     expected = tuple(f"x{i + 1}" for i in range(function.dims))
     if space.param_names != expected:
@@ -53,6 +67,11 @@ def prepare(space: SearchSpace) -> dict[str, Any]:
     for param, (low, high) in zip(space.params, function.bounds, strict=True):
         if not all(low <= v <= high for v in _values(param)):
             raise ConfigError(f"params.{param.name}: outside {function.name}'s domain [{low}, {high}]")
+
+
+def prepare(space: SearchSpace) -> dict[str, Any]:
+    """:func:`check`, then the config as is: nothing to fill in."""
+    check(space)
     return dict(space.config)
 
 

@@ -26,7 +26,7 @@ from tuneforge.trainables._session import report
 from tuneforge.trainables.datasets import check_dataset, load_dataset
 from tuneforge.trainables.sklearn.estimator import base_estimator, trial_estimator
 
-__all__ = ["cross_validated", "final_model", "metrics", "prepare", "train_sklearn"]
+__all__ = ["check", "cross_validated", "final_model", "metrics", "prepare", "train_sklearn"]
 
 _OWN_KEYS = ("estimator", "dataset", "cv", "scoring")
 _DEFAULT_FOLDS = 5
@@ -115,20 +115,54 @@ def _check_scorers(names: list[str]) -> None:
                               f"{', '.join(sorted(valid | set(_SCORER_ALIASES)))}")
 
 
-def prepare(space: SearchSpace) -> dict[str, Any]:
-    """Validate the estimator, its params, the dataset, the folds and the scorers."""
-    config = dict(space.config)
+def check(space: SearchSpace) -> None:
+    """The config's own keys, before Ray starts: an estimator and a dataset are named, ``cv``
+    is a whole number of folds, ``scoring`` a scorer name or a list of them."""
+    config = space.config
     if "estimator" not in config:
         raise ConfigError("config.estimator: missing; name a scikit-learn estimator class, "
                           "e.g. sklearn.ensemble.RandomForestClassifier")
     if "dataset" not in config:
         raise ConfigError("config.dataset: missing; name a bundled dataset or {path: f.csv, target: col}")
+    folds = config.get("cv", _DEFAULT_FOLDS)
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ConfigError(f"config.cv: expected an integer number of folds >= 2, got {folds!r}")
+    if "scoring" in config:
+        scoring = config["scoring"]
+        names = [scoring] if isinstance(scoring, str) else scoring
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError("config.scoring: expected a scikit-learn scorer name or a list of them "
+                              f"(accuracy, [accuracy, f1_macro]), got {scoring!r}")
+
+
+def _check_folds(folds: int, y: np.ndarray, base: Any) -> None:
+    """Every test fold needs a row; where ``cross_validate`` stratifies (a classifier on class
+    labels), a row of every class, so no class may have fewer rows than there are folds."""
+    from sklearn.base import is_classifier
+    from sklearn.utils.multiclass import type_of_target
+
+    if folds > len(y):
+        raise ConfigError(f"config.cv: {folds} folds, but the dataset has {len(y)} rows; "
+                          f"use at most {len(y)}")
+    if not is_classifier(base) or type_of_target(y) not in ("binary", "multiclass"):
+        return
+    labels, counts = np.unique(y, return_counts=True)
+    label, smallest = labels[counts.argmin()], int(counts.min())
+    if folds > smallest:
+        label = label.item() if isinstance(label, np.generic) else label
+        raise ConfigError(f"config.cv: {folds} folds, but class {label!r} of the dataset has {smallest} "
+                          f"rows; use at most {smallest} (each stratified fold holds every class)")
+
+
+def prepare(space: SearchSpace) -> dict[str, Any]:
+    """:func:`check`, then the estimator, its params, the dataset, the folds and the scorers."""
+    check(space)
+    config = dict(space.config)
     base = base_estimator(config["estimator"])
     trial_estimator(base, {**_estimator_params(config), **dict.fromkeys(space.param_names)})
     config["dataset"] = check_dataset(config["dataset"], space.source.parent if space.source else None)
     folds = config.setdefault("cv", _DEFAULT_FOLDS)
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ConfigError(f"config.cv: expected an integer number of folds >= 2, got {folds!r}")
+    _check_folds(folds, load_dataset(config["dataset"])[1], base)  # a CSV is read a second time
     config.setdefault("scoring", _default_scoring(space.metric, base))
     _check_scorers(_scorers(config))
     return config

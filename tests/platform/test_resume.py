@@ -1,0 +1,263 @@
+"""`tuneforge resume` after the driver dies (SIGKILL), is stopped (SIGTERM) or interrupted
+(Ctrl-C): exact counts, as Ray's own ``test_tuner_restore`` does. A real driver process is
+killed mid-search and resumed; Ray, MLflow and the trials are all real."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import parent_and_children
+from tuneforge.dashboards import build_report
+
+TUNEFORGE = str(Path(sys.executable).parent / "tuneforge")
+N_TRIALS = 8
+
+SLOW_TRAINABLE = """\
+import time
+
+from tuneforge.trainables import report
+
+
+def train(config):
+    time.sleep(1.5)
+    report({"score": -(config["x"] - 0.3) ** 2 - 0.1 * config["k"] + (config["pick"] == "b")})
+"""
+
+SPACE = """\
+trainable: slow.py:train
+metric: score
+mode: max
+params:
+  x: {type: float, low: 0.0, high: 1.0}
+  k: {type: int, low: 0, high: 3}
+  pick: {type: categorical, choices: [a, b]}
+"""
+
+
+def _folder(tmp_path: Path) -> Path:
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "slow.py").write_text(SLOW_TRAINABLE)
+    (tmp_path / "space.yaml").write_text(SPACE)
+    return tmp_path
+
+
+def _search_args(tmp_path: Path, algo: str, *extra: str) -> list[str]:
+    return [TUNEFORGE, "search", str(tmp_path / "space.yaml"), "--algo", algo, "--seed", "3",
+            "--trials", "1" if algo == "grid" else str(N_TRIALS), "--max-concurrent", "2",
+            "--grid-points", "2", "--tracking-uri", _store(tmp_path),
+            "--storage", str(tmp_path / "ray_results"), *extra]
+
+
+def _store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def _trial_runs(tmp_path: Path) -> list:
+    """The search's trial runs so far (none while its driver is still creating the store)."""
+    try:
+        client = MlflowClient(_store(tmp_path))
+        experiment = client.get_experiment_by_name("space")
+        return client.search_runs([experiment.experiment_id], "tags.`tuneforge.role` = 'trial'")
+    except Exception:
+        return []
+
+
+def _tune_trials(tmp_path: Path) -> dict[str, str]:
+    """Each trial's status in the experiment as Ray Tune last saved it (what it resumes from)."""
+    states = sorted((tmp_path / "ray_results").glob("*/experiment_state-*.json"))
+    if not states:
+        return {}
+    try:
+        trials = [json.loads(trial) for trial, _ in json.loads(states[-1].read_text())["trial_data"]]
+    except ValueError:  # being written
+        return {}
+    return {trial["trial_id"]: trial["status"] for trial in trials}
+
+
+def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: signal.Signals) -> None:
+    """Send ``how`` once Ray Tune saved ``ended`` trials as ended and another as running
+    (whose run exists in MLflow, RUNNING). A SIGKILL loses what Tune did since its last save
+    (a second at most): a trial it had not saved is not resumed (its run is kept as lost)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        tune = _tune_trials(tmp_path)
+        running = {run.data.tags["tuneforge.trial_id"] for run in _trial_runs(tmp_path)
+                   if run.info.status == "RUNNING"}
+        if list(tune.values()).count("TERMINATED") >= ended and any(
+                tune.get(trial_id) == "RUNNING" for trial_id in running):
+            process.send_signal(how)
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the search never had {ended} trials ended and one running (exit {process.poll()})")
+
+
+def _interrupt(tmp_path: Path, algo: str, how: signal.Signals) -> subprocess.CompletedProcess:
+    with open(tmp_path / "first.out", "w") as out, open(tmp_path / "first.err", "w") as err:
+        process = subprocess.Popen(_search_args(tmp_path, algo), cwd=tmp_path, stdout=out, stderr=err)
+        try:
+            _kill_after(process, tmp_path, 3, how)
+            process.wait(timeout=180)
+        finally:
+            process.kill()
+    return subprocess.CompletedProcess(process.args, process.returncode, (tmp_path / "first.out").read_text(),
+                                       (tmp_path / "first.err").read_text())
+
+
+def _resume(tmp_path: Path, target: str) -> subprocess.CompletedProcess:
+    return subprocess.run([TUNEFORGE, "resume", target, "--tracking-uri", _store(tmp_path)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _results_folder(tmp_path: Path) -> Path:
+    [folder] = (tmp_path / "ray_results").iterdir()
+    return folder
+
+
+def _configs(runs: list) -> list[tuple]:
+    return [(r.data.params["x"], r.data.params["k"], r.data.params["pick"]) for r in runs]
+
+
+def _check_complete(tmp_path: Path, n_trials: int) -> tuple:
+    """The resumed search holds exactly ``n_trials`` trials, each once, in one parent run."""
+    parent, children = parent_and_children(_store(tmp_path), "space")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["tuneforge.resumes"] == "1"
+    assert len(children) == n_trials
+    assert len({r.data.tags["tuneforge.trial_id"] for r in children}) == n_trials
+    assert len(set(_configs(children))) == n_trials, "no configuration was evaluated twice"
+    assert all(r.info.status == "FINISHED" and "score" in r.data.metrics for r in children)
+    assert parent.data.metrics["n_trials_finished"] == n_trials
+    best = max(r.data.metrics["score"] for r in children)
+    assert parent.data.metrics["best_score"] == pytest.approx(best)
+    # Tune's own record agrees: n_trials trials, each ended once.
+    state = sorted(_results_folder(tmp_path).glob("experiment_state-*.json"))[-1]
+    statuses = [json.loads(trial)["status"] for trial, _ in json.loads(state.read_text())["trial_data"]]
+    assert statuses == ["TERMINATED"] * n_trials
+    return parent, children
+
+
+@pytest.mark.parametrize("algo", ["grid", "random", "bayes", "optuna-tpe"])
+def test_a_killed_driver_is_resumed_with_exact_counts(tmp_path: Path, algo: str) -> None:
+    _folder(tmp_path)
+    first = _interrupt(tmp_path, algo, signal.SIGKILL)
+    assert first.returncode == -signal.SIGKILL
+    in_flight = [r for r in _trial_runs(tmp_path) if r.info.status == "RUNNING"]
+    assert in_flight, "a trial running when the driver died has its run"
+    listing = subprocess.run([TUNEFORGE, "runs", "space", "--tracking-uri", _store(tmp_path)], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert "INTERRUPTED" in listing.stdout
+    assert f"tuneforge resume {_results_folder(tmp_path)}" in listing.stdout
+    if algo == "random":
+        page = build_report("space", tracking_uri=_store(tmp_path), out_dir=tmp_path / "report").read_text()
+        assert "status INTERRUPTED" in page and f"tuneforge resume {_results_folder(tmp_path)}" in page
+
+    resumed = _resume(tmp_path, "space")  # by experiment name: its newest interrupted search
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    n_trials = 2 * 2 * 2 if algo == "grid" else N_TRIALS  # --grid-points 2 for x, k and pick
+    assert f"Search finished: {n_trials} trials, {n_trials} scored" in resumed.stdout
+    _, children = _check_complete(tmp_path, n_trials)
+    restarted = [r for r in children if r.info.run_id in {f.info.run_id for f in in_flight}]
+    assert restarted and all(r.data.tags.get("tuneforge.restarts") == "1" for r in restarted)
+    if algo == "random":  # the configurations the uninterrupted search would have tried
+        again = tmp_path / "again"
+        _folder(again)
+        subprocess.run(_search_args(again, algo), cwd=again, check=True, capture_output=True, timeout=300)
+        assert sorted(_configs(parent_and_children(_store(again), "space")[1])) == sorted(_configs(children))
+
+
+@pytest.mark.parametrize(("how", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_print_the_resume_command_and_resume(tmp_path: Path, how: signal.Signals,
+                                                                 code: int) -> None:
+    _folder(tmp_path)
+    first = _interrupt(tmp_path, "random", how)
+    folder = _results_folder(tmp_path)
+    assert first.returncode == code, first.stdout + first.stderr
+    assert first.stderr.strip().splitlines()[-2:] == [
+        "interrupted: finished trials are recorded in MLflow; continue with:", f"  tuneforge resume {folder}"]
+    assert "Traceback" not in first.stderr and "Tuner.restore" not in first.stderr + first.stdout
+    assert "*** SIGTERM received" not in first.stderr  # no C++ stack dump
+    parent, _ = parent_and_children(_store(tmp_path), "space")
+    assert parent.info.status == "KILLED"
+
+    resumed = _resume(tmp_path, str(folder))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    _check_complete(tmp_path, N_TRIALS)
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path: Path) -> None:
+    _folder(tmp_path)
+    done = subprocess.run(_search_args(tmp_path, "random", "--trials", "2"), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    folder = _results_folder(tmp_path)
+    ended = _resume(tmp_path, str(folder))
+    assert ended.returncode == 2
+    assert ended.stderr.strip() == f"error: search {folder.name} ended FINISHED: nothing to resume"
+    missing = _resume(tmp_path, str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert "no search.json there" in missing.stderr
+    none = _resume(tmp_path, "space")
+    assert none.returncode == 2
+    assert none.stderr.startswith("error: space: no interrupted search in MLflow experiment 'space'")
+
+
+def vit_space(folder: Path, epochs: int = 6) -> Path:
+    """The bundled vit-digits space, with ``epochs`` epochs a trial (about a second each)."""
+    from tuneforge.search_spaces import bundled_spaces
+
+    text = bundled_spaces()["vit-digits"].read_text()
+    assert "  epochs: 15\n" in text
+    path = folder / "vit.yaml"
+    path.write_text(text.replace("  epochs: 15\n", f"  epochs: {epochs}\n"))
+    return path
+
+
+def epochs_run(results: Path, trial_id: str) -> list[int]:
+    """The epochs a trial ran, in order, as Ray Tune recorded them (``result.json``): a trial
+    that went on from its checkpoint does not run its first epochs again."""
+    [folder] = [p for p in results.iterdir() if p.is_dir() and f"_{trial_id}_" in p.name]
+    return [json.loads(line)["epoch"] for line in (folder / "result.json").read_text().splitlines()]
+
+
+def test_a_torch_trial_killed_mid_search_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    args = [TUNEFORGE, "search", str(vit_space(tmp_path)), "--trials", "2", "--max-concurrent", "1",
+            "--seed", "0", "--experiment", "space", "--tracking-uri", _store(tmp_path),
+            "--storage", str(tmp_path / "ray_results")]
+    process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            running = [r for r in _trial_runs(tmp_path)
+                       if r.info.status == "RUNNING" and r.data.metrics.get("epoch", 0) >= 2]
+            if running:  # a trial reported its second epoch, with its checkpoint
+                time.sleep(1.2)  # Tune saves the experiment every second
+                process.kill()
+                break
+            time.sleep(0.2)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    [in_flight] = running
+    trial_id = in_flight.data.tags["tuneforge.trial_id"]
+
+    resumed = _resume(tmp_path, "space")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    parent, children = parent_and_children(_store(tmp_path), "space")
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    client = MlflowClient(_store(tmp_path))
+    for run in children:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+        assert sorted(steps) == [1, 2, 3, 4, 5, 6], "each epoch logged once"
+    [restarted] = [r for r in children if r.info.run_id == in_flight.info.run_id]
+    assert restarted.data.tags["tuneforge.restarts"] == "1"
+    assert restarted.info.status == "FINISHED"
+    epochs = epochs_run(_results_folder(tmp_path), trial_id)
+    assert epochs.count(1) == 1 and epochs.count(6) == 1, f"went on from a checkpoint: {epochs}"

@@ -1,0 +1,144 @@
+"""Finding a search again: what ``tuneforge resume`` continues and ``tuneforge runs`` lists.
+
+Each search writes :class:`SavedSearch` (``search.json``) into its Ray results folder and onto
+its MLflow parent run when it starts. That file is the link between the two: the Tune
+experiment that :meth:`ray.tune.Tuner.restore` continues, and the parent run whose trials keep
+their one child run each. A search is found by its results folder, or by its experiment's name
+(the newest interrupted search there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import ConfigError
+from tuneforge.platform.planning import SearchOptions
+from tuneforge.schema import Artifacts, Roles, Tags, TrialStatus, interrupted
+
+__all__ = ["SavedSearch", "SearchRun", "find_search", "list_searches", "resume_command"]
+
+
+@dataclass(frozen=True)
+class SavedSearch:
+    """What continuing a search needs: where it is in Ray and in MLflow, and how it was run."""
+
+    name: str
+    """The Tune experiment's name (``<space>-<algo>-<time>``)."""
+    experiment_path: str
+    local_dir: str
+    """The driver's folder of the search (the results folder, where storage is local)."""
+    tracking_uri: str
+    experiment: str
+    parent_run_id: str
+    space_yaml: str
+    """The space document the search ran (YAML)."""
+    space_name: str
+    space_source: str | None
+    """The space file, where there was one (a user trainable's file is found beside it)."""
+    options: dict[str, Any]
+    """Its :class:`SearchOptions`, with the seed it drew."""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, default=str)
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> SavedSearch:
+        try:
+            data = json.loads(text)
+            return cls(**data)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{where}: not a tuneforge search.json ({exc})") from None
+
+    def search_options(self, **overrides: Any) -> SearchOptions:
+        """The options the search ran with (``tags`` as pairs again), with ``overrides``."""
+        values = {**self.options, "tags": tuple(tuple(pair) for pair in self.options.get("tags", ()))}
+        known = {f.name for f in dataclasses.fields(SearchOptions)}
+        return SearchOptions(**{**{k: v for k, v in values.items() if k in known}, **overrides})
+
+
+def resume_command(saved_path: str) -> str:
+    """The command that continues the search whose results folder is ``saved_path``."""
+    return f"tuneforge resume {saved_path}"
+
+
+def find_search(target: str | Path, tracking_uri: str) -> SavedSearch:
+    """The search ``target`` names: a results folder holding ``search.json``, else the newest
+    interrupted search of the MLflow experiment named ``target`` in ``tracking_uri``.
+    ConfigError when there is none."""
+    folder = Path(target).expanduser()
+    if (folder / Artifacts.SEARCH).is_file():
+        path = folder / Artifacts.SEARCH
+        return SavedSearch.from_json(path.read_text(), str(path))
+    if folder.exists() or "/" in str(target):
+        raise ConfigError(f"{target}: no {Artifacts.SEARCH} there; give a search's Ray results folder "
+                          "(ray_results/<space>-<algo>-<time>) or its MLflow experiment's name")
+    runs = [run for run in list_searches(str(target), tracking_uri) if run.interrupted]
+    if not runs:
+        raise ConfigError(f"{target}: no interrupted search in MLflow experiment {str(target)!r} at "
+                          f"{tracking_uri} (see tuneforge runs {target})")
+    return runs[0].saved()
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """One search of an experiment, as ``tuneforge runs`` lists it."""
+
+    run_id: str
+    name: str
+    status: str
+    """MLflow's status, or INTERRUPTED for a RUNNING search whose driver is gone."""
+    started_at: float
+    n_trials: int
+    """Trials recorded in MLflow so far."""
+    results: str | None
+    """Its Ray results folder (tag :attr:`Tags.RAY_RESULTS`)."""
+    client: Any = dataclasses.field(repr=False, compare=False, default=None)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status in ("INTERRUPTED", TrialStatus.KILLED.value)
+
+    def saved(self) -> SavedSearch:
+        """Its ``search.json``, from the parent run."""
+        try:
+            text = self.client.download_artifacts(self.run_id, Artifacts.SEARCH)
+        except Exception as exc:  # an older search, or a store without its artifacts
+            raise ConfigError(f"search {self.name} ({self.run_id}) has no {Artifacts.SEARCH}: it cannot "
+                              f"be resumed ({type(exc).__name__})") from None
+        return SavedSearch.from_json(Path(text).read_text(), f"run {self.run_id}")
+
+
+def list_searches(experiment: str, tracking_uri: str) -> list[SearchRun]:
+    """The searches of ``experiment``, newest first; ConfigError when it does not exist."""
+    from mlflow import MlflowClient
+
+    from tuneforge.platform._store_writer import _all_runs, store_exists
+
+    if not store_exists(tracking_uri):
+        raise ConfigError(f"--tracking-uri: no MLflow store at {tracking_uri}")
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise ConfigError(f"{experiment}: no such MLflow experiment at {tracking_uri}")
+    now = time.time()
+    runs = _all_runs(client, found.experiment_id, f"tags.`{Tags.ROLE}` = '{Roles.SEARCH}'")
+    trials: dict[str, int] = {}
+    for run in _all_runs(client, found.experiment_id, f"tags.`{Tags.ROLE}` = '{Roles.TRIAL}'"):
+        parent = run.data.tags.get(Tags.PARENT_RUN_ID, "")
+        trials[parent] = trials.get(parent, 0) + 1
+    listed = []
+    for run in runs:
+        tags = run.data.tags
+        status = run.info.status
+        if status == TrialStatus.RUNNING.value and interrupted(status, tags, now):
+            status = "INTERRUPTED"
+        listed.append(SearchRun(run_id=run.info.run_id, name=run.info.run_name, status=status,
+                                started_at=run.info.start_time / 1000,
+                                n_trials=trials.get(run.info.run_id, 0),
+                                results=tags.get(Tags.RAY_RESULTS), client=client))
+    return sorted(listed, key=lambda r: r.started_at, reverse=True)
