@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/vit.py search --space vit-fashion-mnist --algo bayes --trials 6 --seed 0 --cpus 1
 	$(BIN)/python benchmarks/schedulers.py
 	$(BIN)/python benchmarks/data_parallel.py --train 10000 --epochs 2 --repeats 2
+	$(BIN)/python benchmarks/soak.py
 
 ui: $(STAMP)
 	$(BIN)/tuneforge server

@@ -5,6 +5,7 @@ killed mid-search and resumed; Ray, MLflow and the trials are all real."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,6 +19,9 @@ from tests.conftest import parent_and_children
 from tuneforge.dashboards import build_report
 
 TUNEFORGE = str(Path(sys.executable).parent / "tuneforge")
+SAVE_EVERY_SECOND = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+"""Ray Tune saves the experiment every second (its default: 10 s or more), so that a test can
+kill the driver at a point Tune saved (see _kill_after)."""
 N_TRIALS = 8
 
 SLOW_TRAINABLE = """\
@@ -85,7 +89,8 @@ def _tune_trials(tmp_path: Path) -> dict[str, str]:
 def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: signal.Signals) -> None:
     """Send ``how`` once Ray Tune saved ``ended`` trials as ended and another as running
     (whose run exists in MLflow, RUNNING). A SIGKILL loses what Tune did since its last save
-    (a second at most): a trial it had not saved is not resumed (its run is kept as lost)."""
+    (a second here): a trial it had not saved is not resumed (its run is deleted, or kept as
+    lost)."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         tune = _tune_trials(tmp_path)
@@ -101,7 +106,8 @@ def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: sign
 
 def _interrupt(tmp_path: Path, algo: str, how: signal.Signals) -> subprocess.CompletedProcess:
     with open(tmp_path / "first.out", "w") as out, open(tmp_path / "first.err", "w") as err:
-        process = subprocess.Popen(_search_args(tmp_path, algo), cwd=tmp_path, stdout=out, stderr=err)
+        process = subprocess.Popen(_search_args(tmp_path, algo), cwd=tmp_path, stdout=out, stderr=err,
+                                   env=SAVE_EVERY_SECOND)
         try:
             _kill_after(process, tmp_path, 3, how)
             process.wait(timeout=180)
@@ -231,7 +237,8 @@ def test_a_torch_trial_killed_mid_search_resumes_from_its_checkpoint(tmp_path: P
     args = [TUNEFORGE, "search", str(vit_space(tmp_path)), "--trials", "2", "--max-concurrent", "1",
             "--seed", "0", "--experiment", "space", "--tracking-uri", _store(tmp_path),
             "--storage", str(tmp_path / "ray_results")]
-    process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=SAVE_EVERY_SECOND)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and process.poll() is None:

@@ -51,11 +51,7 @@ logger = logging.getLogger(__name__)
 
 _TUNE_OUTPUT_ENGINE = "RAY_AIR_NEW_OUTPUT"
 _TUNE_STRICT_METRIC = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
-_TUNE_STATE_PERIOD = "TUNE_GLOBAL_CHECKPOINT_S"
-_STATE_PERIOD_S = "1"
-"""Seconds between Tune's saves of the experiment (its trials and the search algorithm), what
-``tuneforge resume`` continues from: the most a killed driver can lose (Tune's default: 10 s
-and more; a save of 2,000 trials takes a few ms)."""
+
 _ARTIFACTS_FOLDER = "artifacts"  # in the Tune experiment's folder: each trial's files, by trial id
 
 
@@ -299,9 +295,11 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
     import ray
     from ray import tune
 
+    from tuneforge.platform import _ray_fixes
     from tuneforge.platform._callbacks import TrialEvents
     from tuneforge.trainables._session import open_inbox
 
+    _ray_fixes.install()
     setup, options, space = plan.setup, plan.options, plan.space
     if options.workers_per_trial > 1:
         from tuneforge.platform.data_parallel import data_parallel
@@ -336,7 +334,10 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
 
 def _new_tuner(plan: SearchPlan, config: dict[str, Any], name: str, trainable: Any, searcher: Any,
                events: Any) -> Any:
+    """A Tuner for the plan: ``events`` records it; each trial's results are also in its Ray
+    folder (``progress.csv``, ``result.json``), not in TensorBoard files (MLflow has them)."""
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     setup, options, space = plan.setup, plan.options, plan.space
     return tune.Tuner(
@@ -347,7 +348,8 @@ def _new_tuner(plan: SearchPlan, config: dict[str, Any], name: str, trainable: A
             scheduler=plan.schedule.build() if plan.schedule else None,
             num_samples=setup.num_samples, reuse_actors=plan.trainable.reuse_actors),
         run_config=tune.RunConfig(
-            name=name, storage_path=plan.storage, verbose=0, callbacks=[events],
+            name=name, storage_path=plan.storage, verbose=0,
+            callbacks=[events, CSVLoggerCallback(), JsonLoggerCallback()],
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=options.keep_checkpoints, checkpoint_score_attribute=space.metric,
@@ -380,16 +382,17 @@ def _replaying(function: Callable[[dict[str, Any]], None],
 @contextmanager
 def _quiet_tune_output(*, lenient_metric: bool) -> Iterator[None]:
     """Tune prints a banner and status tables even at ``verbose=0`` with its new output
-    engine; the old engine is silent at 0. Progress is the caller's (``on_event``). The
-    experiment is saved every ``_STATE_PERIOD_S`` (unless the user set Tune's variable).
+    engine; the old engine is silent at 0. Progress is the caller's (``on_event``).
 
     ``lenient_metric``: a user's function may report without the space's metric, which would
     stop Tune's whole experiment; the trial is failed with that message instead (the callback),
     and the search goes on."""
     settings = {_TUNE_OUTPUT_ENGINE: "0",
-                _TUNE_STATE_PERIOD: os.environ.get(_TUNE_STATE_PERIOD, _STATE_PERIOD_S),
                 # Its warning that per-epoch checkpoints force saves of the experiment: they should.
-                "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+                "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+                # The loggers are the runner's (_new_tuner): Tune's TensorBoard logger keeps an
+                # open writer per trial for the whole search (~100 kB each, 2,000 trials: 200 MB).
+                "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
     if lenient_metric:
         settings[_TUNE_STRICT_METRIC] = "1"
     saved = {key: os.environ.get(key) for key in settings}

@@ -39,6 +39,7 @@ _SQLITE_FILE = "mlflow.db"
 _ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
 _HTTP_TIMEOUT_S = 5.0
 _DATABASE_SCHEMES = {"postgresql", "mysql", "mssql"}
+_REAP_EVERY = 1000  # pending writes kept before the done ones are counted and dropped
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -165,6 +166,7 @@ class SearchRecorder:
         self._writer: StoreWriter | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
+        self._failures: list[str] = []
         self._alive = threading.Event()
 
     def preload(self) -> None:
@@ -215,9 +217,12 @@ class SearchRecorder:
     def _start_heartbeat(self) -> None:
         self._alive.set()
 
-        def beat() -> None:
+        def beat() -> None:  # fire and forget, off the driver's thread: no pending write to count
             while self._alive.is_set():
-                self._send("heartbeat", time.time())
+                try:
+                    self._thread.submit(self._writer.heartbeat, time.time())
+                except RuntimeError:  # the writer thread was shut down meanwhile
+                    return
                 time.sleep(HEARTBEAT_S)  # not an Event wait: the beat is cheap, the stop is read then
         threading.Thread(target=beat, name="tuneforge-heartbeat", daemon=True).start()
 
@@ -311,8 +316,10 @@ class SearchRecorder:
         for trial_id, run_id in self._call("run_ids").items():
             if trial_id in self.trials:
                 self.trials[trial_id].run_id = run_id
-        failures = [f"{type(e).__name__}: {e}" for e in (f.exception() for f in self._pending) if e]
-        self._pending.clear()
+        for future in self._pending:
+            future.exception()  # waits for it
+        self._reap()
+        failures, self._failures = self._failures, []
         self.n_failed_writes += len(failures)
         if failures:
             logger.warning("%d MLflow writes failed (first: %s); every trial's results are also in "
@@ -331,6 +338,16 @@ class SearchRecorder:
 
     def _send(self, method: str, *args: Any, **kwargs: Any) -> None:
         self._pending.append(self._thread.submit(getattr(self._writer, method), *args, **kwargs))
+        if len(self._pending) >= _REAP_EVERY:
+            self._reap()
+
+    def _reap(self) -> None:
+        """Count the failures of the writes done so far and forget them (a long search sends
+        thousands); the writes not done yet stay pending."""
+        pending = self._pending
+        self._pending = [f for f in pending if not f.done()]
+        errors = (f.exception() for f in pending if f.done())
+        self._failures += [f"{type(e).__name__}: {e}" for e in errors if e]
 
     def _call(self, method: str, *args: Any) -> Any:
         return self._thread.submit(getattr(self._writer, method), *args).result()
