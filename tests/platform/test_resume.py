@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from tests.conftest import parent_and_children
 from tuneforge.dashboards import build_report
+from tuneforge.schema import TrialStatus
 
 TUNEFORGE = str(Path(sys.executable).parent / "tuneforge")
 SAVE_EVERY_SECOND = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
@@ -268,3 +269,44 @@ def test_a_torch_trial_killed_mid_search_resumes_from_its_checkpoint(tmp_path: P
     assert restarted.info.status == "FINISHED"
     epochs = epochs_run(_results_folder(tmp_path), trial_id)
     assert epochs.count(1) == 1 and epochs.count(6) == 1, f"went on from a checkpoint: {epochs}"
+
+
+def test_runs_of_trials_tune_never_saved_are_closed_as_lost(tmp_path: Path) -> None:
+    """After a SIGKILL, trials that MLflow saw start but Ray Tune had not saved: the resumed
+    search's callback closes them at its end (deleted if they reported nothing), and a trial id
+    that comes back with another configuration gets a run of its own."""
+    from types import SimpleNamespace
+
+    from tuneforge.platform._callbacks import TrialEvents
+    from tuneforge.platform.runner import _typed_params
+    from tuneforge.platform.tracking import SearchRecorder
+    from tuneforge.search_spaces import load_space
+
+    space = load_space(_folder(tmp_path) / "space.yaml")
+    first = SearchRecorder(tracking_uri=_store(tmp_path), experiment="space")
+    parent = first.start_search(run_name="s", params={}, tags={}, artifacts={})
+    for trial_id, x in (("t_00000", 0.1), ("t_00001", 0.2), ("t_00002", 0.3)):
+        first.start_trial(trial_id, trial_id, {"x": x, "k": 1, "pick": "a"})
+    first.log_metrics("t_00000", {"score": 1.0}, step=1)
+    first.log_metrics("t_00002", {"score": 3.0}, step=1)
+    first._call("run_ids")  # every write done; then the driver "dies" (no end_search)
+
+    recorder = SearchRecorder(tracking_uri=_store(tmp_path), experiment="space")
+    recorder.resume_search(parent, lambda text: _typed_params(space, text))
+    assert recorder.trials["t_00002"].params == {"x": 0.3, "k": 1, "pick": "a"}
+    events = TrialEvents("s", recorder, space, 3, lambda event: None, tmp_path / "artifacts")
+    # Tune suggests t_00002 again with another configuration: it is another trial.
+    events.on_trial_start(0, [], SimpleNamespace(trial_id="t_00002", config={"x": 0.9, "k": 2, "pick": "b"}))
+    events.on_experiment_end([SimpleNamespace(trial_id="t_00002", status="RUNNING")])
+    recorder.end_search(TrialStatus.KILLED, metrics={}, tags={}, artifacts={})
+
+    client = MlflowClient(_store(tmp_path))
+    runs = client.search_runs([client.get_experiment_by_name("space").experiment_id],
+                              "tags.`tuneforge.role` = 'trial'")
+    by_id = {(r.data.tags["tuneforge.trial_id"], r.data.params["x"]): r for r in runs}
+    assert set(by_id) == {("t_00000", "0.1"), ("t_00002", "0.3"), ("t_00002", "0.9")}, "t_00001 deleted"
+    for key in (("t_00000", "0.1"), ("t_00002", "0.3")):
+        assert by_id[key].info.status == "KILLED"
+        assert by_id[key].data.tags["tuneforge.lost"].startswith("Ray Tune had not saved this trial")
+        assert by_id[key].data.metrics["score"] in (1.0, 3.0), "a lost run keeps what it reported"
+    assert "tuneforge.lost" not in by_id[("t_00002", "0.9")].data.tags
