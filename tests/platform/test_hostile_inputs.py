@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.platform.test_cli import RIDGE
 from tuneforge.platform import cluster
 from tuneforge.platform.cli import main
 
@@ -34,15 +35,6 @@ config:
 params:
   x1: {type: float, low: -5.0, high: 10.0}
   x2: {type: float, low: 0.0, high: 15.0}
-"""
-
-RIDGE = """\
-trainable: sklearn
-metric: cv_r2
-mode: max
-config: {estimator: sklearn.linear_model.Ridge, dataset: diabetes}
-params:
-  alpha: {type: float, low: 0.01, high: 10.0, log: true}
 """
 
 IRIS = """\

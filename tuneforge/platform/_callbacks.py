@@ -12,7 +12,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from tuneforge.platform.events import TrialEnded, TrialResult, TrialStarted
 from tuneforge.platform.schedulers import Schedule
-from tuneforge.platform.tracking import SCORED, SearchRecorder
+from tuneforge.platform.tracking import ENDED, SCORED, SearchRecorder
 from tuneforge.schema import TrialStatus
 from tuneforge.search_spaces import SearchSpace
 from tuneforge.trainables.user import check_reported
@@ -68,18 +68,18 @@ class TrialEvents(Callback):
         self.check_metric = check_metric
         self.schedule = schedule
         self.step_metric = step_metric
-        ended = [t for t in recorder.trials.values() if t.status in _ENDED]
+        ended = [t for t in recorder.trials.values() if t.status in ENDED]
         self.n_ended = len(ended)
         """Trials ended so far (a resumed search counts those its recorder knew)."""
         self.best_score: float | None = None
         for record in ended:
             self._count_score(record)
         self.replayed = {t.trial_id for t in ended if t.status in SCORED}
-        self.unsettled = {t.trial_id for t in recorder.trials.values() if t.status not in _ENDED}
-        """A resumed search's trials that were running when it was interrupted, until they
-        start again: one that Ray Tune had saved as ended never does (see on_experiment_end)."""
         """Trials already ended in MLflow: a resumed search that Ray Tune had not saved as
         ended replays their last result (see the runner); nothing is written again."""
+        self.unsettled = {t.trial_id for t in recorder.trials.values() if t.status not in ENDED}
+        """A resumed search's trials that were running when it was interrupted, until they
+        start again: one that Ray Tune had saved as ended never does (see on_experiment_end)."""
         _LIVE[name] = self
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
@@ -169,7 +169,6 @@ class TrialEvents(Callback):
             self.best_score = score
 
 
-_ENDED = (*SCORED, TrialStatus.FAILED)
 _LIVE: dict[str, TrialEvents] = {}
 
 

@@ -14,6 +14,7 @@ import time
 from typing import Any, TextIO
 
 from tuneforge.platform.events import SearchEvent, SearchStarted, Stage, TrialEnded, TrialResult, TrialStarted
+from tuneforge.platform.tracking import ENDED
 from tuneforge.schema import TrialStatus
 
 __all__ = ["SearchProgress", "format_value"]
@@ -82,7 +83,7 @@ class SearchProgress:
         for line in _started_lines(event):
             self._print(line)
         ended = [record for record in event.known
-                 if record.status in (TrialStatus.FINISHED, TrialStatus.STOPPED, TrialStatus.FAILED)]
+                 if record.status in ENDED]
         for record in event.known:
             self._n_started += 1
             self._progress[record.trial_id] = 1.0 if record in ended else 0.0

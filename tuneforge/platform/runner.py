@@ -40,7 +40,7 @@ from tuneforge.platform.planning import (
     plan_search,
     prepare_trials,
 )
-from tuneforge.platform.tracking import SCORED, SearchRecorder, TrialRecord, resolve_tracking_uri
+from tuneforge.platform.tracking import ENDED, SCORED, SearchRecorder, TrialRecord, resolve_tracking_uri
 from tuneforge.schema import Artifacts, Metrics, Tags, TrialStatus
 from tuneforge.search_spaces import SearchSpace, parse_space, space_document
 
@@ -139,21 +139,14 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
             plan = limit_concurrency(plan, concurrent_trials(cluster, resources))
         config = preparing.result()
         name = f"{plan.space.name}-{plan.options.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
-        saved = _saved_search(plan, name)
         parent_run_id = recorder.start_search(
             run_name=name, params=_search_params(plan, config, cluster),
             tags={Tags.RAY_RESULTS: plan.experiment_path(name), **dict(plan.options.tags)},
             artifacts={Artifacts.SPACE: _space_document(plan.space)})
-        saved = dataclasses.replace(saved, parent_run_id=parent_run_id)
-        _write_saved(plan, saved, recorder)
+        _save_search(plan, name, parent_run_id, recorder)
         notify(SearchStarted(plan, cluster, parent_run_id, plan.experiment_path(name)))
         status, best, model_uri = _run(plan, config, name, recorder, notify)
-    return SearchResult(metric=plan.space.metric, mode=plan.space.mode, status=status,
-                        trials=tuple(recorder.trials.values()), experiment=plan.experiment,
-                        experiment_id=recorder.experiment_id, parent_run_id=parent_run_id,
-                        tracking_uri=plan.tracking_uri, cluster=cluster,
-                        experiment_path=plan.experiment_path(name), best=best,
-                        model_uri=model_uri)
+    return _result(plan, recorder, cluster, plan.experiment_path(name), status, best, model_uri)
 
 
 def resume(target: str | Path, *, tracking_uri: str | None = None, address: str | None = None,
@@ -197,11 +190,16 @@ def resume(target: str | Path, *, tracking_uri: str | None = None, address: str 
                              known=tuple(recorder.trials.values())))
         status, best, model_uri = _run(plan, config, saved.name, recorder, notify,
                                        restore=saved.experiment_path)
+    return _result(plan, recorder, cluster, saved.experiment_path, status, best, model_uri)
+
+
+def _result(plan: SearchPlan, recorder: SearchRecorder, cluster: Cluster, experiment_path: str,
+            status: TrialStatus, best: TrialRecord | None, model_uri: str | None) -> SearchResult:
     return SearchResult(metric=plan.space.metric, mode=plan.space.mode, status=status,
                         trials=tuple(recorder.trials.values()), experiment=plan.experiment,
-                        experiment_id=recorder.experiment_id, parent_run_id=saved.parent_run_id,
+                        experiment_id=recorder.experiment_id, parent_run_id=recorder.parent_run_id,
                         tracking_uri=plan.tracking_uri, cluster=cluster,
-                        experiment_path=saved.experiment_path, best=best, model_uri=model_uri)
+                        experiment_path=experiment_path, best=best, model_uri=model_uri)
 
 
 def _progress_printer(progress: bool) -> Callable[[SearchEvent], None]:
@@ -243,23 +241,23 @@ def _typed_params(space: SearchSpace, text: dict[str, str]) -> dict[str, Any]:
     return values
 
 
-def _saved_search(plan: SearchPlan, name: str) -> Any:
+def _save_search(plan: SearchPlan, name: str, parent_run_id: str, recorder: SearchRecorder) -> None:
+    """What ``tuneforge resume`` needs (``search.json``), in the search's local folder and on
+    its parent run."""
     from tuneforge.platform.resume import SavedSearch
 
     options = {**dataclasses.asdict(plan.options), "seed": plan.seed}
     source = str(plan.space.source.resolve()) if plan.space.source else None
-    return SavedSearch(name=name, experiment_path=plan.experiment_path(name),
-                       local_dir=str(plan.local_dir / name), tracking_uri=plan.tracking_uri,
-                       experiment=plan.experiment, parent_run_id="", space_yaml=_space_document(plan.space),
-                       space_name=plan.space.name, space_source=source, options=options)
-
-
-def _write_saved(plan: SearchPlan, saved: Any, recorder: SearchRecorder) -> None:
-    """``search.json`` in the search's local folder and on its parent run."""
+    saved = SavedSearch(name=name, experiment_path=plan.experiment_path(name),
+                        local_dir=str(plan.local_dir / name), tracking_uri=plan.tracking_uri,
+                        experiment=plan.experiment, parent_run_id=parent_run_id,
+                        space_yaml=_space_document(plan.space), space_name=plan.space.name,
+                        space_source=source, options=options)
     folder = Path(saved.local_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / Artifacts.SEARCH).write_text(saved.to_json())
-    recorder.log_text(saved.parent_run_id, saved.to_json(), Artifacts.SEARCH)
+    text = saved.to_json()
+    (folder / Artifacts.SEARCH).write_text(text)
+    recorder.log_text(parent_run_id, text, Artifacts.SEARCH)
 
 
 def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRecorder,
@@ -284,8 +282,7 @@ def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
 def _search_status(plan: SearchPlan, trials: Iterable[TrialRecord]) -> TrialStatus:
     """KILLED unless every trial ended; then FINISHED if one scored, else FAILED."""
     trials = list(trials)
-    ended = (*SCORED, TrialStatus.FAILED)
-    if sum(t.status in ended for t in trials) < plan.setup.n_trials:
+    if sum(t.status in ENDED for t in trials) < plan.setup.n_trials:
         return TrialStatus.KILLED
     return TrialStatus.FINISHED if _ranked(trials, plan.space.metric, plan.space.mode) else TrialStatus.FAILED
 

@@ -122,6 +122,8 @@ def _check_server(uri: str) -> None:
 
 SCORED = (TrialStatus.FINISHED, TrialStatus.STOPPED)
 """Trials that ended as they should; a failed or killed trial's last value is no score."""
+ENDED = (*SCORED, TrialStatus.FAILED)
+"""Trials that ended (a KILLED one was interrupted: a resumed search runs it again)."""
 
 
 @dataclass
