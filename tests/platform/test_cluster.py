@@ -133,10 +133,10 @@ def test_a_trial_on_a_lost_node_restarts_from_its_checkpoint_on_another(tmp_path
         deadline = time.monotonic() + 600
         on_worker = []
         while not on_worker and search.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.2)
             on_worker = [r for r in _trial_runs(store) if r.data.tags.get("tuneforge.node_ip") == WORKER_IP
-                         and r.info.status == "RUNNING" and r.data.metrics.get("epoch") == 1]
-        assert on_worker, "no trial reported its first epoch on the worker node"
+                         and r.info.status == "RUNNING" and 1 <= r.data.metrics.get("epoch", 0) < 6]
+        assert on_worker, "no trial was seen mid-way (an epoch reported, not the last) on the worker node"
         _kill_raylet(WORKER_IP)  # the node is lost: its trial's process goes with its raylet
         out, _ = search.communicate(timeout=600)
     assert search.returncode == 0, out
