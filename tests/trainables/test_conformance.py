@@ -17,7 +17,7 @@ import pytest
 from tuneforge.search_spaces import load_space
 from tuneforge.trainables import get_trainable
 
-TIMINGS = {"epoch_s", "samples_per_s", "peak_rss_mb", "fit_time_s", "score_time_s"}
+TIMINGS = {"epoch_s", "samples_per_s", "tokens_per_s", "peak_rss_mb", "fit_time_s", "score_time_s"}
 """Metrics that measure the machine, not the model."""
 
 
@@ -35,6 +35,7 @@ FAMILIES = [
     Family("svc-wine", per_epoch=False, no_gpu="scikit-learn estimators run on the CPU"),
     Family("branin", per_epoch=False, no_gpu="a test function is evaluated in numpy"),
     Family("vit-digits", per_epoch=True),
+    Family("transformer-cmudict", per_epoch=True),
 ]
 
 

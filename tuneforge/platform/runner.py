@@ -142,7 +142,7 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
         parent_run_id = recorder.start_search(
             run_name=name, params=_search_params(plan, config, cluster),
             tags={Tags.RAY_RESULTS: plan.experiment_path(name), **dict(plan.options.tags)},
-            artifacts={Artifacts.SPACE: _space_document(plan.space)})
+            artifacts={Artifacts.SPACE: _space_document(plan.space), **_family_artifacts(plan, config)})
         _save_search(plan, name, parent_run_id, recorder)
         notify(SearchStarted(plan, cluster, parent_run_id, plan.experiment_path(name)))
         status, best, model_uri = _run(plan, config, name, recorder, notify)
@@ -191,6 +191,11 @@ def resume(target: str | Path, *, tracking_uri: str | None = None, address: str 
         status, best, model_uri = _run(plan, config, saved.name, recorder, notify,
                                        restore=saved.experiment_path)
     return _result(plan, recorder, cluster, saved.experiment_path, status, best, model_uri)
+
+
+def _family_artifacts(plan: SearchPlan, config: dict[str, Any]) -> dict[str, str]:
+    """The trainable's own files for the parent run (a dataset's held-out words), if any."""
+    return plan.trainable.search_artifacts(config) if plan.trainable.search_artifacts else {}
 
 
 def _result(plan: SearchPlan, recorder: SearchRecorder, cluster: Cluster, experiment_path: str,

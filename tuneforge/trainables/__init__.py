@@ -22,6 +22,7 @@ TRAINABLES: dict[str, str] = {
     "sklearn": "tuneforge.trainables.sklearn:TRAINABLE",
     "benchmark": "tuneforge.trainables.benchmark:TRAINABLE",
     "vit": "tuneforge.trainables.vit:TRAINABLE",
+    "transformer": "tuneforge.trainables.transformer:TRAINABLE",
 }
 """Registry name -> ``module:attribute`` of its :class:`~tuneforge.trainables._base.Trainable`."""
 

@@ -64,6 +64,10 @@ class Trainable:
     keeps across restarts (Ray Train resumes it; Tune's count starts again)."""
     final_model: Callable[[Mapping[str, Any], Path], None] | None = None
     check: Callable[[SearchSpace], None] | None = None
+    search_artifacts: Callable[[Mapping[str, Any]], dict[str, str]] | None = None
+    """Called by the runner on the driver, once, with the prepared config, when the search's
+    parent run is created: text files for the parent run (name -> content), such as the held-out
+    test words of a Transformer's dataset."""
     code_dir: Path | None = None
     """A user's trainable file's folder, which the runner ships to every node (Ray's
     ``working_dir``)."""

@@ -13,7 +13,6 @@ Metrics every epoch: ``train_loss``, ``val_loss``, ``val_accuracy`` (with the lo
 
 from __future__ import annotations
 
-import math
 from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +25,7 @@ from torch.nn import functional as F
 
 from tuneforge.errors import ConfigError
 from tuneforge.trainables.images import ImageSplits, check_image_dataset, load_image_dataset
-from tuneforge.trainables.torch.loop import EpochRun, TorchFamily, TrialState, batches
+from tuneforge.trainables.torch.loop import EpochRun, TorchFamily, TrialState, batches, warmup_cosine
 
 __all__ = ["ImageClassification", "NormalisedClassifier", "predict"]
 
@@ -103,7 +102,7 @@ class ImageClassification(TorchFamily):
         model.to(run.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         steps_per_epoch = run.steps_per_epoch(len(data.train_labels))
-        schedule = _warmup_cosine(settings.warmup_epochs * steps_per_epoch,
+        schedule = warmup_cosine(settings.warmup_epochs * steps_per_epoch,
                                   settings.n_epochs * steps_per_epoch)
         return TrialState(model=model, optimizers={"main": optimizer},
                           schedulers={"main": torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)})
@@ -143,14 +142,3 @@ class ImageClassification(TorchFamily):
         example = np.asarray(run.data.val_images[:_N_EXAMPLE_IMAGES], dtype=np.float32) / 255.0
         return run.state.model, example
 
-
-def _warmup_cosine(warmup_steps: float, total_steps: int) -> Any:
-    """The LR factor at a step: linear from ~0 to 1 over ``warmup_steps``, then cosine to 0."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1.0, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor

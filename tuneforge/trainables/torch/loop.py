@@ -9,11 +9,13 @@ owns everything else, so a fix here fixes every family:
   ``torch.set_num_threads`` set to the trial's CPUs, so concurrent trials do not oversubscribe;
 - after every epoch it reports the family's metrics with ``epoch``, ``progress`` (the fraction
   of the trial's epochs done), ``epoch_s``, ``samples_per_s`` (training samples a second, all
-  workers' together), ``peak_rss_mb`` (the trial process's peak memory), ``workers`` (how many
+  workers' together; and ``tokens_per_s`` where the family counts tokens), ``peak_rss_mb``
+  (the trial process's peak memory), ``workers`` (how many
   train it) and ``device`` (a string, e.g. ``"cpu"``, ``"cuda:0"``: where it trained), a
   checkpoint, and the family's pictures;
-- a checkpoint holds the model, optimisers, LR schedulers, the AMP scaler, every RNG state and
-  the epoch, so a trial stopped after epoch k and resumed reports the same epoch-(k+1) metrics
+- a checkpoint holds the model, optimisers, LR schedulers, the AMP scaler, every RNG state, the
+  family's ``extras`` (a vocabulary) and the epoch, so a trial stopped after epoch k and resumed
+  reports the same epoch-(k+1) metrics
   as one never stopped (seeded, on the CPU);
 - the last epoch's report carries the trained model as an MLflow model folder (``model/``).
 
@@ -34,7 +36,7 @@ import random
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +57,8 @@ from tuneforge.trainables._session import (
     world_size,
 )
 
-__all__ = ["LOOP_METRICS", "EpochRun", "TorchFamily", "TrainSettings", "TrialState", "run_trial"]
+__all__ = ["LOOP_METRICS", "EpochRun", "TorchFamily", "TrainSettings", "TrialState", "batches", "run_trial",
+           "warmup_cosine"]
 
 _CHECKPOINT_FILE = "state.pt"
 _MODEL_FOLDER = "model"
@@ -101,6 +104,9 @@ class TrialState:
     model: nn.Module
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+    """JSON-ready values the model's weights depend on (a Transformer's vocabularies), saved in
+    every checkpoint; a restore refuses a checkpoint whose extras differ (the data changed)."""
 
 
 @dataclass
@@ -214,7 +220,8 @@ class TorchFamily(ABC):
         """Train one epoch (``run.epoch``) with ``run.step``, over ``run.shuffled(n)`` in batches
         of ``run.batch_size`` (a data-parallel worker's share), through ``run.state.model``;
         returns its training metrics, means over its samples (the loop averages them over the
-        workers), and ``n_samples``, the samples it trained on (for ``samples_per_s``)."""
+        workers), ``n_samples``, the samples it trained on (for ``samples_per_s``), and
+        optionally ``n_tokens``, the tokens it trained on (for ``tokens_per_s``)."""
 
     @abstractmethod
     def evaluate(self, run: EpochRun) -> dict[str, float]:
@@ -224,9 +231,23 @@ class TorchFamily(ABC):
     def epoch_artifacts(self, run: EpochRun, folder: Path) -> None:  # noqa: B027 (optional hook)
         """Write this epoch's pictures under ``folder`` (paths naming the epoch). Default: none."""
 
-    @abstractmethod
     def export(self, run: EpochRun) -> tuple[nn.Module, np.ndarray]:
-        """The trained model as MLflow should hold it (taking raw inputs) and an input example."""
+        """The trained model as MLflow should hold it (taking raw inputs) and an input example,
+        for the default :meth:`save_model`; a family that writes its own flavour needs none."""
+        raise NotImplementedError(f"{self.name}: implement export, or save_model")
+
+    def save_model(self, run: EpochRun, folder: Path) -> None:
+        """After the last epoch, on rank 0: write the trained model as an MLflow model folder.
+        Default: :meth:`export`'s module in MLflow's PyTorch flavour; a family whose model takes
+        more than tensors (a Transformer takes text) writes its own flavour."""
+        from tuneforge.trainables.torch.export import save_model
+
+        save_model(*self.export(run), folder)
+
+    def search_artifacts(self, config: Mapping[str, Any]) -> dict[str, str]:
+        """On the driver, once, with the prepared config: text files for the search's parent run
+        (name -> content), e.g. the held-out words anyone can score the logged model on."""
+        return {}
 
     def config_keys(self) -> frozenset[str]:
         fields = {f.name for f in dataclasses.fields(self.model_config)} - set(self.derived)
@@ -300,7 +321,10 @@ def _timed_epoch(family: TorchFamily, run: EpochRun) -> dict[str, Any]:
         metrics = family.train_epoch(run)
         seconds = time.perf_counter() - started
     n_samples = metrics.pop("n_samples", 0.0) * run.world_size  # every rank trains on as many
+    n_tokens = metrics.pop("n_tokens", None)
     metrics = _mean_over_workers(metrics, run)
+    if n_tokens is not None:  # ranks' batches differ in length: their counts are summed
+        metrics["tokens_per_s"] = _sum_over_workers(n_tokens, run) / seconds
     run.state.model.eval()
     if run.rank == 0:
         with torch.no_grad():
@@ -322,6 +346,16 @@ def _mean_over_workers(metrics: dict[str, float], run: EpochRun) -> dict[str, fl
     return dict(zip(metrics, (values / run.world_size).tolist(), strict=True))
 
 
+def _sum_over_workers(value: float, run: EpochRun) -> float:
+    if run.world_size == 1:
+        return value
+    import torch.distributed as dist
+
+    total = torch.tensor([value], dtype=torch.float64, device=run.device)
+    dist.all_reduce(total)
+    return float(total)
+
+
 def _peak_rss_mb() -> float:
     """The trial process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
     import resource
@@ -339,9 +373,7 @@ def _report_epoch(family: TorchFamily, run: EpochRun, metrics: dict[str, Any], *
         torch.save(_state_dict(run), Path(checkpoint) / _CHECKPOINT_FILE)
         family.epoch_artifacts(run, Path(artifacts))
         if is_last:
-            from tuneforge.trainables.torch.export import save_model
-
-            save_model(*family.export(run), Path(artifacts) / _MODEL_FOLDER)
+            family.save_model(run, Path(artifacts) / _MODEL_FOLDER)
         has_files = any(Path(artifacts).iterdir())
         report(metrics, checkpoint=checkpoint, artifacts=artifacts if has_files else None)
 
@@ -353,6 +385,7 @@ def _state_dict(run: EpochRun) -> dict[str, Any]:
             "optimizers": {k: v.state_dict() for k, v in state.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in state.schedulers.items()},
             "scaler": run.scaler.state_dict(),
+            "extras": state.extras,
             "rng": _rng_states()}
 
 
@@ -360,6 +393,9 @@ def _restore(run: EpochRun, path: Path) -> int:
     """Load a checkpoint into ``run``; returns the epoch it was saved after."""
     saved = torch.load(path, map_location=run.device, weights_only=False)
     state = run.state
+    if saved.get("extras", {}) != state.extras:
+        raise RuntimeError(f"the checkpoint {path} was made with other {', '.join(sorted(state.extras))} "
+                           "(its data changed since); start the trial again")
     state.model.load_state_dict(saved["model"])
     for name, optimizer in state.optimizers.items():
         optimizer.load_state_dict(saved["optimizers"][name])
@@ -389,6 +425,19 @@ def _set_rng_states(states: Mapping[str, Any]) -> None:
     torch.set_rng_state(states["torch"].cpu())
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def warmup_cosine(warmup_steps: float, total_steps: int) -> Callable[[int], float]:
+    """The LR factor at a step, for ``LambdaLR``: linear from ~0 to 1 over ``warmup_steps``,
+    then a cosine to 0 at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1.0, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
 
 
 def batches(n: int, batch_size: int, order: np.ndarray | None = None) -> Iterator[np.ndarray]:

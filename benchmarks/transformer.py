@@ -1,0 +1,257 @@
+"""The seq2seq Transformer's bar (issue 10): it learns CMUdict, and the Tune wrapper costs little.
+
+Two measurements, each printed as Markdown for BENCHMARKS.md:
+
+``search``    ``tuneforge search transformer-cmudict`` (``--algo``, ``--trials``, ``--scheduler``);
+              the best trial's logged MLflow pyfunc model, loaded back, scored on the parent run's
+              ``test_words.txt`` (the held-out words, each right if it equals any of its CMUdict
+              pronunciations): word and phoneme error rates, beside what the trial itself reported.
+``overhead``  target tokens/s of a trial under tuneforge (Ray Tune, MLflow, checkpoints, decoded
+              examples) against the same model, data, batches and threads in a plain PyTorch loop,
+              alternating, ``--repeats`` times, in one invocation.
+
+    .venv/bin/python benchmarks/transformer.py search --algo bayes --trials 6 --scheduler asha
+    .venv/bin/python benchmarks/transformer.py overhead --repeats 3 --train 20000 --epochs 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import tuneforge
+from tuneforge.search_spaces import CategoricalParam, load_space
+
+
+def _machine() -> str:
+    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"torch {__import__('torch').__version__}, {platform.platform()}")
+
+
+def score_logged_model(result: Any) -> tuple[float, float, int]:
+    """(WER, PER, words) of the best trial's logged pyfunc model on the parent run's test words."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tuneforge.trainables.transformer.data import load_sequence_dataset
+    from tuneforge.trainables.transformer.trainable import error_rates
+
+    client = MlflowClient(result.tracking_uri)
+    mlflow.set_tracking_uri(result.tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        words = Path(client.download_artifacts(result.parent_run_id, "test_words.txt", tmp)).read_text()
+    words = words.split()
+    data = load_sequence_dataset("cmudict")
+    references = {"".join(source): refs for source, refs in zip(data.test.sources, data.test.references,
+                                                                strict=True)}
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    by_length = sorted(words, key=len)
+    predicted = {}
+    for start in range(0, len(by_length), 256):
+        chunk = by_length[start:start + 256]
+        predicted.update(zip(chunk, model.predict(chunk), strict=True))
+    vocab = data.target_vocab
+    wer, per = error_rates([vocab.encode(predicted[w].split()) for w in words],
+                           [[vocab.encode(r) for r in references[w]] for w in words])
+    return wer, per, len(words)
+
+
+def _search(space: Any, folder: Path, cpus: float, **options: Any) -> Any:
+    folder.mkdir(parents=True, exist_ok=True)
+    return tuneforge.search(space, tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+                            storage=folder / "ray", cpus_per_trial=cpus, progress=True, **options)
+
+
+def _history(result: Any, run_id: str, metric: str) -> list[float]:
+    from mlflow import MlflowClient
+
+    return [m.value for m in MlflowClient(result.tracking_uri).get_metric_history(run_id, metric)]
+
+
+def search(args: argparse.Namespace) -> None:
+    space = load_space("transformer-cmudict")
+    if args.epochs:
+        space = dataclasses.replace(space, config={**space.config, "epochs": args.epochs})
+    folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="transformer-bench-"))
+    started = time.perf_counter()
+    options = {"scheduler": args.scheduler}
+    if args.grace_period:
+        options["grace_period"] = args.grace_period
+    result = _search(space, folder, args.cpus, algo=args.algo, trials=args.trials, seed=args.seed, **options)
+    wall = time.perf_counter() - started
+    wer, per, n_words = score_logged_model(result)
+    epochs = sum(int(t.metrics.get("epoch", 0)) for t in result.trials)
+    best = result.best
+    print(f"\n## transformer-cmudict: a {args.algo} search ({time.strftime('%Y-%m-%d')})\n")
+    print(f"- command: `.venv/bin/python benchmarks/transformer.py search --algo {args.algo} --trials "
+          f"{args.trials} --seed {args.seed} --scheduler {args.scheduler}"
+          f"{f' --grace-period {args.grace_period}' if args.grace_period else ''}"
+          f"{f' --epochs {args.epochs}' if args.epochs else ''} --cpus {args.cpus:g}`")
+    print(f"- machine: {_machine()}")
+    print(f"- budget: {len(result.trials)} trials, {epochs} epochs in all, {args.cpus:g} CPUs a trial, "
+          f"wall {wall / 60:.1f} min (results kept in {folder})")
+    for rank, trial in enumerate(result.ranked()[:6], 1):
+        print(f"  {rank}. wer {trial.metrics['wer']:.4f} per {trial.metrics['per']:.4f} after "
+              f"{int(trial.metrics['epoch'])} epochs: {trial.params}")
+    print(f"- best trial's validation wer per epoch: "
+          f"{', '.join(f'{v:.3f}' for v in _history(result, best.run_id, 'wer'))}")
+    nan = float("nan")
+    print(f"- best trial's own test numbers (beam search, last epoch): wer "
+          f"{best.metrics.get('test_wer', nan):.4f}, per {best.metrics.get('test_per', nan):.4f}")
+    print(f"- **its logged MLflow model on the parent run's {n_words} test words: WER {wer:.4f}, "
+          f"PER {per:.4f}** "
+          f"(bar: WER <= 0.30, PER <= 0.08)")
+
+
+def _plain_epochs(data: Any, settings: Any, model_config: Any, n_epochs: int) -> float:
+    """Target tokens/s of the same model, optimiser, schedule and batches in a plain PyTorch loop,
+    each epoch a training pass and the same validation (loss, greedy decoding); epoch 1 (warm-up)
+    is not counted."""
+    import torch
+    from torch.nn import functional as F
+
+    from tuneforge.trainables.torch.loop import warmup_cosine
+    from tuneforge.trainables.transformer.data import PAD
+    from tuneforge.trainables.transformer.model import Seq2SeqTransformer
+    from tuneforge.trainables.transformer.trainable import (
+        _encode,
+        _padded,
+        decode_all,
+        error_rates,
+        length_batches,
+    )
+
+    torch.manual_seed(settings.seed)
+    train, val = _encode(data, data.train), _encode(data, data.val)
+    model = Seq2SeqTransformer(model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
+                                  betas=(0.9, 0.98))
+    n = len(train.pair_sources)
+    steps = -(-n // settings.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(settings.warmup_epochs * steps, n_epochs * steps))
+    lengths = np.array([len(t) for t in train.pair_targets])
+    seconds, tokens = [], 0
+    for epoch in range(1, n_epochs + 1):
+        model.train()
+        order = np.random.default_rng([settings.seed, epoch]).permutation(n)
+        started, tokens = time.perf_counter(), 0
+        rng = np.random.default_rng([settings.seed, epoch, 1])
+        for idx in length_batches(order, lengths, settings.batch_size, rng):
+            source = _padded([train.pair_sources[i] for i in idx])
+            target_in = _padded([train.pair_targets[i] for i in idx], bos=True)
+            target_out = _padded([train.pair_targets[i] for i in idx], eos=True)
+            loss = F.cross_entropy(model(source, target_in).flatten(0, 1), target_out.flatten(),
+                                   ignore_index=PAD, label_smoothing=model_config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            tokens += int((target_out != PAD).sum())
+        model.eval()
+        with torch.no_grad():
+            for start in range(0, len(val.pair_sources), 512):
+                rows = slice(start, start + 512)
+                model(_padded(val.pair_sources[rows]), _padded(val.pair_targets[rows], bos=True))
+            error_rates(decode_all(model, val.sources, torch.device("cpu")), val.references)
+        seconds.append(time.perf_counter() - started)
+    return tokens / statistics.median(seconds[1:])
+
+
+def _trial_tokens_per_s(result: Any, tokens: int) -> float:
+    """A trial's target tokens/s over whole epochs (training, validation, checkpoint, decoded
+    examples and report: Tune's ``time_this_iter_s``, from the trial's result.json); epoch 1 not
+    counted."""
+    [log] = Path(result.experiment_path).glob("*/result.json")
+    seconds = [json.loads(line)["time_this_iter_s"] for line in log.read_text().splitlines()]
+    return tokens / statistics.median(seconds[1:])
+
+
+def overhead(args: argparse.Namespace) -> None:
+    """Both sides train on the same TSV of --train CMUdict pairs (a user's file, so the trial reads
+    exactly what the plain loop does), threads = --cpus, --epochs epochs, the space's defaults."""
+    import torch
+
+    from tuneforge.trainables.torch.loop import TrainSettings, split_config
+    from tuneforge.trainables.transformer import TRANSFORMER
+    from tuneforge.trainables.transformer.data import load_sequence_dataset
+
+    cmudict = load_sequence_dataset("cmudict")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        tsv = folder / "pairs.tsv"
+        pairs = cmudict.train.pairs()[:args.train]
+        tsv.write_text("".join(f"{''.join(s)}\t{' '.join(t)}\n" for s, t in pairs), encoding="utf-8")
+        config = {"dataset": {"tsv": str(tsv)}, "tokens": {"source": "chars", "target": "words"},
+                  "epochs": args.epochs, "beam_width": 1}
+        space = dataclasses.replace(load_space("transformer-cmudict"), config=config,
+                                    params=(CategoricalParam("seed", (0,)),), source=None)
+        data = load_sequence_dataset(config["dataset"], config["tokens"])
+        prepared = TRANSFORMER.prepare(dict(config), None)
+        settings, model_config = split_config(TRANSFORMER, {**prepared, "seed": 0})
+        assert isinstance(settings, TrainSettings)
+        torch.set_num_threads(int(args.cpus))
+        plain, tuned = [], []
+        for repeat in range(args.repeats):
+            for side in (("plain", "tune") if repeat % 2 == 0 else ("tune", "plain")):
+                if side == "plain":
+                    plain.append(_plain_epochs(data, settings, model_config, args.epochs))
+                else:
+                    result = _search(space, folder / f"r{repeat}", args.cpus, algo="grid", seed=0)
+                    n_tokens = sum(len(t) + 1 for _, t in data.train.pairs())
+                    tuned.append(_trial_tokens_per_s(result, n_tokens))
+            print(f"repeat {repeat + 1}: plain {plain[-1]:.0f}/s, tuneforge {tuned[-1]:.0f}/s",
+                  file=sys.stderr)
+    a, b = statistics.median(tuned), statistics.median(plain)
+    print(f"\n## Transformer trial under tuneforge vs a plain PyTorch loop ({time.strftime('%Y-%m-%d')})\n")
+    print(f"- command: `.venv/bin/python benchmarks/transformer.py overhead --repeats {args.repeats} "
+          f"--train {args.train} --epochs {args.epochs} --cpus {args.cpus:g}`")
+    print(f"- machine: {_machine()}")
+    print(f"- data: {len(data.train.pairs())} CMUdict training pairs (of the first {args.train}, as a TSV); "
+          f"the default model (width {model_config.width}, {model_config.encoder_layers}+"
+          f"{model_config.decoder_layers} layers), batch {settings.batch_size}; "
+          f"{int(args.cpus)} torch threads on both sides; each epoch a training pass, the validation loss "
+          f"and greedy decoding of the validation words")
+    print(f"- (a) tuneforge trial, target tokens/s: {', '.join(f'{v:.0f}' for v in tuned)}")
+    print(f"- (b) plain PyTorch loop, target tokens/s: {', '.join(f'{v:.0f}' for v in plain)}")
+    print(f"- medians: (a) {a:.0f}, (b) {b:.0f}; **ratio (a)/(b) = {a / b:.3f}** (target >= 0.9)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, handler in (("search", search), ("overhead", overhead)):
+        command = commands.add_parser(name)
+        command.set_defaults(handler=handler)
+        command.add_argument("--epochs", type=int, help="override the space's epochs")
+        command.add_argument("--cpus", type=float, default=2.0, help="CPUs (and torch threads) a trial")
+        if name == "search":
+            command.add_argument("--algo", default="bayes")
+            command.add_argument("--trials", type=int, default=6)
+            command.add_argument("--seed", type=int, default=0)
+            command.add_argument("--scheduler", default="asha")
+            command.add_argument("--grace-period", type=int)
+            command.add_argument("--keep", help="keep the MLflow store and Ray results in this folder")
+        if name == "overhead":
+            command.add_argument("--repeats", type=int, default=3)
+            command.add_argument("--train", type=int, default=20_000)
+    args = parser.parse_args()
+    if args.command == "overhead" and not args.epochs:
+        args.epochs = 4
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()

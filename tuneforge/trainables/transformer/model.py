@@ -1,0 +1,312 @@
+"""An encoder-decoder Transformer for sequence-to-sequence tasks (Vaswani et al. 2017, "Attention Is
+All You Need", arXiv:1706.03762), with greedy and beam-search decoding.
+
+The source tokens are embedded (scaled by sqrt(D)), given sinusoidal positions and mixed by the
+encoder; the decoder reads the target so far (shifted right: it starts with BOS) through causal
+self-attention and attends to the encoder's states; a linear head gives the next token's logits.
+This file holds only the modules and the decoding: no training, data, Ray or MLflow.
+
+Masks are boolean and mean "may attend" (True) as ``scaled_dot_product_attention`` takes them:
+every attention masks the padded keys, and the decoder's self-attention also masks the future,
+so position t sees positions 0..t only. (The seed document built a 0/-inf mask and then masked
+where it was 0, so each position saw only the future; a test guards against that here.)
+
+Symbols and shapes:
+
+    N   batch size
+    S   source length (padded)             T   target length (padded), BOS included
+    D   width                              (config.width)
+    h   heads                              (config.heads); each head has D/h dimensions
+    V   target vocabulary                  (config.target_vocab_size; ids 0..3 are PAD BOS EOS UNK)
+
+    source (N, S) -> memory (N, S, D);  memory, target (N, T) -> logits (N, T, V)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tuneforge.errors import ConfigError
+from tuneforge.trainables.transformer.data import BOS, EOS, PAD  # the ids every vocabulary starts with
+
+__all__ = ["BOS", "EOS", "PAD", "Seq2SeqConfig", "Seq2SeqTransformer", "beam_search", "greedy_decode"]
+
+_LENGTH_PENALTY = 0.6
+"""Beam search ranks finished hypotheses by log-probability / ((5 + length) / 6) ** 0.6, the length
+penalty of Wu et al. 2016 (GNMT), so that short outputs are not favoured merely for being short."""
+
+_POSITIVE_INT_FIELDS = ("source_vocab_size", "target_vocab_size", "width", "heads", "encoder_layers",
+                        "decoder_layers", "max_len")
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """Everything that fixes the Transformer's architecture; validated on creation.
+
+    The defaults are a small model that trains on CMUdict on 2 CPUs in minutes an epoch.
+    A bad value raises :class:`~tuneforge.errors.ConfigError` naming the field, the value and the rule.
+    """
+
+    source_vocab_size: int = 64
+    target_vocab_size: int = 64
+    width: int = 128
+    heads: int = 4  # 32 dimensions a head
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    ffn_ratio: float = 4.0
+    dropout: float = 0.1
+    label_smoothing: float = 0.1
+    """Of the training loss (Szegedy et al. 2016); the paper uses 0.1."""
+    max_len: int = 64
+    """Longest source or target in tokens (BOS and EOS not counted); decoding stops there."""
+    norm_first: bool = True
+    """Pre-norm blocks (x + f(LN(x))), which train without the paper's long warm-up; False gives the
+    paper's post-norm (LN(x + f(x)))."""
+    tie_embeddings: bool = False
+    """The output head shares the target embedding's weights (Press & Wolf 2017)."""
+
+    def __post_init__(self) -> None:
+        for name in _POSITIVE_INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}: {value!r} is not allowed; it must be a positive integer")
+        if self.width % self.heads != 0:
+            raise ConfigError(f"width: {self.width} is not divisible by heads {self.heads}; "
+                              f"choose a multiple of {self.heads}")
+        if not (_is_real(self.ffn_ratio) and self.ffn_ratio > 0):
+            raise ConfigError(f"ffn_ratio: {self.ffn_ratio!r} is not allowed; it must be a finite number > 0")
+        for name in ("dropout", "label_smoothing"):
+            value = getattr(self, name)
+            if not (_is_real(value) and 0 <= value < 1):
+                raise ConfigError(f"{name}: {value!r} is not allowed; it must satisfy 0 <= {name} < 1")
+        for name in ("norm_first", "tie_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: {getattr(self, name)!r} is not allowed; it must be true or false")
+
+    @property
+    def ffn_width(self) -> int:
+        """Hidden width of each block's feed-forward net: round(D * ffn_ratio), at least 1."""
+        return max(1, round(self.width * self.ffn_ratio))
+
+
+def _is_real(value: object) -> bool:
+    """A finite int or float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def sinusoidal_positions(length: int, width: int) -> torch.Tensor:
+    """The paper's fixed position encodings (section 3.5), (length, width):
+    PE[p, 2i] = sin(p / 10000^(2i/D)), PE[p, 2i+1] = cos(p / 10000^(2i/D))."""
+    positions = torch.arange(length, dtype=torch.float32)[:, None]  # (L, 1)
+    frequencies = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10_000.0) / width))
+    table = torch.zeros(length, width)
+    table[:, 0::2] = torch.sin(positions * frequencies)
+    table[:, 1::2] = torch.cos(positions * frequencies[: width // 2])
+    return table
+
+
+class Attention(nn.Module):
+    """Multi-head attention of queries over keys and values (self- or cross-), with a boolean mask."""
+
+    def __init__(self, config: Seq2SeqConfig) -> None:
+        super().__init__()
+        self.heads = config.heads
+        self.dropout = config.dropout
+        self.query = nn.Linear(config.width, config.width)
+        self.key_value = nn.Linear(config.width, 2 * config.width)
+        self.projection = nn.Linear(config.width, config.width)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (N, Tq, D) attends to context (N, Tk, D) where mask (N, 1, Tq, Tk) is True -> (N, Tq, D)."""
+        n_batch, n_queries, width = x.shape
+        head_width = width // self.heads
+        q = self.query(x).view(n_batch, n_queries, self.heads, head_width).transpose(1, 2)  # (N, h, Tq, D/h)
+        k, v = self.key_value(context).view(n_batch, -1, 2, self.heads, head_width).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                  dropout_p=self.dropout if self.training else 0.0)
+        return self.projection(attended.transpose(1, 2).reshape(n_batch, n_queries, width))
+
+
+class FeedForward(nn.Module):
+    """Position-wise: Linear D -> ffn_width, ReLU, dropout, Linear back to D."""
+
+    def __init__(self, config: Seq2SeqConfig) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(config.width, config.ffn_width), nn.ReLU(),
+                                 nn.Dropout(config.dropout), nn.Linear(config.ffn_width, config.width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Residual(nn.Module):
+    """One sub-layer with its residual and norm: pre-norm x + drop(f(LN(x))), or post-norm
+    LN(x + drop(f(x)))."""
+
+    def __init__(self, config: Seq2SeqConfig, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+        self.norm = nn.LayerNorm(config.width)
+        self.dropout = nn.Dropout(config.dropout)
+        self.norm_first = config.norm_first
+
+    def forward(self, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+        if self.norm_first:
+            return x + self.dropout(self.layer(self.norm(x), *args))
+        return self.norm(x + self.dropout(self.layer(x, *args)))
+
+
+class SelfAttention(Attention):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x, x, mask)
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, config: Seq2SeqConfig) -> None:
+        super().__init__()
+        self.attention = Residual(config, SelfAttention(config))
+        self.feed_forward = Residual(config, FeedForward(config))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (N, S, D), mask (N, 1, S, S) -> (N, S, D)."""
+        return self.feed_forward(self.attention(x, mask))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, config: Seq2SeqConfig) -> None:
+        super().__init__()
+        self.self_attention = Residual(config, SelfAttention(config))
+        self.cross_attention = Residual(config, Attention(config))
+        self.feed_forward = Residual(config, FeedForward(config))
+
+    def forward(self, y: torch.Tensor, memory: torch.Tensor, self_mask: torch.Tensor,
+                cross_mask: torch.Tensor) -> torch.Tensor:
+        """y (N, T, D), memory (N, S, D), self_mask (N, 1, T, T), cross_mask (N, 1, T, S) -> (N, T, D)."""
+        y = self.self_attention(y, self_mask)
+        return self.feed_forward(self.cross_attention(y, memory, cross_mask))
+
+
+class Seq2SeqTransformer(nn.Module):
+    """Token ids in, next-token logits out; initialises its own weights (Xavier-uniform matrices)."""
+
+    def __init__(self, config: Seq2SeqConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.source_embedding = nn.Embedding(config.source_vocab_size, config.width, padding_idx=PAD)
+        self.target_embedding = nn.Embedding(config.target_vocab_size, config.width, padding_idx=PAD)
+        # max_len + 2 positions: BOS and EOS besides max_len tokens.
+        self.register_buffer("positions", sinusoidal_positions(config.max_len + 2, config.width),
+                             persistent=False)
+        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.encoder = nn.ModuleList(EncoderBlock(config) for _ in range(config.encoder_layers))
+        self.decoder = nn.ModuleList(DecoderBlock(config) for _ in range(config.decoder_layers))
+        # Pre-norm stacks end with a norm (their residual stream is never normalised otherwise).
+        self.encoder_norm = nn.LayerNorm(config.width) if config.norm_first else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(config.width) if config.norm_first else nn.Identity()
+        self.head = nn.Linear(config.width, config.target_vocab_size, bias=False)
+        self._init_weights()
+        if config.tie_embeddings:
+            self.head.weight = self.target_embedding.weight
+
+    def _init_weights(self) -> None:
+        for parameter in self.parameters():
+            if parameter.dim() > 1:
+                nn.init.xavier_uniform_(parameter)
+        for embedding in (self.source_embedding, self.target_embedding):
+            nn.init.normal_(embedding.weight, std=self.config.width ** -0.5)  # times sqrt(D): unit scale
+            with torch.no_grad():
+                embedding.weight[PAD].zero_()
+
+    def _embed(self, embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+        """ids (N, L) -> (N, L, D): embedding * sqrt(D) + positions, then dropout."""
+        if ids.shape[1] > self.positions.shape[0]:
+            raise ValueError(f"sequence of {ids.shape[1]} tokens is longer than max_len + 2 = "
+                             f"{self.positions.shape[0]}; build the model with a larger max_len")
+        scaled = embedding(ids) * math.sqrt(self.config.width)
+        return self.embedding_dropout(scaled + self.positions[: ids.shape[1]])
+
+    def encode(self, source: torch.Tensor) -> torch.Tensor:
+        """source ids (N, S), PAD-padded -> memory (N, S, D)."""
+        mask = (source != PAD)[:, None, None, :]  # (N, 1, 1, S): every query sees the real keys
+        x = self._embed(self.source_embedding, source)
+        for block in self.encoder:
+            x = block(x, mask)
+        return self.encoder_norm(x)
+
+    def decode(self, target: torch.Tensor, memory: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """target ids (N, T) (BOS first), memory (N, S, D) of ``source`` (N, S) -> logits (N, T, V);
+        the logits at t depend only on target[:, :t+1] and the real source tokens."""
+        n_target = target.shape[1]
+        causal = torch.ones(n_target, n_target, dtype=torch.bool, device=target.device).tril()  # (T, T)
+        self_mask = causal[None, None] & (target != PAD)[:, None, None, :]  # (N, 1, T, T)
+        cross_mask = (source != PAD)[:, None, None, :]  # (N, 1, 1, S)
+        y = self._embed(self.target_embedding, target)
+        for block in self.decoder:
+            y = block(y, memory, self_mask, cross_mask)
+        return self.head(self.decoder_norm(y))
+
+    def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: source (N, S), target input (N, T) -> logits (N, T, V)."""
+        return self.decode(target, self.encode(source), source)
+
+
+@torch.no_grad()
+def greedy_decode(model: Seq2SeqTransformer, source: torch.Tensor,
+                  max_len: int | None = None) -> torch.Tensor:
+    """The most likely next token, step by step: source (N, S) -> ids (N, L) without BOS, each row
+    ending at its first EOS (then PAD), L <= max_len + 1 (default the config's max_len)."""
+    max_len = model.config.max_len if max_len is None else max_len
+    memory = model.encode(source)
+    output = torch.full((len(source), 1), BOS, dtype=torch.long, device=source.device)
+    done = torch.zeros(len(source), dtype=torch.bool, device=source.device)
+    for _ in range(max_len + 1):
+        logits = model.decode(output, memory, source)[:, -1]  # (N, V)
+        token = logits.argmax(-1).masked_fill(done, PAD)
+        output = torch.cat([output, token[:, None]], dim=1)
+        done |= token == EOS
+        if done.all():
+            break
+    return output[:, 1:]
+
+
+@torch.no_grad()
+def beam_search(model: Seq2SeqTransformer, source: torch.Tensor, width: int,
+                max_len: int | None = None) -> torch.Tensor:
+    """The best of ``width`` hypotheses kept per source at every step, ranked at the end with GNMT's
+    length penalty: source (N, S) -> ids (N, L) as :func:`greedy_decode` returns them. Width 1 is
+    greedy decoding."""
+    if width < 1:
+        raise ValueError(f"beam width {width} must be at least 1")
+    max_len = model.config.max_len if max_len is None else max_len
+    n_batch, device = len(source), source.device
+    memory = model.encode(source).repeat_interleave(width, dim=0)  # (N*B, S, D)
+    source = source.repeat_interleave(width, dim=0)
+    output = torch.full((n_batch * width, 1), BOS, dtype=torch.long, device=device)
+    scores = torch.full((n_batch, width), -math.inf, device=device)
+    scores[:, 0] = 0.0  # one live hypothesis per source at the start, so no beam is repeated
+    lengths = torch.zeros(n_batch, width, device=device)  # tokens up to and including EOS
+    done = torch.zeros(n_batch * width, dtype=torch.bool, device=device)
+    for _ in range(max_len + 1):
+        log_probs = F.log_softmax(model.decode(output, memory, source)[:, -1].float(), dim=-1)  # (N*B, V)
+        n_vocab = log_probs.shape[-1]
+        # A finished hypothesis continues only with PAD, at no cost, and keeps its length.
+        log_probs[done] = -math.inf
+        log_probs[done, PAD] = 0.0
+        candidates = (scores[:, :, None] + log_probs.view(n_batch, width, n_vocab)).view(n_batch, -1)
+        scores, flat = candidates.topk(width, dim=-1)  # (N, B)
+        origin = flat // n_vocab + torch.arange(n_batch, device=device)[:, None] * width  # rows of output
+        token = (flat % n_vocab).view(-1)
+        lengths = lengths.view(-1)[origin.view(-1)].view(n_batch, width) + (~done[origin.view(-1)]).view(
+            n_batch, width).float()
+        output = torch.cat([output[origin.view(-1)], token[:, None]], dim=1)
+        done = done[origin.view(-1)] | (token == EOS)
+        if done.all():
+            break
+    penalty = ((5.0 + lengths) / 6.0) ** _LENGTH_PENALTY
+    best = (scores / penalty).argmax(-1) + torch.arange(n_batch, device=device) * width  # (N,)
+    return output[best, 1:]
