@@ -157,13 +157,13 @@ def test_the_pyfunc_model_outputs_what_its_network_decodes_with_its_own_vocabula
     network = Seq2SeqTransformer(Seq2SeqConfig(source_vocab_size=len(data.source_vocab), width=32, heads=2,
                                                target_vocab_size=len(data.target_vocab), encoder_layers=1,
                                                decoder_layers=1, max_len=12)).eval()
-    save_pyfunc(network, data, beam_width=3, folder=tmp_path / "model", example=["cat"])
+    save_pyfunc(network, data, beam_width=3, output_limit=8, folder=tmp_path / "model", example=["cat"])
     loaded = mlflow.pyfunc.load_model(str(tmp_path / "model"))
     words = ["cat", "Dog", "transformer"]
     expected = []
     for word in words:
         source = torch.tensor([data.source_vocab.encode(list(word.lower()))])
-        ids = beam_search(network, source, 3)[0].tolist()
+        ids = beam_search(network, source, 3, max_len=8)[0].tolist()
         expected.append(" ".join(data.target_vocab.decode(ids)))
     assert loaded.predict(words) == expected
     with pytest.raises(ValueError, match="has 13 tokens; the model takes 1 to 12"):

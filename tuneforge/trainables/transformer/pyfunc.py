@@ -4,8 +4,8 @@
 returns each input's output as a string: CMUdict's pronunciations as space-separated phones
 (``"T R AE0 N S F AO1 R M ER0"``), a TSV's targets joined as they were tokenised. The folder holds
 the weights (``weights.pt``) and everything else in one JSON file (``seq2seq.json``: the model
-config, both vocabularies, the tokenisation and the beam width), so its vocabularies travel with
-it. Loading needs torch, MLflow and tuneforge installed (this module is the model's code).
+config, both vocabularies, the tokenisation, the beam width and the longest output), so its
+vocabularies travel with it. Loading needs torch, MLflow and tuneforge installed (this module is the model's code).
 
 Written by the trial after its last epoch (:func:`save_pyfunc`), as its ``model`` artifact.
 """
@@ -39,6 +39,7 @@ class Seq2SeqModel(mlflow.pyfunc.PythonModel):
         self.target_vocab = Vocabulary.from_json(spec["target_vocab"])
         self.source_tokens, self.target_tokens = spec["source_tokens"], spec["target_tokens"]
         self.lowercase, self.beam_width = spec["lowercase"], spec["beam_width"]
+        self.output_limit = spec["output_limit"]
         self.model = Seq2SeqTransformer(Seq2SeqConfig(**spec["config"]))
         weights = torch.load(context.artifacts[_WEIGHTS], map_location="cpu", weights_only=True)
         self.model.load_state_dict(weights)
@@ -54,7 +55,7 @@ class Seq2SeqModel(mlflow.pyfunc.PythonModel):
         for row, sequence in enumerate(ids):
             source[row, :len(sequence)] = torch.tensor(sequence, dtype=torch.long)
         with torch.no_grad():
-            output = beam_search(self.model, source, self.beam_width).tolist()
+            output = beam_search(self.model, source, self.beam_width, self.output_limit).tolist()
         joiner = " " if self.target_tokens == "words" else ""
         return [joiner.join(self.target_vocab.decode(row[:row.index(EOS)] if EOS in row else row))
                 for row in output]
@@ -68,17 +69,19 @@ class Seq2SeqModel(mlflow.pyfunc.PythonModel):
         return self.source_vocab.encode(tokens)
 
 
-def save_pyfunc(model: Seq2SeqTransformer, data: SequenceData, beam_width: int, folder: Path,
-                example: Sequence[str]) -> None:
+def save_pyfunc(model: Seq2SeqTransformer, data: SequenceData, beam_width: int, output_limit: int,
+                folder: Path, example: Sequence[str]) -> None:
     """Write ``model`` (its weights on the CPU) with ``data``'s vocabularies and tokenisation as an
-    MLflow pyfunc model folder at ``folder``, with ``example`` (source strings) as its input example."""
+    MLflow pyfunc model folder at ``folder``, decoding outputs of at most ``output_limit`` tokens by
+    beam search of ``beam_width``, with ``example`` (source strings) as its input example."""
     with tempfile.TemporaryDirectory() as staging:
         weights, spec = Path(staging) / "weights.pt", Path(staging) / "seq2seq.json"
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, weights)
         spec.write_text(json.dumps({
             "config": dataclasses.asdict(model.config), "source_vocab": data.source_vocab.to_json(),
             "target_vocab": data.target_vocab.to_json(), "source_tokens": data.source_tokens,
-            "target_tokens": data.target_tokens, "lowercase": data.lowercase, "beam_width": beam_width},
+            "target_tokens": data.target_tokens, "lowercase": data.lowercase, "beam_width": beam_width,
+            "output_limit": output_limit},
             indent=1), encoding="utf-8")
         mlflow.pyfunc.save_model(str(folder), python_model=Seq2SeqModel(),
                                  artifacts={_WEIGHTS: str(weights), _SPEC: str(spec)},
