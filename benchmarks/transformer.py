@@ -6,11 +6,14 @@ Two measurements, each printed as Markdown for BENCHMARKS.md:
               the best trial's logged MLflow pyfunc model, loaded back, scored on the parent run's
               ``test_words.txt`` (the held-out words, each right if it equals any of its CMUdict
               pronunciations): word and phoneme error rates, beside what the trial itself reported.
+``score``     the same for a search kept with ``--keep`` (one interrupted too): its best trial
+              that finished.
 ``overhead``  target tokens/s of a trial under tuneforge (Ray Tune, MLflow, checkpoints, decoded
               examples) against the same model, data, batches and threads in a plain PyTorch loop,
               alternating, ``--repeats`` times, in one invocation.
 
     .venv/bin/python benchmarks/transformer.py search --algo bayes --trials 6 --scheduler asha
+    .venv/bin/python benchmarks/transformer.py score --keep FOLDER     # a search kept with --keep
     .venv/bin/python benchmarks/transformer.py overhead --repeats 3 --train 20000 --epochs 4
 """
 
@@ -39,23 +42,23 @@ def _machine() -> str:
             f"torch {__import__('torch').__version__}, {platform.platform()}")
 
 
-def score_logged_model(result: Any) -> tuple[float, float, int]:
-    """(WER, PER, words) of the best trial's logged pyfunc model on the parent run's test words."""
+def score_logged_model(tracking_uri: str, parent_run_id: str, model_uri: str) -> tuple[float, float, int]:
+    """(WER, PER, words) of a logged pyfunc model on its search's parent run's test words."""
     import mlflow
     from mlflow import MlflowClient
 
     from tuneforge.trainables.transformer.data import load_sequence_dataset
     from tuneforge.trainables.transformer.trainable import error_rates
 
-    client = MlflowClient(result.tracking_uri)
-    mlflow.set_tracking_uri(result.tracking_uri)
+    client = MlflowClient(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
-        words = Path(client.download_artifacts(result.parent_run_id, "test_words.txt", tmp)).read_text()
+        words = Path(client.download_artifacts(parent_run_id, "test_words.txt", tmp)).read_text()
     words = words.split()
     data = load_sequence_dataset("cmudict")
     references = {"".join(source): refs for source, refs in zip(data.test.sources, data.test.references,
                                                                 strict=True)}
-    model = mlflow.pyfunc.load_model(result.model_uri)
+    model = mlflow.pyfunc.load_model(model_uri)
     by_length = sorted(words, key=len)
     predicted = {}
     for start in range(0, len(by_length), 256):
@@ -90,7 +93,7 @@ def search(args: argparse.Namespace) -> None:
         options["grace_period"] = args.grace_period
     result = _search(space, folder, args.cpus, algo=args.algo, trials=args.trials, seed=args.seed, **options)
     wall = time.perf_counter() - started
-    wer, per, n_words = score_logged_model(result)
+    wer, per, n_words = score_logged_model(result.tracking_uri, result.parent_run_id, result.model_uri)
     epochs = sum(int(t.metrics.get("epoch", 0)) for t in result.trials)
     best = result.best
     print(f"\n## transformer-cmudict: a {args.algo} search ({time.strftime('%Y-%m-%d')})\n")
@@ -112,6 +115,38 @@ def search(args: argparse.Namespace) -> None:
     print(f"- **its logged MLflow model on the parent run's {n_words} test words: WER {wer:.4f}, "
           f"PER {per:.4f}** "
           f"(bar: WER <= 0.30, PER <= 0.08)")
+
+
+def score(args: argparse.Namespace) -> None:
+    """The best finished trial of the search kept in ``--keep`` (one that was interrupted, too):
+    its own numbers and its logged model's on the test words."""
+    from mlflow import MlflowClient
+
+    tracking_uri = f"sqlite:///{Path(args.keep) / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("transformer-cmudict")
+    runs = client.search_runs([experiment.experiment_id])
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    trials = [r for r in runs if r is not parent]
+    with_model = [r for r in trials if "test_wer" in r.data.metrics]
+    best = min(with_model, key=lambda r: r.data.metrics["wer"])
+    model_uri = f"runs:/{best.info.run_id}/model"
+    wer, per, n_words = score_logged_model(tracking_uri, parent.info.run_id, model_uri)
+    epochs = sum(int(r.data.metrics.get("epoch", 0)) for r in trials)
+    print(f"\n## transformer-cmudict: the search in {args.keep}, parent run {parent.info.status} "
+          f"({time.strftime('%Y-%m-%d')})\n")
+    print(f"- command: `.venv/bin/python benchmarks/transformer.py score --keep {args.keep}`")
+    print(f"- machine: {_machine()}")
+    print(f"- budget: {len(trials)} trials, {epochs} epochs in all")
+    for trial in sorted(trials, key=lambda r: r.data.metrics.get("wer", 1.0)):
+        history = [m.value for m in sorted(client.get_metric_history(trial.info.run_id, "wer"),
+                                           key=lambda m: m.step)]
+        print(f"  - {trial.info.run_name} ({trial.data.tags.get('tuneforge.status', trial.info.status)}): "
+              f"wer per epoch {', '.join(f'{v:.3f}' for v in history)}")
+    print(f"- best finished trial {best.info.run_name}: its own test numbers (beam search): "
+          f"wer {best.data.metrics['test_wer']:.4f}, per {best.data.metrics['test_per']:.4f}")
+    print(f"- **its logged MLflow model on the parent run's {n_words} test words: WER {wer:.4f}, "
+          f"PER {per:.4f}** (bar: WER <= 0.30, PER <= 0.08)")
 
 
 def _plain_epochs(data: Any, settings: Any, model_config: Any, n_epochs: int) -> float:
@@ -232,11 +267,13 @@ def overhead(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, handler in (("search", search), ("overhead", overhead)):
+    for name, handler in (("search", search), ("score", score), ("overhead", overhead)):
         command = commands.add_parser(name)
         command.set_defaults(handler=handler)
         command.add_argument("--epochs", type=int, help="override the space's epochs")
         command.add_argument("--cpus", type=float, default=2.0, help="CPUs (and torch threads) a trial")
+        if name == "score":
+            command.add_argument("--keep", required=True, help="the folder a search kept")
         if name == "search":
             command.add_argument("--algo", default="bayes")
             command.add_argument("--trials", type=int, default=6)

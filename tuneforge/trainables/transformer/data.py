@@ -54,8 +54,10 @@ __all__ = [
     "Split",
     "Vocabulary",
     "check_sequence_dataset",
+    "join",
     "load_sequence_dataset",
     "test_words",
+    "tokenise",
 ]
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -210,15 +212,15 @@ class SequenceData:
     def tokenise_source(self, text: str) -> Tokens:
         """A new source text as the training sources were tokenised: lower-cased if ``lowercase``,
         stripped, then every character (``chars``) or its whitespace-separated words (``words``)."""
-        return _tokenise(text.lower() if self.lowercase else text, self.source_tokens)
+        return tokenise(text, self.source_tokens, lowercase=self.lowercase)
 
     def join_source(self, tokens: Sequence[str]) -> str:
         """Source tokens as text: words joined by a space, characters by nothing."""
-        return _join(tokens, self.source_tokens)
+        return join(tokens, self.source_tokens)
 
     def join_target(self, tokens: Sequence[str]) -> str:
         """Target tokens as text: words (CMUdict's phones) joined by a space, characters by nothing."""
-        return _join(tokens, self.target_tokens)
+        return join(tokens, self.target_tokens)
 
     def subset(self, n_train: int, n_val: int, n_test: int) -> SequenceData:
         """The first ``n_train``, ``n_val`` and ``n_test`` sources of each split (for ``--smoke``);
@@ -227,12 +229,17 @@ class SequenceData:
                        test=self.test.head(n_test))
 
 
-def _tokenise(text: str, how: str) -> Tokens:
+def tokenise(text: str, how: str, *, lowercase: bool = False) -> Tokens:
+    """``text`` as tokens: lower-cased if asked, then its whitespace-separated words (``words``)
+    or every character of it stripped (``chars``). The one rule for training data and the logged
+    model's inputs."""
     assert how in TOKENISATIONS, f"unknown tokenisation {how!r}"
+    text = text.lower() if lowercase else text
     return tuple(text.split()) if how == "words" else tuple(text.strip())
 
 
-def _join(tokens: Sequence[str], how: str) -> str:
+def join(tokens: Sequence[str], how: str) -> str:
+    """Tokens as text: words joined by a space, characters by nothing."""
     assert how in TOKENISATIONS, f"unknown tokenisation {how!r}"
     return (" " if how == "words" else "").join(tokens)
 
@@ -454,7 +461,7 @@ def _read_tsv(path: Path, modes: tuple[str, str], max_len: int | None) -> dict[T
 
 def _tsv_side(number: int, side: str, text: str, how: str, max_len: int | None) -> Tokens:
     """One side of line ``number`` as tokens, which must be 1 to ``max_len``."""
-    tokens = _tokenise(text, how)
+    tokens = tokenise(text, how)
     if not tokens:
         where = "before" if side == "source" else "after"
         raise ConfigError(f"{_TSV_WHERE}: line {number} has an empty {side} (the text {where} the tab); "

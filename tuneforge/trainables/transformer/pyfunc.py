@@ -5,7 +5,8 @@ returns each input's output as a string: CMUdict's pronunciations as space-separ
 (``"T R AE0 N S F AO1 R M ER0"``), a TSV's targets joined as they were tokenised. The folder holds
 the weights (``weights.pt``) and everything else in one JSON file (``seq2seq.json``: the model
 config, both vocabularies, the tokenisation, the beam width and the longest output), so its
-vocabularies travel with it. Loading needs torch, MLflow and tuneforge installed (this module is the model's code).
+vocabularies travel with it. Loading needs torch, MLflow and tuneforge installed (this module is
+the model's code).
 
 Written by the trial after its last epoch (:func:`save_pyfunc`), as its ``model`` artifact.
 """
@@ -22,7 +23,7 @@ from typing import Any
 import mlflow.pyfunc
 import torch
 
-from tuneforge.trainables.transformer.data import EOS, SequenceData, Vocabulary
+from tuneforge.trainables.transformer.data import EOS, SequenceData, Vocabulary, join, tokenise
 from tuneforge.trainables.transformer.model import Seq2SeqConfig, Seq2SeqTransformer, beam_search
 
 __all__ = ["Seq2SeqModel", "save_pyfunc"]
@@ -56,13 +57,11 @@ class Seq2SeqModel(mlflow.pyfunc.PythonModel):
             source[row, :len(sequence)] = torch.tensor(sequence, dtype=torch.long)
         with torch.no_grad():
             output = beam_search(self.model, source, self.beam_width, self.output_limit).tolist()
-        joiner = " " if self.target_tokens == "words" else ""
-        return [joiner.join(self.target_vocab.decode(row[:row.index(EOS)] if EOS in row else row))
-                for row in output]
+        return [join(self.target_vocab.decode(row[:row.index(EOS)] if EOS in row else row),
+                     self.target_tokens) for row in output]
 
     def _source_ids(self, text: str) -> list[int]:
-        text = text.strip().lower() if self.lowercase else text.strip()
-        tokens = text.split() if self.source_tokens == "words" else list(text)
+        tokens = tokenise(text, self.source_tokens, lowercase=self.lowercase)
         if not tokens or len(tokens) > self.model.config.max_len:
             raise ValueError(f"input {text!r} has {len(tokens)} tokens; the model takes 1 to "
                              f"{self.model.config.max_len}")
