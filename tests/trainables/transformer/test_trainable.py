@@ -32,9 +32,9 @@ def test_prepare_fills_the_vocabulary_sizes_from_the_training_split() -> None:
     config = get_trainable("transformer").prepare(load_space("transformer-cmudict"))
     assert config["target_vocab_size"] == 69 + 4, "69 phones with stress digits, and PAD BOS EOS UNK"
     assert 30 <= config["source_vocab_size"] <= 40, "letters, apostrophe, dot, hyphen and the specials"
-    settings, model = split_config(TRANSFORMER, {**config, "width": 192, "heads": 8})
-    assert (settings.epochs, settings.lr, settings.batch_size) == (10, 1e-3, 256)
-    assert (model.width, model.heads, model.encoder_layers) == (192, 8, 3)
+    settings, model = split_config(TRANSFORMER, {**config, "width": 160, "heads": 8})
+    assert (settings.epochs, settings.lr, settings.batch_size) == (10, 1e-3, 64)
+    assert (model.width, model.heads, model.encoder_layers) == (160, 8, 3)
 
 
 BAD = {
