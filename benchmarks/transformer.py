@@ -165,6 +165,7 @@ def _plain_epochs(data: Any, settings: Any, model_config: Any, n_epochs: int) ->
         decode_all,
         error_rates,
         length_batches,
+        output_limit,
     )
 
     torch.manual_seed(settings.seed)
@@ -177,6 +178,7 @@ def _plain_epochs(data: Any, settings: Any, model_config: Any, n_epochs: int) ->
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(settings.warmup_epochs * steps, n_epochs * steps))
     lengths = np.array([len(t) for t in train.pair_targets])
+    limit = output_limit(train.pair_targets, model_config.max_len)
     seconds, tokens = [], 0
     for epoch in range(1, n_epochs + 1):
         model.train()
@@ -200,7 +202,7 @@ def _plain_epochs(data: Any, settings: Any, model_config: Any, n_epochs: int) ->
             for start in range(0, len(val.pair_sources), 512):
                 rows = slice(start, start + 512)
                 model(_padded(val.pair_sources[rows]), _padded(val.pair_targets[rows], bos=True))
-            error_rates(decode_all(model, val.sources, torch.device("cpu")), val.references)
+            error_rates(decode_all(model, val.sources, torch.device("cpu"), max_len=limit), val.references)
         seconds.append(time.perf_counter() - started)
     return tokens / statistics.median(seconds[1:])
 

@@ -51,7 +51,7 @@ from tuneforge.trainables.transformer.model import (
     greedy_decode,
 )
 
-__all__ = ["TRANSFORMER", "error_rates", "train_transformer"]
+__all__ = ["TRANSFORMER", "decode_all", "error_rates", "length_batches", "output_limit", "train_transformer"]
 
 _SMOKE_TRAIN, _SMOKE_VAL, _SMOKE_TEST = 1000, 100, 100
 """``--smoke``: sources of each split (CMUdict's pronunciations of them all)."""
@@ -152,6 +152,12 @@ def error_rates(predictions: Sequence[Sequence[int]], references: Sequence[Seque
     return wrong / len(references), errors / max(1, length)
 
 
+def output_limit(train_targets: Sequence[Sequence[int]], max_len: int) -> int:
+    """The longest output decoding produces: ``_OUTPUT_MARGIN`` past the longest training target,
+    at most ``max_len``."""
+    return min(max_len, max(len(target) for target in train_targets) + _OUTPUT_MARGIN)
+
+
 def decode_all(model: Seq2SeqTransformer, sources: Sequence[np.ndarray], device: torch.device,
                beam_width: int = 1, max_len: int | None = None) -> list[list[int]]:
     """Each source's output ids (EOS and what follows dropped; at most ``max_len``, default the
@@ -205,9 +211,9 @@ class TransformerFamily(TorchFamily):
         if smoke:
             data = data.subset(_SMOKE_TRAIN, _SMOKE_VAL, _SMOKE_TEST)
         train = _encode(data, data.train)
-        longest = max(len(target) for target in train.pair_targets) + _OUTPUT_MARGIN
+        limit = output_limit(train.pair_targets, config.get("max_len", Seq2SeqConfig.max_len))
         return _TrialData(data=data, train=train, val=_encode(data, data.val), test=_encode(data, data.test),
-                          output_limit=min(config.get("max_len", Seq2SeqConfig.max_len), longest))
+                          output_limit=limit)
 
     def build(self, run: EpochRun) -> TrialState:
         data, settings = run.data.data, run.settings
