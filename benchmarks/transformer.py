@@ -103,7 +103,7 @@ def search(args: argparse.Namespace) -> None:
           f"{f' --epochs {args.epochs}' if args.epochs else ''} --cpus {args.cpus:g}`")
     print(f"- machine: {_machine()}")
     print(f"- budget: {len(result.trials)} trials, {epochs} epochs in all, {args.cpus:g} CPUs a trial, "
-          f"wall {wall / 60:.1f} min (results kept in {folder})")
+          f"wall {wall / 60:.1f} min (results kept in {folder}); the search {result.status.value}")
     for rank, trial in enumerate(result.ranked()[:6], 1):
         print(f"  {rank}. wer {trial.metrics['wer']:.4f} per {trial.metrics['per']:.4f} after "
               f"{int(trial.metrics['epoch'])} epochs: {trial.params}")
