@@ -30,7 +30,7 @@ demo: $(STAMP)
 # Two pytest sessions: the `ray up` test ends with `ray down`, which stops every Ray process on
 # the machine, so it runs alone, after the rest.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not ray_up"
+	$(BIN)/python -m pytest -q -m "not ray_up" --durations=20
 	$(BIN)/python -m pytest -q -m ray_up
 
 lint: $(STAMP)
