@@ -50,10 +50,17 @@ def shared_store(tmp_path_factory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
 
 
-@pytest.mark.parametrize("algo", ["grid", "random", "bayes", "optuna-tpe", "optuna-gp"])
-@pytest.mark.parametrize("scheduler", ["asha", "hyperband", "median"])
-def test_every_scheduler_works_with_every_algorithm(ray_local, shared_store, tmp_path, scheduler,
-                                                    algo) -> None:
+ALGOS = ["grid", "random", "bayes", "optuna-tpe", "optuna-gp"]
+PAIRS = [("hyperband", algo) for algo in ALGOS] + [
+    (scheduler, algo) for scheduler in ("asha", "median") for algo in ("random", "bayes")]
+"""HyperBand pauses trials and resumes them from their checkpoints, which each searcher meets in its
+own way: it runs with every algorithm. ASHA and the median rule only stop trials, which Tune tells
+every searcher as an early completion: they run with a model-free and a model-based one (the
+suite's 25-minute budget does not hold the other 6 pairs)."""
+
+
+@pytest.mark.parametrize(("scheduler", "algo"), PAIRS, ids=[f"{s}-{a}" for s, a in PAIRS])
+def test_schedulers_work_with_the_algorithms(ray_local, shared_store, tmp_path, scheduler, algo) -> None:
     write_space(tmp_path, CURVES, "curves.py")
     space = write_space(tmp_path, CURVES_SPACE)
     experiment = f"{scheduler}-{algo}"

@@ -53,7 +53,7 @@ from tuneforge.trainables.transformer.model import (
 
 __all__ = ["TRANSFORMER", "decode_all", "error_rates", "length_batches", "output_limit", "train_transformer"]
 
-_SMOKE_TRAIN, _SMOKE_VAL, _SMOKE_TEST = 1000, 100, 100
+_SMOKE_TRAIN, _SMOKE_VAL, _SMOKE_TEST = 600, 50, 50
 """``--smoke``: sources of each split (CMUdict's pronunciations of them all)."""
 _POOL_BATCHES = 50
 """Length bucketing: each epoch's permutation is cut into pools of this many batches, each pool
