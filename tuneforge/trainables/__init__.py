@@ -23,6 +23,9 @@ TRAINABLES: dict[str, str] = {
     "benchmark": "tuneforge.trainables.benchmark:TRAINABLE",
     "vit": "tuneforge.trainables.vit:TRAINABLE",
     "transformer": "tuneforge.trainables.transformer:TRAINABLE",
+    "dcgan": "tuneforge.trainables.gans:DCGAN_TRAINABLE",
+    "cgan": "tuneforge.trainables.gans:CGAN_TRAINABLE",
+    "wgan-gp": "tuneforge.trainables.gans:WGAN_GP_TRAINABLE",
 }
 """Registry name -> ``module:attribute`` of its :class:`~tuneforge.trainables._base.Trainable`."""
 

@@ -60,7 +60,8 @@ import numpy as np
 
 from tuneforge.errors import ConfigError
 
-__all__ = ["BUNDLED_IMAGE_DATASETS", "ImageSplits", "check_image_dataset", "load_image_dataset"]
+__all__ = ["BUNDLED_IMAGE_DATASETS", "ImageSplits", "check_image_dataset", "derived_file", "load_image_dataset",
+           "node_lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,15 @@ def load_image_dataset(spec: str | Mapping[str, str]) -> ImageSplits:
         logger.warning("the cached %s in %s is unreadable (%s); decoding it again; delete the folder "
                        "to rebuild it", kind, folder, exc)
         return _decode(kind, location)
+
+
+def derived_file(spec: str | Mapping[str, str], name: str) -> Path:
+    """Where a file computed from ``spec``'s data (a GAN metric's trained classifier) lives in the
+    node-local cache: ``<cache>/derived/<dataset's cache name>-<name>``, so changed data gets a new
+    one. Write it under :func:`node_lock` and rename it into place."""
+    normalised = _normalise(spec, None)
+    kind, location = _locate(normalised)
+    return _cache_root() / "derived" / f"{_cache_name(kind, normalised, location)}-{name}"
 
 
 # -- specs ----------------------------------------------------------------------------------------
@@ -719,7 +729,7 @@ def _decode_into_cache(kind: str, location: Path | None, folder: Path) -> ImageS
     """
     splits = None
     try:
-        with _node_lock(folder):
+        with node_lock(folder):
             if not folder.is_dir():
                 splits = _decode(kind, location)
                 _write_cache(splits, folder)
@@ -731,9 +741,9 @@ def _decode_into_cache(kind: str, location: Path | None, folder: Path) -> ImageS
 
 
 @contextlib.contextmanager
-def _node_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock on ``<folder>.lock``, so that of the trials starting together on a node one
-    decodes and the others wait, then map its copy. The rename in :func:`_write_cache` keeps the
+def node_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on ``<folder>.lock`` (a folder or a file), so that of the trials starting
+    together on a node one decodes (or computes) and the others wait, then map its copy. The rename in :func:`_write_cache` keeps the
     cache whole without it (where ``fcntl`` is missing), but then every waiting trial decodes too."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     try:

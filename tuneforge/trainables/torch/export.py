@@ -18,15 +18,19 @@ from torch import nn
 __all__ = ["save_model"]
 
 
-def save_model(model: nn.Module, example: np.ndarray, folder: Path) -> None:
+def save_model(model: nn.Module, example: np.ndarray | tuple[np.ndarray, ...], folder: Path) -> None:
     """Write ``model`` (moved to the CPU, in eval mode) with a signature inferred from
-    ``example`` and its output, and ``example`` as the input example, to ``folder``."""
+    ``example`` and its output, and ``example`` as the input example, to ``folder``. A tuple
+    ``example`` is a model of several tensors (a conditional generator's latents and labels),
+    named ``input_0``, ``input_1``, ... in the signature."""
     import mlflow.pytorch
     from mlflow.models import infer_signature
 
     model = model.cpu().eval()
+    inputs = example if isinstance(example, tuple) else (example,)
     with torch.no_grad():
-        output = model(torch.from_numpy(example)).numpy()
+        output = model(*(torch.from_numpy(array) for array in inputs)).numpy()
+    schema = example if len(inputs) == 1 else {f"input_{i}": array for i, array in enumerate(inputs)}
     mlflow.pytorch.save_model(
-        model, str(folder), signature=infer_signature(example, output), input_example=example,
+        model, str(folder), signature=infer_signature(schema, output), input_example=example,
         serialization_format="pt2", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"])

@@ -296,8 +296,13 @@ def _trial_device() -> torch.device:
 
 
 def _distributed(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` behind ``DistributedDataParallel`` (the process group is Ray Train's)."""
+    """``model`` behind ``DistributedDataParallel`` (the process group is Ray Train's); an
+    ``nn.ModuleDict`` (a GAN's generator and discriminator, which step on their own) part by part,
+    so that each backward pass reduces the gradients of every parameter of the parts it ran."""
     from torch.nn.parallel import DistributedDataParallel
+
+    if isinstance(model, nn.ModuleDict):
+        return nn.ModuleDict({name: _distributed(part, device) for name, part in model.items()})
 
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 

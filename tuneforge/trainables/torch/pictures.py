@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["confusion_matrix_png"]
+__all__ = ["confusion_matrix_png", "image_grid_png"]
 
 
 def confusion_matrix_png(labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[str],
@@ -25,6 +25,38 @@ def confusion_matrix_png(labels: np.ndarray, predicted: np.ndarray, class_names:
                                             display_labels=list(class_names), ax=axes,
                                             colorbar=False, xticks_rotation="vertical")
     axes.set_title(f"{title}: accuracy {np.mean(labels == predicted):.4f}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def image_grid_png(images: np.ndarray, rows: int, path: Path, *, title: str,
+                   row_names: Sequence[str] | None = None) -> None:
+    """``images`` (N, C, H, W) in [0, 1], N a multiple of ``rows``, tiled ``rows`` high with a
+    1-pixel gap, as a PNG at ``path`` (grey for C = 1); ``row_names`` label the rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n, channels, height, width = images.shape
+    columns = n // rows
+    tiles = np.ones((rows * (height + 1) + 1, columns * (width + 1) + 1, channels), dtype=np.float32)
+    for i, image in enumerate(np.clip(images, 0.0, 1.0)):
+        top, left = 1 + (i // columns) * (height + 1), 1 + (i % columns) * (width + 1)
+        tiles[top:top + height, left:left + width] = image.transpose(1, 2, 0)
+    scale = max(1.0, 224 / tiles.shape[1])  # a 28-pixel sample is drawn at least 3 screen pixels a pixel
+    figure, axes = plt.subplots(figsize=(tiles.shape[1] * scale / 80 + (1.2 if row_names else 0.2),
+                                         tiles.shape[0] * scale / 80 + 0.5))
+    axes.imshow(tiles[..., 0] if channels == 1 else tiles, cmap="gray" if channels == 1 else None,
+                vmin=0.0, vmax=1.0, interpolation="nearest")
+    axes.set_xticks([])
+    if row_names:
+        axes.set_yticks([1 + r * (height + 1) + height / 2 for r in range(rows)], labels=list(row_names))
+    else:
+        axes.set_yticks([])
+    axes.set_title(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=80)

@@ -1,0 +1,176 @@
+"""DCGAN (Radford, Metz & Chintala 2016, arXiv:1511.06434): a generator of transposed convolutions
+and a discriminator of strided convolutions, both sized from the image.
+
+This file holds only the modules and the losses: no training loop, data, Ray or MLflow. The
+conditional GAN (:mod:`.cgan`) and WGAN-GP (:mod:`.wgan_gp`) build on the same two stacks.
+
+Symbols and shapes:
+
+    N   batch size
+    Z   latent size                        (config.latent_dim)
+    C   image channels                     (config.channels)
+    S   image side                         (config.image_size; images are square)
+    s0  side of the first feature map      (S halved while even and at least 8: 7 for 28, 4 for 32 and 64)
+    n   up-sampling stages                 (S = s0 * 2**n: 2 for 28, 3 for 32, 4 for 64)
+    G   generator width                    (config.g_width: channels of its last hidden map,
+                                            doubled at every coarser stage)
+    D   discriminator width                (config.d_width: channels of its first map, likewise)
+
+    generator:     z (N, Z) -> (N, G*2**(n-1), s0, s0) -> ... -> (N, G, S/2, S/2) -> images (N, C, S, S) in [-1, 1]
+    discriminator: images (N, C, S, S) -> (N, D, S/2, S/2) -> ... -> (N, D*2**(n-1), s0, s0) -> logits (N,)
+
+The discriminator returns logits and the losses use ``binary_cross_entropy_with_logits``: the
+seed document's Sigmoid + BCELoss saturates to log(0) once the discriminator is confident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tuneforge.errors import ConfigError
+
+__all__ = ["DCGANConfig", "Discriminator", "DownStack", "Generator", "UpStack", "check_positive_ints",
+           "dcgan_init", "discriminator_loss", "generator_loss", "stages"]
+
+_MIN_SIDE = 4
+"""The smallest first feature map: the image side is halved while even and the half is at least this."""
+
+
+@dataclass(frozen=True)
+class DCGANConfig:
+    """What fixes a DCGAN's two networks; validated on creation (ConfigError naming the field).
+
+    The defaults fit 28x28 grey images (MNIST, Fashion-MNIST); image size and channels come from
+    the dataset."""
+
+    image_size: int = 28
+    channels: int = 1
+    latent_dim: int = 64
+    g_width: int = 64
+    d_width: int = 64
+
+    def __post_init__(self) -> None:
+        check_positive_ints(self, ("image_size", "channels", "latent_dim", "g_width", "d_width"))
+        stages(self.image_size)
+
+
+def check_positive_ints(config: object, names: tuple[str, ...]) -> None:
+    """ConfigError for the first of ``names`` that is not a positive int on ``config``."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name}: {value!r} is not allowed; it must be a positive integer")
+
+
+def stages(image_size: int) -> tuple[int, int]:
+    """``(s0, n)``: the first feature map's side and the number of 2x up-samplings to ``image_size``.
+
+    The side is halved while it is even and its half is at least 4: 28 -> (7, 2), 32 -> (4, 3),
+    64 -> (4, 4), 16 -> (4, 2). A side that cannot be halved once (odd, or under 8) is refused."""
+    side, n = image_size, 0
+    while side % 2 == 0 and side // 2 >= _MIN_SIDE:
+        side, n = side // 2, n + 1
+    if n == 0:
+        raise ConfigError(f"image_size: {image_size} is not allowed; a GAN needs an even side of at least "
+                          f"{2 * _MIN_SIDE} (e.g. 16, 28, 32, 64)")
+    return side, n
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN's initialisation, for ``Module.apply``: convolutions N(0, 0.02), norm scales N(1, 0.02)
+    with zero shifts."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class UpStack(nn.Module):
+    """The generator's body: an input vector (N, I) to images (N, C, S, S) in [-1, 1].
+
+    A transposed convolution projects the vector to (s0, s0) maps, then each stage doubles the side
+    and halves the channels (BatchNorm, ReLU); the last stage makes C channels, through tanh."""
+
+    def __init__(self, in_features: int, width: int, channels: int, image_size: int) -> None:
+        super().__init__()
+        side, n = stages(image_size)
+        widths = [width * 2 ** (n - 1 - i) for i in range(n)]  # G*2**(n-1), ..., G
+        layers: list[nn.Module] = [nn.ConvTranspose2d(in_features, widths[0], side, 1, 0, bias=False),
+                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
+        for wide, narrow in zip(widths, widths[1:], strict=False):
+            layers += [nn.ConvTranspose2d(wide, narrow, 4, 2, 1, bias=False), nn.BatchNorm2d(narrow),
+                       nn.ReLU(inplace=True)]
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # (N, I) -> (N, C, S, S)
+        return self.layers(inputs[:, :, None, None])
+
+
+class DownStack(nn.Module):
+    """The discriminator's body: images (N, C, S, S) to features (N, D*2**(n-1), s0, s0).
+
+    Each stage halves the side and (after the first) doubles the channels, with LeakyReLU(0.2) and
+    ``norm(channels)`` after every convolution but the first (DCGAN: BatchNorm; a WGAN-GP critic
+    needs a per-sample one)."""
+
+    def __init__(self, channels: int, width: int, image_size: int,
+                 norm: Callable[[int], nn.Module]) -> None:
+        super().__init__()
+        _, n = stages(image_size)
+        widths = [width * 2 ** i for i in range(n)]  # D, ..., D*2**(n-1)
+        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        for narrow, wide in zip(widths, widths[1:], strict=False):
+            layers += [nn.Conv2d(narrow, wide, 4, 2, 1, bias=False), norm(wide), nn.LeakyReLU(0.2, inplace=True)]
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = widths[-1]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (N, C, S, S) -> (N, D', s0, s0)
+        return self.layers(images)
+
+
+class Generator(nn.Module):
+    """DCGAN's generator: latents (N, Z) to images (N, C, S, S) in [-1, 1]."""
+
+    def __init__(self, config: DCGANConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.body = UpStack(config.latent_dim, config.g_width, config.channels, config.image_size)
+        self.apply(dcgan_init)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z)
+
+
+class Discriminator(nn.Module):
+    """DCGAN's discriminator: images (N, C, S, S) in [-1, 1] to real-vs-fake logits (N,)."""
+
+    def __init__(self, config: DCGANConfig, norm: Callable[[int], nn.Module] = nn.BatchNorm2d) -> None:
+        super().__init__()
+        side, _ = stages(config.image_size)
+        self.body = DownStack(config.channels, config.d_width, config.image_size, norm)
+        self.head = nn.Conv2d(self.body.out_channels, 1, side)  # (N, D', s0, s0) -> (N, 1, 1, 1)
+        self.apply(dcgan_init)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(images)).flatten()
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The discriminator's loss: binary cross-entropy of real images as 1 and generated ones as 0
+    (the sum of the two means, as in Goodfellow et al.'s value function)."""
+    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The generator's non-saturating loss: -log D(G(z)), i.e. generated images labelled 1."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))

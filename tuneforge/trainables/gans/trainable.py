@@ -1,0 +1,364 @@
+"""The GAN trainables ``dcgan``, ``cgan`` and ``wgan-gp``: the networks of :mod:`.dcgan`,
+:mod:`.cgan` and :mod:`.wgan_gp` on the epoch loop, judged by :mod:`.metrics`.
+
+Config keys: ``dataset`` (see :mod:`tuneforge.trainables.images`; square images with an even side
+of at least 8), the family's model config fields (``latent_dim``, ``g_width``, ``d_width``; the
+cGAN's ``label_dim``; image size, channels and classes come from the dataset), the loop's
+:class:`~tuneforge.trainables.torch.loop.TrainSettings` (``lr`` is the generator's learning rate,
+``batch_size``, ``epochs``, ``seed``, ...) and :class:`GANSettings` (``d_lr``, ``beta1``,
+``beta2``, ``n_critic``, ``gp_weight``, ``feature_seed``).
+
+An epoch is one pass of the training images through the discriminator (the critic): one
+discriminator step a batch, one generator step every ``n_critic`` batches. Every epoch reports
+``g_loss`` and ``d_loss`` (means over the epoch's steps; WGAN-GP adds ``wasserstein``, the critic's
+estimate of the distance, and ``gradient_penalty``), the sample-quality scores of :mod:`.metrics`
+(``clf_fid``, ``clf_kid``, ``precision``, ``recall``) of as many generated images as held-out real
+ones (the validation split's first 5,000; 256 with ``--smoke``), ``classifier_accuracy`` (the
+feature classifier's on real test images) and, for the cGAN, ``class_accuracy`` (the classifier's
+on generated images, for the classes asked for). Each epoch writes ``samples/epoch-NNNN.png``, a
+grid from a fixed noise batch (the cGAN: one row per class). The last carries the generator as an
+MLflow PyTorch model: ``generator(z)`` (cGAN: ``generator(z, labels)``, labels int64 (N,)) with ``z``
+float32 (N, latent_dim) returns images (N, C, H, W) in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tuneforge.errors import ConfigError
+from tuneforge.trainables.gans import cgan, dcgan, wgan_gp
+from tuneforge.trainables.gans.features import TrainedClassifier, feature_classifier
+from tuneforge.trainables.gans.metrics import SampleQuality
+from tuneforge.trainables.images import ImageSplits, check_image_dataset, load_image_dataset
+from tuneforge.trainables.torch.loop import EpochRun, TorchFamily, TrialState, batches, run_trial
+
+__all__ = ["CGAN", "DCGAN", "WGAN_GP", "ConditionalUnitImages", "GANSettings", "UnitImages", "train_cgan", "train_dcgan",
+           "train_wgan_gp"]
+
+_SMOKE_TRAIN, _SMOKE_VAL = 512, 256
+_N_EVAL = 5_000
+"""Generated and real images in each epoch's scores (fewer if the validation split is smaller)."""
+_EVAL_BATCH = 500
+_GRID_SIDE = 8
+"""An unconditional grid is 8 x 8 samples; a conditional one has one row per class, 8 columns."""
+_NOISE_SEED = 1_234
+"""Seeds the fixed noise of the scores and the grids (not the trial's seed: every trial of a
+search draws the same latents)."""
+
+
+@dataclass(frozen=True)
+class GANSettings:
+    """The adversarial settings every GAN trial reads (config keys, fixed or searched)."""
+
+    d_lr: float | None = None
+    """The discriminator's (critic's) learning rate; None: the generator's, ``lr``."""
+    beta1: float = 0.5
+    beta2: float = 0.999
+    n_critic: int = 1
+    """Discriminator steps per generator step."""
+    gp_weight: float = 10.0
+    """WGAN-GP's lambda."""
+    feature_seed: int = 0
+    """Seeds the feature classifier of the scores: trials compare only under the same one."""
+
+    def __post_init__(self) -> None:
+        if self.d_lr is not None and not (_is_number(self.d_lr) and self.d_lr > 0):
+            raise ConfigError(f"d_lr: {self.d_lr!r} is not allowed; it must be a positive learning rate")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not (_is_number(value) and 0 <= value < 1):
+                raise ConfigError(f"{name}: {value!r} is not allowed; it must satisfy 0 <= {name} < 1")
+        if isinstance(self.n_critic, bool) or not isinstance(self.n_critic, int) or self.n_critic < 1:
+            raise ConfigError(f"n_critic: {self.n_critic!r} is not allowed; it must be a positive integer")
+        if not (_is_number(self.gp_weight) and self.gp_weight >= 0):
+            raise ConfigError(f"gp_weight: {self.gp_weight!r} is not allowed; it must be a number >= 0")
+        if isinstance(self.feature_seed, bool) or not isinstance(self.feature_seed, int):
+            raise ConfigError(f"feature_seed: {self.feature_seed!r} is not allowed; it must be an integer")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class UnitImages(nn.Module):
+    """The logged generator: ``generator(z)``, the network's tanh output mapped to [0, 1]."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (self.generator(z) + 1) / 2
+
+
+class ConditionalUnitImages(UnitImages):
+    """The logged conditional generator: ``generator(z, labels)`` in [0, 1]."""
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (self.generator(z, labels) + 1) / 2
+
+
+@dataclass
+class GANData:
+    """What a GAN trial reads: the dataset's splits, the feature classifier and the scorer (made
+    on the trial's device the first time it is asked for)."""
+
+    splits: ImageSplits
+    classifier: TrainedClassifier
+    n_eval: int
+    quality: SampleQuality | None = None
+
+    def scorer(self, device: torch.device) -> SampleQuality:
+        if self.quality is None:
+            network = self.classifier.network.to(device)
+            self.quality = SampleQuality(network, _unit(self.splits.val_images[:self.n_eval], device))
+        return self.quality
+
+
+def _unit(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 images (N, C, H, W) -> float32 in [0, 1] on ``device``."""
+    return torch.from_numpy(np.asarray(images, dtype=np.float32) / 255.0).to(device)
+
+
+class GANFamily(TorchFamily):
+    """What the three GANs share: data, optimisers, the epoch of alternating steps, scores, grids
+    and the logged generator. A subclass names its networks and its discriminator's loss.
+
+    The trial's model is ``nn.ModuleDict({"generator": ..., "discriminator": ...})``: the loop
+    checkpoints both, and a data-parallel trial wraps each in its own DistributedDataParallel
+    (each steps on its own)."""
+
+    derived: tuple[str, ...] = ("image_size", "channels")
+    extra_keys: tuple[str, ...] = ("dataset", "d_lr", "beta1", "beta2", "n_critic", "feature_seed")
+    train_defaults = MappingProxyType({"lr": 2e-4, "batch_size": 64, "weight_decay": 0.0,
+                                       "warmup_epochs": 0.0, "grad_clip": 0.0})
+    gan_defaults: Mapping[str, Any] = MappingProxyType({})
+    """The family's own defaults of :class:`GANSettings` fields."""
+    conditional = False
+
+    @abstractmethod
+    def networks(self, model_config: Any) -> tuple[nn.Module, nn.Module]:
+        """The generator and the discriminator (critic), initialised."""
+
+    @abstractmethod
+    def discriminator_loss(self, run: EpochRun, real: torch.Tensor, fake: torch.Tensor,
+                           labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The discriminator's loss on a real and a generated batch (detached), and metrics to
+        average over the epoch besides ``d_loss``."""
+
+    @abstractmethod
+    def generator_loss(self, run: EpochRun, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The generator's loss on a generated batch."""
+
+    # -- the loop's contract ----------------------------------------------------------------------
+
+    def gan_settings(self, config: Mapping[str, Any]) -> GANSettings:
+        keys = {f.name for f in fields(GANSettings)} & set(self.extra_keys)
+        return GANSettings(**{**self.gan_defaults, **{k: v for k, v in config.items() if k in keys}})
+
+    def prepare(self, config: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+        if "dataset" not in config:
+            raise ConfigError("config.dataset: missing; name mnist, fashion-mnist or digits, or "
+                              "{idx: DIR}, {folder: DIR} or {npz: FILE}")
+        config["dataset"] = check_image_dataset(config["dataset"], base_dir)
+        splits = load_image_dataset(config["dataset"])
+        channels, height, width = splits.image_shape
+        if height != width:
+            raise ConfigError(f"config.dataset: images are {height}x{width}; {self.name} needs square images")
+        dcgan.stages(height)
+        config.update(image_size=height, channels=channels)
+        if "n_classes" in self.derived:
+            config["n_classes"] = splits.n_classes
+        self.gan_settings(config)
+        return config
+
+    def metrics(self) -> frozenset[str]:
+        return frozenset({"g_loss", "d_loss", "clf_fid", "clf_kid", "precision", "recall",
+                          "classifier_accuracy"})
+
+    def load_data(self, config: Mapping[str, Any], smoke: bool) -> GANData:
+        splits = load_image_dataset(config["dataset"])
+        classifier = feature_classifier(config["dataset"], splits, seed=self.gan_settings(config).feature_seed,
+                                        smoke=smoke)
+        if smoke:
+            splits = splits.subset(_SMOKE_TRAIN, _SMOKE_VAL)
+        return GANData(splits, classifier, n_eval=min(_N_EVAL, len(splits.val_labels)))
+
+    def build(self, run: EpochRun) -> TrialState:
+        generator, discriminator = self.networks(run.model_config)
+        model = nn.ModuleDict({"generator": generator, "discriminator": discriminator}).to(run.device)
+        gan, lr = self.gan_settings(run.config), run.settings.lr
+        betas = (gan.beta1, gan.beta2)
+        optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=lr, betas=betas),
+                      "discriminator": torch.optim.Adam(discriminator.parameters(), lr=gan.d_lr or lr,
+                                                        betas=betas)}
+        return TrialState(model=model, optimizers=optimizers)
+
+    def train_epoch(self, run: EpochRun) -> dict[str, float]:
+        images, labels = run.data.splits.train_images, run.data.splits.train_labels
+        nets, n_critic = run.state.model, self.gan_settings(run.config).n_critic
+        sums: dict[str, float] = defaultdict(float)
+        d_steps = g_steps = n_seen = 0
+        for i, idx in enumerate(batches(len(labels), run.batch_size, run.shuffled(len(labels)))):
+            idx = np.sort(idx)  # sorted reads of a memory-mapped array are sequential
+            real = _unit(images[idx], run.device) * 2 - 1
+            classes = torch.from_numpy(np.asarray(labels[idx])).to(run.device)
+            with run.autocast():
+                with torch.no_grad():
+                    fake = self.generate(nets, self.noise(run, len(idx)), classes)
+                d_loss, extra = self.discriminator_loss(run, real, fake, classes)
+            run.step(d_loss, "discriminator")
+            sums["d_loss"] += float(d_loss.detach())
+            for name, value in extra.items():
+                sums[name] += value
+            d_steps, n_seen = d_steps + 1, n_seen + len(idx)
+            if (i + 1) % n_critic == 0:
+                with run.autocast():
+                    g_loss = self.generator_loss(run, self.generate(nets, self.noise(run, len(idx)), classes),
+                                                 classes)
+                run.step(g_loss, "generator")
+                sums["g_loss"] += float(g_loss.detach())
+                g_steps += 1
+        metrics = {name: total / (g_steps if name == "g_loss" else d_steps) for name, total in sums.items()}
+        return {"g_loss": math.nan, **metrics, "n_samples": float(n_seen)}
+
+    def evaluate(self, run: EpochRun) -> dict[str, float]:
+        data = run.data
+        scorer = data.scorer(run.device)
+        z, labels = self.fixed_inputs(run, data.n_eval)
+        fake = self.sample(run, z, labels)
+        scores = scorer(fake)
+        scores["classifier_accuracy"] = data.classifier.test_accuracy
+        if self.conditional:
+            predicted = torch.cat([scorer.classifier.classify(b).argmax(1) for b in fake.split(_EVAL_BATCH)])
+            scores["class_accuracy"] = float((predicted == labels).double().mean())
+        return scores
+
+    def epoch_artifacts(self, run: EpochRun, folder: Path) -> None:
+        from tuneforge.trainables.torch.pictures import image_grid_png
+
+        rows = run.model_config.n_classes if self.conditional else _GRID_SIDE
+        z, labels = self.fixed_inputs(run, rows * _GRID_SIDE, seed=_NOISE_SEED + 1)
+        if self.conditional:  # row r shows class r
+            labels = torch.arange(rows, device=run.device).repeat_interleave(_GRID_SIDE)
+        images = self.sample(run, z, labels).cpu().numpy()
+        row_names = run.data.splits.class_names if self.conditional else None
+        image_grid_png(images, rows, folder / "samples" / f"epoch-{run.epoch:04d}.png",
+                       title=f"{self.name}, epoch {run.epoch}", row_names=row_names)
+
+    def export(self, run: EpochRun) -> tuple[nn.Module, np.ndarray | tuple[np.ndarray, ...]]:
+        z, labels = self.fixed_inputs(run, 2)
+        example = (z.cpu().numpy(), labels.cpu().numpy()) if self.conditional else z.cpu().numpy()
+        logged = ConditionalUnitImages if self.conditional else UnitImages
+        return logged(run.state.model["generator"]), example
+
+    # -- shared steps -----------------------------------------------------------------------------
+
+    def generate(self, nets: nn.ModuleDict, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Generated images in [-1, 1] (through the data-parallel wrapper where there is one)."""
+        return nets["generator"](z, labels) if self.conditional else nets["generator"](z)
+
+    def discriminate(self, nets: nn.ModuleDict, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return nets["discriminator"](images, labels) if self.conditional else nets["discriminator"](images)
+
+    def noise(self, run: EpochRun, n: int) -> torch.Tensor:
+        """A training batch's latents, from the trial's RNG (seeded, checkpointed)."""
+        return torch.randn(n, run.model_config.latent_dim, device=run.device)
+
+    def fixed_inputs(self, run: EpochRun, n: int, seed: int = _NOISE_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` latents and labels (classes in turn) that depend only on ``seed``, not the trial's RNG."""
+        generator = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, run.model_config.latent_dim, generator=generator)
+        n_classes = getattr(run.model_config, "n_classes", 1)
+        return z.to(run.device), (torch.arange(n) % n_classes).to(run.device)
+
+    def sample(self, run: EpochRun, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The generator's images (eval mode) in [0, 1], in batches."""
+        nets = run.state.model
+        with torch.no_grad(), run.autocast():
+            return torch.cat([(self.generate(nets, zs, ys).float() + 1) / 2
+                              for zs, ys in zip(z.split(_EVAL_BATCH), labels.split(_EVAL_BATCH), strict=True)])
+
+
+class DCGANFamily(GANFamily):
+    name = "dcgan"
+    model_config = dcgan.DCGANConfig
+
+    def networks(self, model_config: dcgan.DCGANConfig) -> tuple[nn.Module, nn.Module]:
+        return dcgan.Generator(model_config), dcgan.Discriminator(model_config)
+
+    def discriminator_loss(self, run: EpochRun, real: torch.Tensor, fake: torch.Tensor,
+                           labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        nets = run.state.model
+        return dcgan.discriminator_loss(self.discriminate(nets, real, labels),
+                                        self.discriminate(nets, fake, labels)), {}
+
+    def generator_loss(self, run: EpochRun, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return dcgan.generator_loss(self.discriminate(run.state.model, fake, labels))
+
+
+class CGANFamily(DCGANFamily):
+    name = "cgan"
+    model_config = cgan.CGANConfig
+    derived = ("image_size", "channels", "n_classes")
+    conditional = True
+
+    def networks(self, model_config: cgan.CGANConfig) -> tuple[nn.Module, nn.Module]:
+        return cgan.ConditionalGenerator(model_config), cgan.ConditionalDiscriminator(model_config)
+
+    def metrics(self) -> frozenset[str]:
+        return super().metrics() | {"class_accuracy"}
+
+
+class WGANGPFamily(GANFamily):
+    name = "wgan-gp"
+    model_config = wgan_gp.WGANGPConfig
+    extra_keys = (*GANFamily.extra_keys, "gp_weight")
+    train_defaults = MappingProxyType({**GANFamily.train_defaults, "lr": 1e-4})
+    gan_defaults = MappingProxyType({"beta1": 0.0, "beta2": 0.9, "n_critic": 5})
+
+    def networks(self, model_config: wgan_gp.WGANGPConfig) -> tuple[nn.Module, nn.Module]:
+        return dcgan.Generator(model_config), wgan_gp.Critic(model_config)
+
+    def metrics(self) -> frozenset[str]:
+        return super().metrics() | {"wasserstein", "gradient_penalty"}
+
+    def discriminator_loss(self, run: EpochRun, real: torch.Tensor, fake: torch.Tensor,
+                           labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        critic = run.state.model["discriminator"]
+        penalty = wgan_gp.gradient_penalty(critic, real, fake, scale=run.scaler.get_scale())
+        loss, wasserstein = wgan_gp.critic_loss(critic(real), critic(fake), penalty,
+                                                self.gan_settings(run.config).gp_weight)
+        return loss, {"wasserstein": float(wasserstein), "gradient_penalty": float(penalty.detach())}
+
+    def generator_loss(self, run: EpochRun, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return wgan_gp.generator_loss(run.state.model["discriminator"](fake))
+
+
+DCGAN, CGAN, WGAN_GP = DCGANFamily(), CGANFamily(), WGANGPFamily()
+
+
+def train_dcgan(config: dict[str, Any]) -> None:
+    """One DCGAN trial: what Ray Tune runs."""
+    run_trial(DCGAN, config)
+
+
+def train_cgan(config: dict[str, Any]) -> None:
+    """One conditional-GAN trial: what Ray Tune runs."""
+    run_trial(CGAN, config)
+
+
+def train_wgan_gp(config: dict[str, Any]) -> None:
+    """One WGAN-GP trial: what Ray Tune runs."""
+    run_trial(WGAN_GP, config)
