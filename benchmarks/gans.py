@@ -135,13 +135,15 @@ def search(args: argparse.Namespace) -> None:
           f"{floor['precision']:.3f}, recall {floor['recall']:.3f}; the feature classifier's test accuracy "
           f"{best.metrics['classifier_accuracy']:.4f}")
     if conditional:
-        print(f"- **class accuracy of generated samples: {best.metrics['class_accuracy']:.3f}** (bar >= 0.8), "
+        print(f"- **class accuracy of generated samples: {best.metrics['class_accuracy']:.3f}** "
+              f"(bar >= 0.8), "
               f"the classifier's on real test images {best.metrics['classifier_accuracy']:.3f}")
     print(f"- the logged generator: {_check_logged_generator(result.model_uri, run.data.params)}")
     print(f"- the best trial's last grid ({last}): `benchmarks/results/{grid.name}`")
 
 
-def _plain_epochs(data: Any, settings: Any, gan: Any, model_config: Any, n_epochs: int) -> tuple[float, float]:
+def _plain_epochs(data: Any, settings: Any, gan: Any, model_config: Any,
+                  n_epochs: int) -> tuple[float, float]:
     """Training samples/s of the same DCGAN networks, optimisers, batches and steps in a plain
     PyTorch loop, each epoch followed by the same scoring of 5,000 samples; and the scoring's
     seconds. Medians over the epochs after the first."""
@@ -155,7 +157,8 @@ def _plain_epochs(data: Any, settings: Any, gan: Any, model_config: Any, n_epoch
     splits = data
     generator, discriminator = dcgan.Generator(model_config), dcgan.Discriminator(model_config)
     g_opt = torch.optim.Adam(generator.parameters(), lr=settings.lr, betas=(gan.beta1, gan.beta2))
-    d_opt = torch.optim.Adam(discriminator.parameters(), lr=gan.d_lr or settings.lr, betas=(gan.beta1, gan.beta2))
+    d_opt = torch.optim.Adam(discriminator.parameters(), lr=gan.d_lr or settings.lr,
+                             betas=(gan.beta1, gan.beta2))
     classifier = feature_classifier("mnist", splits, seed=gan.feature_seed).network
     unit = lambda images: torch.from_numpy(np.asarray(images, dtype=np.float32) / 255.0)  # noqa: E731
     quality = SampleQuality(classifier, unit(splits.val_images[:5_000]))
@@ -175,7 +178,8 @@ def _plain_epochs(data: Any, settings: Any, gan: Any, model_config: Any, n_epoch
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             d_opt.step()
-            g_loss = dcgan.generator_loss(discriminator(generator(torch.randn(len(idx), model_config.latent_dim))))
+            z = torch.randn(len(idx), model_config.latent_dim)
+            g_loss = dcgan.generator_loss(discriminator(generator(z)))
             g_opt.zero_grad(set_to_none=True)
             g_loss.backward()
             g_opt.step()
@@ -223,7 +227,8 @@ def overhead(args: argparse.Namespace) -> None:
                 else:
                     result = _search(space, Path(tmp) / f"r{repeat}", args.cpus, algo="grid", seed=0)
                     tuned.append(_trial_samples_per_s(result, len(splits.train_labels)))
-            print(f"repeat {repeat + 1}: plain {plain[-1]:.0f}/s, tuneforge {tuned[-1]:.0f}/s", file=sys.stderr)
+            print(f"repeat {repeat + 1}: plain {plain[-1]:.0f}/s, tuneforge {tuned[-1]:.0f}/s",
+                  file=sys.stderr)
     a, b = statistics.median(tuned), statistics.median(plain)
     print(f"\n## DCGAN trial under tuneforge vs a plain PyTorch loop ({time.strftime('%Y-%m-%d')})\n")
     print(f"- command: `.venv/bin/python benchmarks/gans.py overhead --repeats {args.repeats} "
@@ -231,8 +236,10 @@ def overhead(args: argparse.Namespace) -> None:
     print(f"- machine: {_machine()}")
     print(f"- data: MNIST's {len(splits.train_labels)} training images; DCGAN widths 32, latent "
           f"{model_config.latent_dim}, batch {settings.batch_size}; {int(args.cpus)} torch threads on both "
-          f"sides; each epoch a training pass and the scoring of 5,000 samples against 5,000 validation images")
-    print(f"- (a) tuneforge trial, training images a second of whole epochs: {', '.join(f'{v:.0f}' for v in tuned)}")
+          f"sides; each epoch a training pass and the scoring of 5,000 samples against 5,000 validation "
+          f"images")
+    print(f"- (a) tuneforge trial, training images a second of whole epochs: "
+          f"{', '.join(f'{v:.0f}' for v in tuned)}")
     print(f"- (b) plain PyTorch loop, likewise: {', '.join(f'{v:.0f}' for v in plain)}")
     print(f"- medians: (a) {a:.0f}, (b) {b:.0f}; **ratio (a)/(b) = {a / b:.3f}** (target >= 0.9)")
     print(f"- the scores' own cost (generating 5,000 samples and their clf_fid, clf_kid, precision and "

@@ -36,6 +36,9 @@ FAMILIES = [
     Family("branin", per_epoch=False, no_gpu="a test function is evaluated in numpy"),
     Family("vit-digits", per_epoch=True),
     Family("transformer-cmudict", per_epoch=True),
+    Family("dcgan-mnist", per_epoch=True),
+    Family("cgan-fashion-mnist", per_epoch=True),
+    Family("wgan-gp-mnist", per_epoch=True),
 ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +52,13 @@ class TrialEvents(Callback):
     reports; a trial that ended without ever reporting the space's metric is recorded FAILED.
     ``schedule``: the search's scheduler; a trial it stopped early is recorded STOPPED.
     ``step_metric``: the result key that is a result's MLflow step (the trainable's).
+    ``run_params``: the trainable's params for a trial's run besides the searched ones.
     """
 
     def __init__(self, name: str, recorder: SearchRecorder, space: SearchSpace, n_trials: int,
                  notify: Callable[[Any], None], artifacts: Path, *, check_metric: bool = False,
-                 schedule: Schedule | None = None, step_metric: str = "training_iteration") -> None:
+                 schedule: Schedule | None = None, step_metric: str = "training_iteration",
+                 run_params: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None) -> None:
         self.name = name
         """The Tune experiment's name: how a restored experiment finds this callback again."""
         self.recorder = recorder
@@ -68,6 +70,7 @@ class TrialEvents(Callback):
         self.check_metric = check_metric
         self.schedule = schedule
         self.step_metric = step_metric
+        self.run_params = run_params
         ended = [t for t in recorder.trials.values() if t.status in ENDED]
         self.n_ended = len(ended)
         """Trials ended so far (a resumed search counts those its recorder knew)."""
@@ -93,7 +96,8 @@ class TrialEvents(Callback):
         if trial.trial_id in self.replayed:
             return
         params = {name: trial.config[name] for name in self.space.param_names}
-        if self.recorder.start_trial(trial.trial_id, run_name(trial.trial_id, params), params):
+        described = self.run_params(trial.config) if self.run_params else {}
+        if self.recorder.start_trial(trial.trial_id, run_name(trial.trial_id, params), params, described):
             self.notify(TrialStarted(self.recorder.trials[trial.trial_id]))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

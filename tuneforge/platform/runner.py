@@ -320,7 +320,7 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
     artifacts = plan.local_dir / name / _ARTIFACTS_FOLDER
     events = TrialEvents(name, recorder, space, setup.n_trials, notify, artifacts,
                          check_metric=plan.trainable.metrics is None, schedule=plan.schedule,
-                         step_metric=plan.trainable.step_metric)
+                         step_metric=plan.trainable.step_metric, run_params=plan.trainable.run_params)
     inbox = open_inbox(name, artifacts)
     if restore:  # its callback is `events` again (TrialEvents.__reduce__), its searcher restored
         tuner = tune.Tuner.restore(restore, trainable, resume_unfinished=True,

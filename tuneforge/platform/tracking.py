@@ -228,10 +228,13 @@ class SearchRecorder:
                 time.sleep(HEARTBEAT_S)  # not an Event wait: the beat is cheap, the stop is read then
         threading.Thread(target=beat, name="tuneforge-heartbeat", daemon=True).start()
 
-    def start_trial(self, trial_id: str, name: str, params: Mapping[str, Any]) -> bool:
+    def start_trial(self, trial_id: str, name: str, params: Mapping[str, Any],
+                    described: Mapping[str, Any] | None = None) -> bool:
         """A trial started; False when it was known already (restarted after its worker died,
         ``--max-failures``, or in flight when its search was interrupted), which keeps its
-        record and its one MLflow run, RUNNING again, with its count of restarts.
+        record and its one MLflow run, RUNNING again, with its count of restarts. Its run gets
+        ``params`` (the searched values, the trial's record) and ``described`` (the
+        trainable's ``run_params``, on the run only).
 
         A known trial id with other params is not that trial: a resumed search's trial that
         Ray Tune had not saved when its driver died was suggested again as another one. Its old
@@ -246,7 +249,8 @@ class SearchRecorder:
             self._send("restart_trial", trial_id, known.n_restarts)
             return False
         self.trials[trial_id] = TrialRecord(trial_id=trial_id, name=name, params=dict(params))
-        self._send("add_trial", trial_id, name, dict(params), int(self.trials[trial_id].started_at * 1000))
+        self._send("add_trial", trial_id, name, {**(described or {}), **params},
+                   int(self.trials[trial_id].started_at * 1000))
         return True
 
     def mark_lost(self, trial_id: str, reason: str) -> None:

@@ -68,6 +68,10 @@ class Trainable:
     """Called by the runner on the driver, once, with the prepared config, when the search's
     parent run is created: text files for the parent run (name -> content), such as the held-out
     test words of a Transformer's dataset."""
+    run_params: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    """Called by the platform on the driver when a trial starts, with its whole config: params
+    for the trial's MLflow run besides its searched ones, which anyone using its logged model
+    needs (a GAN generator's ``latent_dim`` and ``n_classes``, fixed or searched)."""
     code_dir: Path | None = None
     """A user's trainable file's folder, which the runner ships to every node (Ray's
     ``working_dir``)."""

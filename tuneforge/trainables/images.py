@@ -60,8 +60,8 @@ import numpy as np
 
 from tuneforge.errors import ConfigError
 
-__all__ = ["BUNDLED_IMAGE_DATASETS", "ImageSplits", "check_image_dataset", "derived_file", "load_image_dataset",
-           "node_lock"]
+__all__ = ["BUNDLED_IMAGE_DATASETS", "ImageSplits", "check_image_dataset", "derived_file",
+           "load_image_dataset", "node_lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -743,8 +743,9 @@ def _decode_into_cache(kind: str, location: Path | None, folder: Path) -> ImageS
 @contextlib.contextmanager
 def node_lock(folder: Path) -> Iterator[None]:
     """An exclusive lock on ``<folder>.lock`` (a folder or a file), so that of the trials starting
-    together on a node one decodes (or computes) and the others wait, then map its copy. The rename in :func:`_write_cache` keeps the
-    cache whole without it (where ``fcntl`` is missing), but then every waiting trial decodes too."""
+    together on a node one decodes (or computes) and the others wait, then map its copy. The
+    rename in :func:`_write_cache` keeps the cache whole without it (where ``fcntl`` is missing),
+    but then every waiting trial decodes too."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl

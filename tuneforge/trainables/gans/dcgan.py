@@ -16,7 +16,8 @@ Symbols and shapes:
                                             doubled at every coarser stage)
     D   discriminator width                (config.d_width: channels of its first map, likewise)
 
-    generator:     z (N, Z) -> (N, G*2**(n-1), s0, s0) -> ... -> (N, G, S/2, S/2) -> images (N, C, S, S) in [-1, 1]
+    generator:     z (N, Z) -> (N, G*2**(n-1), s0, s0) -> ... -> (N, G, S/2, S/2)
+                   -> images (N, C, S, S) in [-1, 1]
     discriminator: images (N, C, S, S) -> (N, D, S/2, S/2) -> ... -> (N, D*2**(n-1), s0, s0) -> logits (N,)
 
 The discriminator returns logits and the losses use ``binary_cross_entropy_with_logits``: the
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -105,7 +107,7 @@ class UpStack(nn.Module):
         widths = [width * 2 ** (n - 1 - i) for i in range(n)]  # G*2**(n-1), ..., G
         layers: list[nn.Module] = [nn.ConvTranspose2d(in_features, widths[0], side, 1, 0, bias=False),
                                    nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
-        for wide, narrow in zip(widths, widths[1:], strict=False):
+        for wide, narrow in pairwise(widths):
             layers += [nn.ConvTranspose2d(wide, narrow, 4, 2, 1, bias=False), nn.BatchNorm2d(narrow),
                        nn.ReLU(inplace=True)]
         layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
@@ -128,8 +130,9 @@ class DownStack(nn.Module):
         _, n = stages(image_size)
         widths = [width * 2 ** i for i in range(n)]  # D, ..., D*2**(n-1)
         layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
-        for narrow, wide in zip(widths, widths[1:], strict=False):
-            layers += [nn.Conv2d(narrow, wide, 4, 2, 1, bias=False), norm(wide), nn.LeakyReLU(0.2, inplace=True)]
+        for narrow, wide in pairwise(widths):
+            layers += [nn.Conv2d(narrow, wide, 4, 2, 1, bias=False), norm(wide),
+                       nn.LeakyReLU(0.2, inplace=True)]
         self.layers = nn.Sequential(*layers)
         self.out_channels = widths[-1]
 

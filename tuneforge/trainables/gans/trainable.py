@@ -9,16 +9,17 @@ cGAN's ``label_dim``; image size, channels and classes come from the dataset), t
 ``beta2``, ``n_critic``, ``gp_weight``, ``feature_seed``).
 
 An epoch is one pass of the training images through the discriminator (the critic): one
-discriminator step a batch, one generator step every ``n_critic`` batches. Every epoch reports
-``g_loss`` and ``d_loss`` (means over the epoch's steps; WGAN-GP adds ``wasserstein``, the critic's
-estimate of the distance, and ``gradient_penalty``), the sample-quality scores of :mod:`.metrics`
-(``clf_fid``, ``clf_kid``, ``precision``, ``recall``) of as many generated images as held-out real
-ones (the validation split's first 5,000; 256 with ``--smoke``), ``classifier_accuracy`` (the
-feature classifier's on real test images) and, for the cGAN, ``class_accuracy`` (the classifier's
-on generated images, for the classes asked for). Each epoch writes ``samples/epoch-NNNN.png``, a
-grid from a fixed noise batch (the cGAN: one row per class). The last carries the generator as an
-MLflow PyTorch model: ``generator(z)`` (cGAN: ``generator(z, labels)``, labels int64 (N,)) with ``z``
-float32 (N, latent_dim) returns images (N, C, H, W) in [0, 1].
+discriminator step a batch, one generator step every ``n_critic`` batches and after the last.
+Every epoch reports ``g_loss`` and ``d_loss`` (means over the epoch's steps; WGAN-GP adds
+``wasserstein``, the critic's estimate of the distance, and ``gradient_penalty``), the
+sample-quality scores of :mod:`.metrics` (``clf_fid``, ``clf_kid``, ``precision``, ``recall``) of
+as many generated images as held-out real ones (the validation split's first 5,000; 256 with
+``--smoke``), ``classifier_accuracy`` (the feature classifier's on real test images) and, for the
+cGAN, ``class_accuracy`` (the classifier's on generated images, for the classes asked for). Each
+epoch writes ``samples/epoch-NNNN.png``, a grid from a fixed noise batch (the cGAN: one row per
+class). The last carries the generator as an MLflow PyTorch model: ``generator(z)`` (cGAN:
+``generator(z, labels)``, labels int64 (N,)) with ``z`` float32 (N, latent_dim) returns images
+(N, C, H, W) in [0, 1]; ``latent_dim`` (and ``n_classes``) are params of the trial's run.
 """
 
 from __future__ import annotations
@@ -41,10 +42,17 @@ from tuneforge.trainables.gans import cgan, dcgan, wgan_gp
 from tuneforge.trainables.gans.features import TrainedClassifier, feature_classifier
 from tuneforge.trainables.gans.metrics import SampleQuality
 from tuneforge.trainables.images import ImageSplits, check_image_dataset, load_image_dataset
-from tuneforge.trainables.torch.loop import EpochRun, TorchFamily, TrialState, batches, run_trial
+from tuneforge.trainables.torch.loop import (
+    EpochRun,
+    TorchFamily,
+    TrialState,
+    batches,
+    run_trial,
+    split_config,
+)
 
-__all__ = ["CGAN", "DCGAN", "WGAN_GP", "ConditionalUnitImages", "GANSettings", "UnitImages", "train_cgan", "train_dcgan",
-           "train_wgan_gp"]
+__all__ = ["CGAN", "DCGAN", "WGAN_GP", "ConditionalUnitImages", "GANSettings", "UnitImages", "train_cgan",
+           "train_dcgan", "train_wgan_gp"]
 
 _SMOKE_TRAIN, _SMOKE_VAL = 512, 256
 _N_EVAL = 5_000
@@ -180,8 +188,16 @@ class GANFamily(TorchFamily):
         config.update(image_size=height, channels=channels)
         if "n_classes" in self.derived:
             config["n_classes"] = splits.n_classes
-        self.gan_settings(config)
         return config
+
+    def check_config(self, config: Mapping[str, Any]) -> None:
+        self.gan_settings(config)
+
+    def run_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The logged generator's inputs: ``latent_dim`` (and the cGAN's ``n_classes``)."""
+        _, model_config = split_config(self, config)
+        return {name: getattr(model_config, name) for name in ("latent_dim", "n_classes")
+                if hasattr(model_config, name)}
 
     def metrics(self) -> frozenset[str]:
         return frozenset({"g_loss", "d_loss", "clf_fid", "clf_kid", "precision", "recall",
@@ -189,8 +205,8 @@ class GANFamily(TorchFamily):
 
     def load_data(self, config: Mapping[str, Any], smoke: bool) -> GANData:
         splits = load_image_dataset(config["dataset"])
-        classifier = feature_classifier(config["dataset"], splits, seed=self.gan_settings(config).feature_seed,
-                                        smoke=smoke)
+        seed = self.gan_settings(config).feature_seed
+        classifier = feature_classifier(config["dataset"], splits, seed=seed, smoke=smoke)
         if smoke:
             splits = splits.subset(_SMOKE_TRAIN, _SMOKE_VAL)
         return GANData(splits, classifier, n_eval=min(_N_EVAL, len(splits.val_labels)))
@@ -210,7 +226,9 @@ class GANFamily(TorchFamily):
         nets, n_critic = run.state.model, self.gan_settings(run.config).n_critic
         sums: dict[str, float] = defaultdict(float)
         d_steps = g_steps = n_seen = 0
-        for i, idx in enumerate(batches(len(labels), run.batch_size, run.shuffled(len(labels)))):
+        order = run.shuffled(len(labels))
+        last = math.ceil(len(order) / run.batch_size) - 1
+        for i, idx in enumerate(batches(len(labels), run.batch_size, order)):
             idx = np.sort(idx)  # sorted reads of a memory-mapped array are sequential
             real = _unit(images[idx], run.device) * 2 - 1
             classes = torch.from_numpy(np.asarray(labels[idx])).to(run.device)
@@ -223,7 +241,7 @@ class GANFamily(TorchFamily):
             for name, value in extra.items():
                 sums[name] += value
             d_steps, n_seen = d_steps + 1, n_seen + len(idx)
-            if (i + 1) % n_critic == 0:
+            if (i + 1) % n_critic == 0 or i == last:  # every epoch ends with a generator step
                 with run.autocast():
                     g_loss = self.generator_loss(run, self.generate(nets, self.noise(run, len(idx)), classes),
                                                  classes)
@@ -231,7 +249,7 @@ class GANFamily(TorchFamily):
                 sums["g_loss"] += float(g_loss.detach())
                 g_steps += 1
         metrics = {name: total / (g_steps if name == "g_loss" else d_steps) for name, total in sums.items()}
-        return {"g_loss": math.nan, **metrics, "n_samples": float(n_seen)}
+        return {**metrics, "n_samples": float(n_seen)}
 
     def evaluate(self, run: EpochRun) -> dict[str, float]:
         data = run.data
@@ -276,7 +294,8 @@ class GANFamily(TorchFamily):
         """A training batch's latents, from the trial's RNG (seeded, checkpointed)."""
         return torch.randn(n, run.model_config.latent_dim, device=run.device)
 
-    def fixed_inputs(self, run: EpochRun, n: int, seed: int = _NOISE_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    def fixed_inputs(self, run: EpochRun, n: int,
+                     seed: int = _NOISE_SEED) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` latents and labels (classes in turn) that depend only on ``seed``, not the trial's RNG."""
         generator = torch.Generator().manual_seed(seed)
         z = torch.randn(n, run.model_config.latent_dim, generator=generator)
@@ -287,8 +306,8 @@ class GANFamily(TorchFamily):
         """The generator's images (eval mode) in [0, 1], in batches."""
         nets = run.state.model
         with torch.no_grad(), run.autocast():
-            return torch.cat([(self.generate(nets, zs, ys).float() + 1) / 2
-                              for zs, ys in zip(z.split(_EVAL_BATCH), labels.split(_EVAL_BATCH), strict=True)])
+            pairs = zip(z.split(_EVAL_BATCH), labels.split(_EVAL_BATCH), strict=True)
+            return torch.cat([(self.generate(nets, zs, ys).float() + 1) / 2 for zs, ys in pairs])
 
 
 class DCGANFamily(GANFamily):

@@ -21,7 +21,8 @@ def torch_trainable(family: TorchFamily, function: Callable[[dict[str, Any]], No
                      prepare=lambda space: prepare(family, space),
                      metrics=lambda config: family.metrics() | LOOP_METRICS,
                      reuse_actors=family.reuse_actors, smoke=True, iterative=True,
-                     data_parallel=True, step_metric="epoch", search_artifacts=family.search_artifacts)
+                     data_parallel=True, step_metric="epoch", search_artifacts=family.search_artifacts,
+                     run_params=family.run_params)
 
 
 def prepare(family: TorchFamily, space: SearchSpace) -> dict[str, Any]:
@@ -59,4 +60,5 @@ def _check_config(family: TorchFamily, config: Mapping[str, Any], where: Any) ->
             raise ConfigError(f"{where}: {name}: expected a positive integer, got {value!r}")
     if not settings.lr > 0:
         raise ConfigError(f"{where}: lr: expected a positive learning rate, got {settings.lr!r}")
+    family.check_config(config)
 

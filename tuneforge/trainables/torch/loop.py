@@ -228,6 +228,11 @@ class TorchFamily(ABC):
         """Evaluate on the validation split, without gradients; returns its metrics. Called on
         rank 0 only in a data-parallel trial."""
 
+    def check_config(self, config: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """On the driver, for the space's centre and each categorical choice (a whole trial
+        config): ConfigError with one line for a bad value of the family's own keys (a GAN's
+        betas), as the model config's own checks do for its fields. Default: nothing to check."""
+
     def epoch_artifacts(self, run: EpochRun, folder: Path) -> None:  # noqa: B027 (optional hook)
         """Write this epoch's pictures under ``folder`` (paths naming the epoch). Default: none."""
 
@@ -247,6 +252,11 @@ class TorchFamily(ABC):
     def search_artifacts(self, config: Mapping[str, Any]) -> dict[str, str]:
         """On the driver, once, with the prepared config: text files for the search's parent run
         (name -> content), e.g. the held-out words anyone can score the logged model on."""
+        return {}
+
+    def run_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """On the driver, when a trial starts: params for its MLflow run besides the searched
+        ones, that a user of its logged model needs (a generator's latent size). Default: none."""
         return {}
 
     def config_keys(self) -> frozenset[str]:
