@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +75,12 @@ def real_floor(dataset: str, n: int, feature_seed: int = 0) -> dict[str, float]:
     return SampleQuality(classifier.network, unit(splits.val_images[:n]))(unit(splits.test_images[:n]))
 
 
-def _check_logged_generator(model_uri: str, run_params: dict[str, str]) -> str:
+def _check_logged_generator(model_uri: str, run_params: Mapping[str, str]) -> str:
     """Load the logged generator and generate 16 images per its contract; a one-line summary."""
     import mlflow.pytorch
     import torch
 
-    generator = mlflow.pytorch.load_model(model_uri)
+    generator = mlflow.pytorch.load_model(model_uri)  # the tracking URI set by search()
     latent_dim = int(run_params["latent_dim"])
     z = torch.randn(16, latent_dim)
     if "n_classes" in run_params:
@@ -102,7 +103,10 @@ def search(args: argparse.Namespace) -> None:
     options = {"scheduler": args.scheduler} if args.scheduler else {}
     result = _search(space, folder, args.cpus, algo=args.algo, trials=args.trials, seed=args.seed, **options)
     wall = time.perf_counter() - started
+    import mlflow
+
     best, uri = result.best, result.tracking_uri
+    mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     run = client.get_run(best.run_id)
     fid = _history(uri, best.run_id, "clf_fid")

@@ -14,12 +14,14 @@ checks, which the runner makes while Ray starts; they join the session's local R
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.platform.test_cli import RIDGE
@@ -61,6 +63,23 @@ config: {dataset: {tsv: pairs.tsv}, tokens: chars}
 params:
   lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}
 """
+
+
+GAN_SPACE = """\
+trainable: dcgan
+metric: clf_fid
+mode: min
+config: {dataset: {npz: images.npz}}
+params:
+  lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}
+"""
+
+
+def _npz(side: int) -> bytes:
+    """An .npz of 40 grey ``side`` x ``side`` images of two classes."""
+    buffer = io.BytesIO()
+    np.savez(buffer, images=np.zeros((40, side, side), dtype=np.uint8), labels=np.arange(40) % 2)
+    return buffer.getvalue()
 
 
 def _branin(old: str, new: str) -> str:
@@ -239,6 +258,14 @@ ROWS = [
     row("TSV line longer than max_len", TSV_SPACE.replace("tokens: chars", "tokens: chars, max_len: 4"),
         files={"pairs.tsv": "ab\tba\nabcde\tedcba\n"}, needs_ray=True,
         message="config.dataset.tsv: line 2's source has 5 tokens"),
+    # -- GANs ----------------------------------------------------------------------------------
+    row("GAN on images of an odd side", GAN_SPACE, files={"images.npz": _npz(7)}, needs_ray=True,
+        message="image_size: 7 is not allowed; a GAN needs an even side of at least 8"),
+    row("GAN with beta1 of 1", GAN_SPACE.replace("{npz: images.npz}", "mnist, beta1: 1.0"), needs_ray=True,
+        message="beta1: 1.0 is not allowed; it must satisfy 0 <= beta1 < 1"),
+    row("WGAN-GP with a searched n_critic of 0", GAN_SPACE.replace("dcgan", "wgan-gp").replace(
+        "{npz: images.npz}", "mnist") + "  n_critic: {type: int, low: 0, high: 5}\n", needs_ray=True,
+        message="n_critic: 0 is not allowed; it must be a positive integer"),
     # -- --seed ------------------------------------------------------------------------------
     row("seed below 0", BRANIN, "--seed=-1", message="--seed: expected 0 to 2**32 - 1 (4294967295), got -1"),
     row("seed 2**32 with bayes", BRANIN, "--seed", str(2**32), "--algo", "bayes",
@@ -304,6 +331,8 @@ def _write_files(folder: Path, space: str | bytes | None, files: dict[str, Any])
             (folder / name).mkdir()
             if name.startswith("read-only"):
                 (folder / name).chmod(0o555)
+        elif isinstance(text, bytes):
+            (folder / name).write_bytes(text)
         else:
             (folder / name).write_text(text)
 

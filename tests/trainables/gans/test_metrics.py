@@ -30,6 +30,8 @@ from tuneforge.trainables.gans.features import (
 from tuneforge.trainables.gans.metrics import SampleQuality, precision_recall
 from tuneforge.trainables.images import ImageSplits, load_image_dataset
 
+pytestmark = pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save all extracted")
+
 SMOKE_ACCURACY_FLOOR = 0.7
 """train_classifier(digits, seed=0, smoke=True) scores 0.81 on the test split (seeds 1 and 2: 0.80
 and 0.72); on digits' 1,259 training images a smoke training is the full one (two epochs, 20 Adam
@@ -52,6 +54,16 @@ def _floats(images: np.ndarray) -> torch.Tensor:
 def _same_weights(first: FeatureClassifier, second: FeatureClassifier) -> bool:
     one, other = first.state_dict(), second.state_dict()
     return one.keys() == other.keys() and all(torch.equal(one[name], other[name]) for name in one)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """The tensors here are tiny: intra-op threads add only synchronisation, which on a busy 2-core
+    machine made this module several times slower. Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

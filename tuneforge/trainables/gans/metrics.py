@@ -66,8 +66,10 @@ class SampleQuality:
         self.classifier = classifier
         self.n = len(real)
         self.fid = FrechetInceptionDistance(feature=classifier, reset_real_features=False, normalize=True)
+        whole = self.n <= _KID_SUBSET_SIZE  # one subset: the whole set (more would repeat it)
         self.kid = KernelInceptionDistance(feature=classifier, reset_real_features=False, normalize=True,
-                                           subsets=_KID_SUBSETS, subset_size=min(_KID_SUBSET_SIZE, self.n))
+                                           subsets=1 if whole else _KID_SUBSETS,
+                                           subset_size=min(_KID_SUBSET_SIZE, self.n))
         self.fid.to(real.device)
         self.kid.to(real.device)
         for images in real.split(_BATCH):

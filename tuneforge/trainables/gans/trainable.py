@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -49,6 +49,7 @@ from tuneforge.trainables.torch.loop import (
     batches,
     run_trial,
     split_config,
+    warmup_cosine,
 )
 
 __all__ = ["CGAN", "DCGAN", "WGAN_GP", "ConditionalUnitImages", "GANSettings", "UnitImages", "train_cgan",
@@ -79,6 +80,11 @@ class GANSettings:
     """WGAN-GP's lambda."""
     feature_seed: int = 0
     """Seeds the feature classifier of the scores: trials compare only under the same one."""
+    ema_decay: float = 0.999
+    """The averaged generator's decay: after the n-th generator step its weights (and BatchNorm
+    statistics) move 1 - d of the way to the generator's, d = min(ema_decay, (1 + n) / (10 + n))
+    (Yazici et al. 2019; the warm-up is TensorFlow's, so that a short run is not an average of
+    its first steps). It is the one that is scored, drawn and logged; 0 makes it the generator."""
 
     def __post_init__(self) -> None:
         if self.d_lr is not None and not (_is_number(self.d_lr) and self.d_lr > 0):
@@ -91,6 +97,9 @@ class GANSettings:
             raise ConfigError(f"n_critic: {self.n_critic!r} is not allowed; it must be a positive integer")
         if not (_is_number(self.gp_weight) and self.gp_weight >= 0):
             raise ConfigError(f"gp_weight: {self.gp_weight!r} is not allowed; it must be a number >= 0")
+        if not (_is_number(self.ema_decay) and 0 <= self.ema_decay < 1):
+            raise ConfigError(f"ema_decay: {self.ema_decay!r} is not allowed; it must satisfy "
+                              "0 <= ema_decay < 1")
         if isinstance(self.feature_seed, bool) or not isinstance(self.feature_seed, int):
             raise ConfigError(f"feature_seed: {self.feature_seed!r} is not allowed; it must be an integer")
 
@@ -134,6 +143,24 @@ class GANData:
         return self.quality
 
 
+def _moving_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``AveragedModel``'s ``avg_fn``: the exponential moving average with the warm-up above."""
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, n_averaged: torch.Tensor) -> torch.Tensor:
+        n = float(n_averaged)
+        weight = min(decay, (1 + n) / (10 + n))
+        return averaged * weight + current * (1 - weight) if averaged.is_floating_point() else current
+
+    return average
+
+
+def _plain(module: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (itself when there is none)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
 def _unit(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 images (N, C, H, W) -> float32 in [0, 1] on ``device``."""
     return torch.from_numpy(np.asarray(images, dtype=np.float32) / 255.0).to(device)
@@ -143,12 +170,16 @@ class GANFamily(TorchFamily):
     """What the three GANs share: data, optimisers, the epoch of alternating steps, scores, grids
     and the logged generator. A subclass names its networks and its discriminator's loss.
 
-    The trial's model is ``nn.ModuleDict({"generator": ..., "discriminator": ...})``: the loop
-    checkpoints both, and a data-parallel trial wraps each in its own DistributedDataParallel
-    (each steps on its own)."""
+    The trial's model is ``nn.ModuleDict`` of the ``generator``, the ``discriminator`` and the
+    ``averaged_generator`` (an exponential moving average of the generator's weights, torch's
+    ``AveragedModel``): the loop checkpoints all three, and a data-parallel trial wraps the two
+    that train each in its own DistributedDataParallel (each steps on its own). Both learning
+    rates follow the loop's warm-up and cosine decay to 0 (``warmup_epochs`` 0 by default):
+    Gulrajani et al. decay theirs to 0 too, and the last epochs' samples settle."""
 
     derived: tuple[str, ...] = ("image_size", "channels")
-    extra_keys: tuple[str, ...] = ("dataset", "d_lr", "beta1", "beta2", "n_critic", "feature_seed")
+    extra_keys: tuple[str, ...] = ("dataset", "d_lr", "beta1", "beta2", "n_critic", "ema_decay",
+                                   "feature_seed")
     train_defaults = MappingProxyType({"lr": 2e-4, "batch_size": 64, "weight_decay": 0.0,
                                        "warmup_epochs": 0.0, "grad_clip": 0.0})
     gan_defaults: Mapping[str, Any] = MappingProxyType({})
@@ -212,14 +243,23 @@ class GANFamily(TorchFamily):
         return GANData(splits, classifier, n_eval=min(_N_EVAL, len(splits.val_labels)))
 
     def build(self, run: EpochRun) -> TrialState:
+        from torch.optim.swa_utils import AveragedModel
+
         generator, discriminator = self.networks(run.model_config)
-        model = nn.ModuleDict({"generator": generator, "discriminator": discriminator}).to(run.device)
-        gan, lr = self.gan_settings(run.config), run.settings.lr
+        gan, settings = self.gan_settings(run.config), run.settings
+        averaged = AveragedModel(generator, avg_fn=_moving_average(gan.ema_decay), use_buffers=True)
+        model = nn.ModuleDict({"generator": generator, "discriminator": discriminator,
+                               "averaged_generator": averaged.requires_grad_(False)}).to(run.device)
         betas = (gan.beta1, gan.beta2)
-        optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=lr, betas=betas),
-                      "discriminator": torch.optim.Adam(discriminator.parameters(), lr=gan.d_lr or lr,
-                                                        betas=betas)}
-        return TrialState(model=model, optimizers=optimizers)
+        d_lr = gan.d_lr or settings.lr
+        optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=settings.lr, betas=betas),
+                      "discriminator": torch.optim.Adam(discriminator.parameters(), lr=d_lr, betas=betas)}
+        d_steps = run.steps_per_epoch(len(run.data.splits.train_labels))
+        steps = {"discriminator": d_steps, "generator": math.ceil(d_steps / gan.n_critic)}
+        schedulers = {name: torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(
+                          settings.warmup_epochs * steps[name], settings.n_epochs * steps[name]))
+                      for name, optimizer in optimizers.items()}
+        return TrialState(model=model, optimizers=optimizers, schedulers=schedulers)
 
     def train_epoch(self, run: EpochRun) -> dict[str, float]:
         images, labels = run.data.splits.train_images, run.data.splits.train_labels
@@ -234,7 +274,7 @@ class GANFamily(TorchFamily):
             classes = torch.from_numpy(np.asarray(labels[idx])).to(run.device)
             with run.autocast():
                 with torch.no_grad():
-                    fake = self.generate(nets, self.noise(run, len(idx)), classes)
+                    fake = self.generate(nets["generator"], self.noise(run, len(idx)), classes)
                 d_loss, extra = self.discriminator_loss(run, real, fake, classes)
             run.step(d_loss, "discriminator")
             sums["d_loss"] += float(d_loss.detach())
@@ -243,9 +283,10 @@ class GANFamily(TorchFamily):
             d_steps, n_seen = d_steps + 1, n_seen + len(idx)
             if (i + 1) % n_critic == 0 or i == last:  # every epoch ends with a generator step
                 with run.autocast():
-                    g_loss = self.generator_loss(run, self.generate(nets, self.noise(run, len(idx)), classes),
-                                                 classes)
+                    fake = self.generate(nets["generator"], self.noise(run, len(idx)), classes)
+                    g_loss = self.generator_loss(run, fake, classes)
                 run.step(g_loss, "generator")
+                nets["averaged_generator"].update_parameters(_plain(nets["generator"]))
                 sums["g_loss"] += float(g_loss.detach())
                 g_steps += 1
         metrics = {name: total / (g_steps if name == "g_loss" else d_steps) for name, total in sums.items()}
@@ -279,13 +320,13 @@ class GANFamily(TorchFamily):
         z, labels = self.fixed_inputs(run, 2)
         example = (z.cpu().numpy(), labels.cpu().numpy()) if self.conditional else z.cpu().numpy()
         logged = ConditionalUnitImages if self.conditional else UnitImages
-        return logged(run.state.model["generator"]), example
+        return logged(run.state.model["averaged_generator"].module), example
 
     # -- shared steps -----------------------------------------------------------------------------
 
-    def generate(self, nets: nn.ModuleDict, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Generated images in [-1, 1] (through the data-parallel wrapper where there is one)."""
-        return nets["generator"](z, labels) if self.conditional else nets["generator"](z)
+    def generate(self, generator: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``generator``'s images in [-1, 1] (call the data-parallel wrapper where there is one)."""
+        return generator(z, labels) if self.conditional else generator(z)
 
     def discriminate(self, nets: nn.ModuleDict, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return nets["discriminator"](images, labels) if self.conditional else nets["discriminator"](images)
@@ -303,11 +344,11 @@ class GANFamily(TorchFamily):
         return z.to(run.device), (torch.arange(n) % n_classes).to(run.device)
 
     def sample(self, run: EpochRun, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The generator's images (eval mode) in [0, 1], in batches."""
-        nets = run.state.model
+        """The averaged generator's images (eval mode) in [0, 1], in batches."""
+        averaged = run.state.model["averaged_generator"]
         with torch.no_grad(), run.autocast():
             pairs = zip(z.split(_EVAL_BATCH), labels.split(_EVAL_BATCH), strict=True)
-            return torch.cat([(self.generate(nets, zs, ys).float() + 1) / 2 for zs, ys in pairs])
+            return torch.cat([(self.generate(averaged, zs, ys).float() + 1) / 2 for zs, ys in pairs])
 
 
 class DCGANFamily(GANFamily):

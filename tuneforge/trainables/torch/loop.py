@@ -311,10 +311,15 @@ def _distributed(model: nn.Module, device: torch.device) -> nn.Module:
     so that each backward pass reduces the gradients of every parameter of the parts it ran."""
     from torch.nn.parallel import DistributedDataParallel
 
-    if isinstance(model, nn.ModuleDict):
-        return nn.ModuleDict({name: _distributed(part, device) for name, part in model.items()})
+    if isinstance(model, nn.ModuleDict):  # a part that does not train (an average) stays as it is
+        return nn.ModuleDict({name: _distributed(part, device) if _trains(part) else part
+                              for name, part in model.items()})
 
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def _trains(module: nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
 
 
 @contextmanager

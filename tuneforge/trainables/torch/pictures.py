@@ -46,7 +46,7 @@ def image_grid_png(images: np.ndarray, rows: int, path: Path, *, title: str,
     for i, image in enumerate(np.clip(images, 0.0, 1.0)):
         top, left = 1 + (i // columns) * (height + 1), 1 + (i % columns) * (width + 1)
         tiles[top:top + height, left:left + width] = image.transpose(1, 2, 0)
-    scale = max(1.0, 224 / tiles.shape[1])  # a 28-pixel sample is drawn at least 3 screen pixels a pixel
+    scale = max(2.0, 448 / tiles.shape[1])  # every image pixel at least 2 screen pixels
     figure, axes = plt.subplots(figsize=(tiles.shape[1] * scale / 80 + (1.2 if row_names else 0.2),
                                          tiles.shape[0] * scale / 80 + 0.5))
     axes.imshow(tiles[..., 0] if channels == 1 else tiles, cmap="gray" if channels == 1 else None,
