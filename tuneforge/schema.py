@@ -172,3 +172,5 @@ class Artifacts:
     """A failed trial's run: its error trace."""
     MODEL: Final = "model"
     """A trial's run: its trained model, an MLflow model folder (``runs:/<run_id>/model``)."""
+    BEST_MODEL: Final = "best_model"
+    """Parent run: a copy of the best trial's model (``runs:/<parent_run_id>/best_model``)."""

@@ -168,3 +168,27 @@ def test_a_data_parallel_search_records_its_trials_like_any_other(ray_local, tra
         assert sorted(m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")) == [1, 2]
         assert {a.path for a in client.list_artifacts(child.info.run_id, "confusion_matrix")} == {
             "confusion_matrix/epoch-0001.png", "confusion_matrix/epoch-0002.png"}
+
+
+@pytest.mark.timeout(300)
+def test_a_gan_trains_data_parallel_with_its_gradient_penalty(ray_local, tracking_uri, tmp_path) -> None:
+    """A WGAN-GP trial on 2 workers: its generator and critic each behind their own
+    DistributedDataParallel (the averaged generator, which does not train, behind none), the
+    penalty's double backward through the wrapper; scores, grids and the generator from rank 0."""
+    from mlflow import MlflowClient
+
+    import tuneforge
+    from tests.conftest import parent_and_children
+    from tuneforge.schema import TrialStatus
+
+    result = tuneforge.search("wgan-gp-mnist", algo="random", trials=1, seed=0, smoke=True,
+                              workers_per_trial=2, cpus_per_trial=1, tracking_uri=tracking_uri,
+                              storage=tmp_path / "ray")
+    assert result.status is TrialStatus.FINISHED and result.model_uri is not None
+    _, [child] = parent_and_children(tracking_uri, "wgan-gp-mnist")
+    client = MlflowClient(tracking_uri)
+    assert child.info.status == "FINISHED" and child.data.metrics["workers"] == 2.0
+    assert sorted(m.step for m in client.get_metric_history(child.info.run_id, "clf_fid")) == [1, 2]
+    assert child.data.metrics["gradient_penalty"] >= 0
+    assert {a.path for a in client.list_artifacts(child.info.run_id, "samples")} == {
+        "samples/epoch-0001.png", "samples/epoch-0002.png"}

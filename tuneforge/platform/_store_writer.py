@@ -238,6 +238,11 @@ class StoreWriter:
     def log_text(self, run_id: str, text: str, name: str) -> None:
         self.client.log_text(run_id, text, name)
 
+    def copy_artifacts(self, source_run_id: str, path: str, run_id: str, as_path: str) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            local = self.client.download_artifacts(source_run_id, path, folder)
+            self.client.log_artifacts(run_id, local, as_path)
+
     def has_model(self, run_id: str, path: str) -> bool:
         return any(Path(f.path).name == "MLmodel" for f in self.client.list_artifacts(run_id, path))
 

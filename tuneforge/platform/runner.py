@@ -432,11 +432,22 @@ def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, 
                                 refit=status is TrialStatus.FINISHED)
         if model_uri:
             tags[Tags.BEST_MODEL_URI] = model_uri
+            _copy_best_model(recorder, best)
     if model_uri and plan.options.register_model:
         version = recorder.register_model(plan.options.register_model, model_uri)
         tags[Tags.REGISTERED_MODEL] = f"{plan.options.register_model}/{version}"
     recorder.end_search(status, metrics=metrics, tags=tags, artifacts=artifacts)
     return best, model_uri
+
+
+def _copy_best_model(recorder: SearchRecorder, best: TrialRecord) -> None:
+    """The best trial's model on the parent run too (``best_model/``), so that the search's run
+    holds its result; a failure only warns (the trial's copy and the results stay)."""
+    try:
+        recorder.copy_artifacts(best.run_id, Artifacts.MODEL, recorder.parent_run_id, Artifacts.BEST_MODEL)
+    except Exception as exc:  # the search's results must be kept whatever the copy does
+        logger.warning("copying the best model to the search's run failed (%s: %s); it stays in the best "
+                       "trial's run", type(exc).__name__, exc)
 
 
 def _best_model(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder,

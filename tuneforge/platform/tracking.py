@@ -305,6 +305,11 @@ class SearchRecorder:
         """Log ``folder``'s files to the run ``run_id`` now (after the search's trials)."""
         self._call("log_artifacts", run_id, folder)
 
+    def copy_artifacts(self, source_run_id: str, path: str, run_id: str, as_path: str) -> None:
+        """Copy the artifacts at ``path`` of the run ``source_run_id`` to ``as_path`` of the run
+        ``run_id`` now (the best trial's model onto the parent run, after the trials)."""
+        self._call("copy_artifacts", source_run_id, path, run_id, as_path)
+
     def has_model(self, run_id: str, path: str) -> bool:
         """Whether the run holds an MLflow model folder at ``path``."""
         return self._call("has_model", run_id, path)

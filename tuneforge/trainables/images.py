@@ -61,7 +61,7 @@ import numpy as np
 from tuneforge.errors import ConfigError
 
 __all__ = ["BUNDLED_IMAGE_DATASETS", "ImageSplits", "check_image_dataset", "derived_file",
-           "load_image_dataset", "node_lock"]
+           "load_image_dataset", "node_lock", "prepare_square_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +194,20 @@ def load_image_dataset(spec: str | Mapping[str, str]) -> ImageSplits:
         logger.warning("the cached %s in %s is unreadable (%s); decoding it again; delete the folder "
                        "to rebuild it", kind, folder, exc)
         return _decode(kind, location)
+
+
+def prepare_square_dataset(config: dict[str, Any], base_dir: Path | None, family: str) -> ImageSplits:
+    """For a torch family's ``prepare``, on the driver: check ``config["dataset"]`` (normalising it
+    in place, see :func:`check_image_dataset`), load it, refuse images that are not square, and
+    return its splits (their shape and classes are the family's derived fields)."""
+    if "dataset" not in config:
+        raise ConfigError(f"config.dataset: missing; name {_VALID_FORMS}")
+    config["dataset"] = check_image_dataset(config["dataset"], base_dir)
+    splits = load_image_dataset(config["dataset"])
+    _, height, width = splits.image_shape
+    if height != width:
+        raise ConfigError(f"config.dataset: images are {height}x{width}; {family} needs square images")
+    return splits
 
 
 def derived_file(spec: str | Mapping[str, str], name: str) -> Path:

@@ -56,16 +56,6 @@ def _same_weights(first: FeatureClassifier, second: FeatureClassifier) -> bool:
     return one.keys() == other.keys() and all(torch.equal(one[name], other[name]) for name in one)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """The tensors here are tiny: intra-op threads add only synchronisation, which on a busy 2-core
-    machine made this module several times slower. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageSplits]:
     """Digits, decoded into a cache of the module's own (8x8 grey, 1,259 / 269 / 269 images)."""

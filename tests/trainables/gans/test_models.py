@@ -7,8 +7,6 @@ normalisation; the conditional networks' use of the label; and DCGAN's N(0, 0.02
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -32,16 +30,6 @@ N = 3
 """Batch size: small, and more than one so that BatchNorm has batch statistics."""
 SIZES_AND_CHANNELS = [(size, channels) for size in (28, 32, 64) for channels in (1, 3)]
 TINY = {"g_width": 8, "d_width": 8, "latent_dim": 16}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """The tensors here are tiny: intra-op threads add only synchronisation, which on a busy 2-core
-    machine made this module several times slower. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _dcgan(image_size: int = 28, channels: int = 1) -> DCGANConfig:

@@ -129,6 +129,10 @@ def test_dcgan_smoke_search_scores_each_epoch_and_logs_a_generator_of_unit_image
     images = generator(torch.randn(5, latent_dim))
     assert images.shape == (5, 1, 28, 28) and float(images.min()) >= 0 and float(images.max()) <= 1
     assert float(images.std()) > 0.01, "not a constant image"
+    # The parent run holds a copy: the search's best generator.
+    best = mlflow.pytorch.load_model(f"runs:/{parent.info.run_id}/best_model")
+    z = torch.randn(3, latent_dim)
+    assert torch.equal(best(z), generator(z))
 
 
 def test_cgan_smoke_search_reports_class_accuracy_and_logs_a_generator_of_requested_classes(

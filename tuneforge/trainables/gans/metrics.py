@@ -27,20 +27,23 @@ from tuneforge.trainables.gans.features import FeatureClassifier
 __all__ = ["SampleQuality", "precision_recall"]
 
 _K = 3
-_KID_SUBSETS = 50
+_KID_SUBSETS = 20
 _KID_SUBSET_SIZE = 1000
 _KID_SEED = 0
 _BATCH = 500
 
 
-def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = _K) -> tuple[float, float]:
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = _K,
+                     real_radii: torch.Tensor | None = None) -> tuple[float, float]:
     """Improved precision and recall of ``fake`` features (M, F) against ``real`` (N, F).
 
     Each set's manifold is the union of balls around its points with radius the distance to the
     point's k-th nearest neighbour in the set. Precision: the fraction of fake points inside the
-    real manifold; recall: the fraction of real points inside the fake one."""
+    real manifold; recall: the fraction of real points inside the fake one. ``real_radii``: the
+    real set's, computed once by a caller that scores many fake sets against it."""
     real, fake = real.double(), fake.double()
-    return _inside(fake, real, _radii(real, k)), _inside(real, fake, _radii(fake, k))
+    real_radii = _radii(real, k) if real_radii is None else real_radii
+    return _inside(fake, real, real_radii), _inside(real, fake, _radii(fake, k))
 
 
 def _radii(points: torch.Tensor, k: int) -> torch.Tensor:
@@ -76,6 +79,7 @@ class SampleQuality:
             self.fid.update(images, real=True)
             self.kid.update(images, real=True)
         self.real_features = self.features(real)
+        self.real_radii = _radii(self.real_features.double(), _K)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The classifier's features (N, 128) of ``images``, in batches."""
@@ -96,6 +100,7 @@ class SampleQuality:
         with torch.random.fork_rng(devices=[fake.device] if fake.is_cuda else []):
             torch.manual_seed(_KID_SEED)  # KID's subsets: the same every epoch, the trial's RNG untouched
             kid_mean, _ = self.kid.compute()
-        precision, recall = precision_recall(self.real_features, self.features(fake))
+        precision, recall = precision_recall(self.real_features, self.features(fake),
+                                             real_radii=self.real_radii)
         return {"clf_fid": float(self.fid.compute()), "clf_kid": float(kid_mean),
                 "precision": precision, "recall": recall}

@@ -41,7 +41,7 @@ from tuneforge.errors import ConfigError
 from tuneforge.trainables.gans import cgan, dcgan, wgan_gp
 from tuneforge.trainables.gans.features import TrainedClassifier, feature_classifier
 from tuneforge.trainables.gans.metrics import SampleQuality
-from tuneforge.trainables.images import ImageSplits, check_image_dataset, load_image_dataset
+from tuneforge.trainables.images import ImageSplits, load_image_dataset, prepare_square_dataset
 from tuneforge.trainables.torch.loop import (
     EpochRun,
     TorchFamily,
@@ -207,16 +207,10 @@ class GANFamily(TorchFamily):
         return GANSettings(**{**self.gan_defaults, **{k: v for k, v in config.items() if k in keys}})
 
     def prepare(self, config: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
-        if "dataset" not in config:
-            raise ConfigError("config.dataset: missing; name mnist, fashion-mnist or digits, or "
-                              "{idx: DIR}, {folder: DIR} or {npz: FILE}")
-        config["dataset"] = check_image_dataset(config["dataset"], base_dir)
-        splits = load_image_dataset(config["dataset"])
-        channels, height, width = splits.image_shape
-        if height != width:
-            raise ConfigError(f"config.dataset: images are {height}x{width}; {self.name} needs square images")
-        dcgan.stages(height)
-        config.update(image_size=height, channels=channels)
+        splits = prepare_square_dataset(config, base_dir, self.name)
+        channels, side, _ = splits.image_shape
+        dcgan.stages(side)
+        config.update(image_size=side, channels=channels)
         if "n_classes" in self.derived:
             config["n_classes"] = splits.n_classes
         return config

@@ -23,8 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tuneforge.errors import ConfigError
-from tuneforge.trainables.images import ImageSplits, check_image_dataset, load_image_dataset
+from tuneforge.trainables.images import ImageSplits, load_image_dataset, prepare_square_dataset
 from tuneforge.trainables.torch.loop import EpochRun, TorchFamily, TrialState, batches, warmup_cosine
 
 __all__ = ["ImageClassification", "NormalisedClassifier", "predict"]
@@ -78,15 +77,9 @@ class ImageClassification(TorchFamily):
         """The classifier on standardised images, from the model config."""
 
     def prepare(self, config: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
-        if "dataset" not in config:
-            raise ConfigError("config.dataset: missing; name mnist, fashion-mnist or digits, or "
-                              "{idx: DIR}, {folder: DIR} or {npz: FILE}")
-        config["dataset"] = check_image_dataset(config["dataset"], base_dir)
-        splits = load_image_dataset(config["dataset"])
-        channels, height, width = splits.image_shape
-        if height != width:
-            raise ConfigError(f"config.dataset: images are {height}x{width}; {self.name} needs square images")
-        config.update(image_size=height, channels=channels, n_classes=splits.n_classes)
+        splits = prepare_square_dataset(config, base_dir, self.name)
+        channels, side, _ = splits.image_shape
+        config.update(image_size=side, channels=channels, n_classes=splits.n_classes)
         return config
 
     def metrics(self) -> frozenset[str]:
