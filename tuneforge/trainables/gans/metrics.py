@@ -68,10 +68,12 @@ class SampleQuality:
     def __init__(self, classifier: FeatureClassifier, real: torch.Tensor) -> None:
         self.classifier = classifier
         self.n = len(real)
-        self.fid = FrechetInceptionDistance(feature=classifier, reset_real_features=False, normalize=True)
+        # sync_on_compute=False: a data-parallel trial scores on rank 0 alone; torchmetrics would
+        # otherwise gather the other ranks' states, which never come (they are training).
+        local = {"reset_real_features": False, "normalize": True, "sync_on_compute": False}
+        self.fid = FrechetInceptionDistance(feature=classifier, **local)
         whole = self.n <= _KID_SUBSET_SIZE  # one subset: the whole set (more would repeat it)
-        self.kid = KernelInceptionDistance(feature=classifier, reset_real_features=False, normalize=True,
-                                           subsets=1 if whole else _KID_SUBSETS,
+        self.kid = KernelInceptionDistance(feature=classifier, **local, subsets=1 if whole else _KID_SUBSETS,
                                            subset_size=min(_KID_SUBSET_SIZE, self.n))
         self.fid.to(real.device)
         self.kid.to(real.device)
