@@ -264,7 +264,7 @@ ROWS = [
     row("GAN with beta1 of 1", GAN_SPACE.replace("{npz: images.npz}", "mnist, beta1: 1.0"), needs_ray=True,
         message="beta1: 1.0 is not allowed; it must satisfy 0 <= beta1 < 1"),
     row("WGAN-GP with a searched n_critic of 0", GAN_SPACE.replace("dcgan", "wgan-gp").replace(
-        "{npz: images.npz}", "mnist") + "  n_critic: {type: int, low: 0, high: 5}\n", needs_ray=True,
+        "{npz: images.npz}", "mnist") + "  n_critic: {type: categorical, choices: [5, 0]}\n", needs_ray=True,
         message="n_critic: 0 is not allowed; it must be a positive integer"),
     # -- --seed ------------------------------------------------------------------------------
     row("seed below 0", BRANIN, "--seed=-1", message="--seed: expected 0 to 2**32 - 1 (4294967295), got -1"),
