@@ -49,7 +49,6 @@ from tuneforge.trainables.torch.loop import (
     batches,
     run_trial,
     split_config,
-    warmup_cosine,
 )
 
 __all__ = ["CGAN", "DCGAN", "WGAN_GP", "ConditionalUnitImages", "GANSettings", "UnitImages", "train_cgan",
@@ -154,6 +153,11 @@ def _moving_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch
     return average
 
 
+def _linear_warmup(steps: float) -> Callable[[int], float]:
+    """The LR factor at a step, for ``LambdaLR``: linear from ~0 to 1 over ``steps``, then 1."""
+    return lambda step: min(1.0, (step + 1) / steps)
+
+
 def _plain(module: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel wrapper (itself when there is none)."""
     from torch.nn.parallel import DistributedDataParallel
@@ -174,8 +178,9 @@ class GANFamily(TorchFamily):
     ``averaged_generator`` (an exponential moving average of the generator's weights, torch's
     ``AveragedModel``): the loop checkpoints all three, and a data-parallel trial wraps the two
     that train each in its own DistributedDataParallel (each steps on its own). Both learning
-    rates follow the loop's warm-up and cosine decay to 0 (``warmup_epochs`` 0 by default):
-    Gulrajani et al. decay theirs to 0 too, and the last epochs' samples settle."""
+    rates are constant after an optional linear warm-up (``warmup_epochs``, 0 by default), as in
+    the DCGAN and WGAN-GP papers' MNIST runs: a cosine decay to 0, measured on dcgan-mnist
+    (BENCHMARKS.md), made the last epochs' scores worse, not better."""
 
     derived: tuple[str, ...] = ("image_size", "channels")
     extra_keys: tuple[str, ...] = ("dataset", "d_lr", "beta1", "beta2", "n_critic", "ema_decay",
@@ -245,13 +250,16 @@ class GANFamily(TorchFamily):
         model = nn.ModuleDict({"generator": generator, "discriminator": discriminator,
                                "averaged_generator": averaged.requires_grad_(False)}).to(run.device)
         betas = (gan.beta1, gan.beta2)
+        adam = {"betas": betas, "weight_decay": settings.weight_decay}
         d_lr = gan.d_lr or settings.lr
-        optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=settings.lr, betas=betas),
-                      "discriminator": torch.optim.Adam(discriminator.parameters(), lr=d_lr, betas=betas)}
+        optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=settings.lr, **adam),
+                      "discriminator": torch.optim.Adam(discriminator.parameters(), lr=d_lr, **adam)}
+        if settings.warmup_epochs <= 0:
+            return TrialState(model=model, optimizers=optimizers)
         d_steps = run.steps_per_epoch(len(run.data.splits.train_labels))
-        steps = {"discriminator": d_steps, "generator": math.ceil(d_steps / gan.n_critic)}
-        schedulers = {name: torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(
-                          settings.warmup_epochs * steps[name], settings.n_epochs * steps[name]))
+        warmup = {"discriminator": d_steps * settings.warmup_epochs,
+                  "generator": math.ceil(d_steps / gan.n_critic) * settings.warmup_epochs}
+        schedulers = {name: torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_warmup(warmup[name]))
                       for name, optimizer in optimizers.items()}
         return TrialState(model=model, optimizers=optimizers, schedulers=schedulers)
 
