@@ -340,7 +340,7 @@ def test_a_trial_that_loses_the_cache_race_maps_the_winners_copy(tmp_path: Path,
         return kind.decode(path)
 
     monkeypatch.setitem(image_data._KINDS, "npz", replace(kind, decode=decode_while_another_trial_wins))
-    monkeypatch.setattr(image_data, "_node_lock", lambda _: contextlib.nullcontext())  # where locks fail
+    monkeypatch.setattr(image_data, "node_lock", lambda _: contextlib.nullcontext())  # where locks fail
     splits = load_image_dataset(spec)
     assert len(decoded) == 2
     assert [path.name[:4] for path in cache_dir.iterdir()] == ["npz-"], "one folder, no staging folder left"

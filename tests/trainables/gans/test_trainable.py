@@ -109,17 +109,24 @@ def _grid_shape(client: MlflowClient, run_id: str, tmp_path: Path) -> tuple[int,
 GAN_METRICS = {"g_loss", "d_loss", "clf_fid", "clf_kid", "precision", "recall", "classifier_accuracy"}
 
 
+def _smoke_search(space: str, metrics: set[str], tracking_uri: str, tmp_path: Path):
+    """A random ``--smoke`` search of 2 trials, checked by :func:`_check_children`; the result,
+    the parent run, the child runs and a client."""
+    result = tuneforge.search(space, algo="random", trials=2, seed=0, smoke=True,
+                              tracking_uri=tracking_uri, storage=tmp_path / "ray")
+    parent, children = parent_and_children(tracking_uri, space)
+    client = MlflowClient(tracking_uri)
+    assert result.status is TrialStatus.FINISHED
+    _check_children(client, children, metrics)
+    return result, parent, children, client
+
+
 def test_dcgan_smoke_search_scores_each_epoch_and_logs_a_generator_of_unit_images(
         ray_local, tracking_uri: str, tmp_path: Path) -> None:
     import mlflow
     import torch
 
-    result = tuneforge.search("dcgan-mnist", algo="random", trials=2, seed=0, smoke=True,
-                              tracking_uri=tracking_uri, storage=tmp_path / "ray")
-    parent, children = parent_and_children(tracking_uri, "dcgan-mnist")
-    client = MlflowClient(tracking_uri)
-    assert result.status is TrialStatus.FINISHED
-    _check_children(client, children, GAN_METRICS)
+    result, parent, children, client = _smoke_search("dcgan-mnist", GAN_METRICS, tracking_uri, tmp_path)
     assert len(_grid_shape(client, children[0].info.run_id, tmp_path)) == 3  # an image, drawn
     assert result.model_uri == f"runs:/{result.best.run_id}/model"
     assert parent.data.tags["tuneforge.best_model_uri"] == result.model_uri
@@ -140,12 +147,8 @@ def test_cgan_smoke_search_reports_class_accuracy_and_logs_a_generator_of_reques
     import mlflow
     import torch
 
-    result = tuneforge.search("cgan-fashion-mnist", algo="random", trials=2, seed=0, smoke=True,
-                              tracking_uri=tracking_uri, storage=tmp_path / "ray")
-    _, children = parent_and_children(tracking_uri, "cgan-fashion-mnist")
-    client = MlflowClient(tracking_uri)
-    assert result.status is TrialStatus.FINISHED
-    _check_children(client, children, GAN_METRICS | {"class_accuracy"})
+    result, _, children, client = _smoke_search("cgan-fashion-mnist", GAN_METRICS | {"class_accuracy"},
+                                                tracking_uri, tmp_path)
     assert all(0 <= c.data.metrics["class_accuracy"] <= 1 for c in children)
     params = client.get_run(result.best.run_id).data.params
     assert params["n_classes"] == "10"
@@ -159,11 +162,7 @@ def test_cgan_smoke_search_reports_class_accuracy_and_logs_a_generator_of_reques
 
 def test_wgan_gp_smoke_search_reports_the_critics_estimate_and_penalty(
         ray_local, tracking_uri: str, tmp_path: Path) -> None:
-    result = tuneforge.search("wgan-gp-mnist", algo="random", trials=2, seed=0, smoke=True,
-                              tracking_uri=tracking_uri, storage=tmp_path / "ray")
-    _, children = parent_and_children(tracking_uri, "wgan-gp-mnist")
-    client = MlflowClient(tracking_uri)
-    assert result.status is TrialStatus.FINISHED
-    _check_children(client, children, GAN_METRICS | {"wasserstein", "gradient_penalty"})
+    _, _, children, _ = _smoke_search("wgan-gp-mnist", GAN_METRICS | {"wasserstein", "gradient_penalty"},
+                                      tracking_uri, tmp_path)
     assert all(np.isfinite(c.data.metrics["wasserstein"]) and c.data.metrics["gradient_penalty"] >= 0
                for c in children)
