@@ -128,11 +128,11 @@ def _plain_epochs(splits: Any, settings: Any, model_config: Any, n_epochs: int) 
     import torch
     from torch.nn import functional as F
 
-    from tuneforge.trainables.torch.classification import NormalisedClassifier, _channel_stats
+    from tuneforge.trainables.torch.classification import NormalisedClassifier, channel_stats
     from tuneforge.trainables.vit.model import VisionTransformer
 
     torch.manual_seed(settings.seed)
-    model = NormalisedClassifier(VisionTransformer(model_config), *_channel_stats(splits.train_images))
+    model = NormalisedClassifier(VisionTransformer(model_config), *channel_stats(splits.train_images))
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     n = len(splits.train_labels)
     seconds = []

@@ -290,6 +290,27 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- darts ------------------------------------------------------------------------------------
+
+
+def _darts_retrain(args: argparse.Namespace) -> int:
+    from tuneforge.platform.darts_retrain import retrain
+    from tuneforge.platform.planning import SearchOptions
+
+    options = SearchOptions(max_concurrent=args.max_concurrent, experiment=args.experiment,
+                            tracking_uri=args.tracking_uri, address=args.address,
+                            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                            storage=args.storage, smoke=args.smoke)
+    _begin_startup()
+    result = retrain(args.run_id, n_random=args.random, epochs=args.epochs, channels=args.channels,
+                     layers=args.layers, seed=args.seed, options=options, on_event=_Progress())
+    code = _exit_code(result.search)
+    print(f"\nDerived vs random genotypes (same epochs, data and width; logged on run "
+          f"{result.search.parent_run_id}):\n")
+    print(result.markdown)
+    return code
+
+
 # -- report -----------------------------------------------------------------------------------
 
 
@@ -410,6 +431,36 @@ def _parser() -> argparse.ArgumentParser:
     comparison.add_argument("--storage", help="Ray Tune results folder (default: ./ray_results)")
     comparison.add_argument("--out", help="report folder (default: ./reports/EXPERIMENT-ID)")
     comparison.set_defaults(handler=_compare)
+
+    darts = commands.add_parser("darts", help="DARTS: retrain a searched architecture",
+                                description="DARTS commands (the supernet search is `tuneforge search "
+                                            "darts-fashion-mnist`, or any space of trainable darts).")
+    darts_commands = darts.add_subparsers(dest="darts_command", required=True)
+    retraining = darts_commands.add_parser(
+        "retrain", help="train a search's derived genotype and random ones from scratch, and compare",
+        description="Train the genotype a darts trial derived (RUN_ID: its MLflow run, or its search's "
+                    "parent run for the best trial) and N random genotypes of the same space from "
+                    "scratch, same budget, as Tune trials; the comparison of their test accuracies and "
+                    "sizes goes on the new search's parent run.")
+    retraining.add_argument("run_id", metavar="RUN_ID",
+                            help="a darts trial's run id, or its search's parent run id")
+    retraining.add_argument("--random", type=int, default=5,
+                            help="random genotypes to train beside it (default 5)")
+    retraining.add_argument("--epochs", type=int, default=10, help="epochs per network (default 10)")
+    retraining.add_argument("--channels", type=int, default=16,
+                            help="the networks' initial channels (default 16)")
+    retraining.add_argument("--layers", type=int, default=8, help="the networks' cells (default 8)")
+    retraining.add_argument("--seed", type=int, default=0,
+                            help="seeds the random genotypes and every network's training (default 0)")
+    retraining.add_argument("--smoke", action="store_true", help="2 epochs on a small subset: seconds")
+    retraining.add_argument("--experiment", help="MLflow experiment (default: the source's, with -retrain)")
+    retraining.add_argument("--tracking-uri", help="MLflow store (default: as searches)")
+    retraining.add_argument("--address", help="Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
+    retraining.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
+    retraining.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0)")
+    retraining.add_argument("--max-concurrent", type=int, help="most trials running at once")
+    retraining.add_argument("--storage", help="Ray Tune's storage (default: ./ray_results)")
+    retraining.set_defaults(handler=_darts_retrain)
 
     report = commands.add_parser("report", help="write an HTML report of an experiment's searches",
                                  description="Build a self-contained HTML report from MLflow.")

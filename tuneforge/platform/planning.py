@@ -205,7 +205,8 @@ def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None =
         family.check(space)
     if options.workers_per_trial > 1 and not family.data_parallel:
         raise ConfigError(f"--workers-per-trial {options.workers_per_trial}: trainable {family.name!r} "
-                          "runs in one process; data-parallel trials need a torch family (vit, ...)")
+                          "runs each trial in one process; data-parallel trials need a torch family "
+                          "that shards its epochs (vit, transformer, the GANs, darts-net)")
     if options.cluster_config is not None:
         autoscaler_node_types(Path(options.cluster_config))  # a bad file is refused now
     if options.smoke and not family.smoke:

@@ -26,6 +26,8 @@ TRAINABLES: dict[str, str] = {
     "dcgan": "tuneforge.trainables.gans:DCGAN_TRAINABLE",
     "cgan": "tuneforge.trainables.gans:CGAN_TRAINABLE",
     "wgan-gp": "tuneforge.trainables.gans:WGAN_GP_TRAINABLE",
+    "darts": "tuneforge.trainables.darts:DARTS_TRAINABLE",
+    "darts-net": "tuneforge.trainables.darts:DARTS_NET_TRAINABLE",
 }
 """Registry name -> ``module:attribute`` of its :class:`~tuneforge.trainables._base.Trainable`."""
 

@@ -21,7 +21,8 @@ def torch_trainable(family: TorchFamily, function: Callable[[dict[str, Any]], No
                      prepare=lambda space: prepare(family, space),
                      metrics=lambda config: family.metrics() | LOOP_METRICS,
                      reuse_actors=family.reuse_actors, smoke=True, iterative=True,
-                     data_parallel=True, step_metric="epoch", search_artifacts=family.search_artifacts,
+                     data_parallel=family.data_parallel, step_metric="epoch",
+                     search_artifacts=family.search_artifacts,
                      run_params=family.run_params)
 
 

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from tuneforge.trainables.images import ImageSplits, load_image_dataset, prepare_square_dataset
 from tuneforge.trainables.torch.loop import EpochRun, TorchFamily, TrialState, batches, warmup_cosine
 
-__all__ = ["ImageClassification", "NormalisedClassifier", "predict"]
+__all__ = ["ImageClassification", "NormalisedClassifier", "as_float", "channel_stats", "predict"]
 
 _SMOKE_TRAIN, _SMOKE_VAL = 512, 256
 _EVAL_BATCH = 512
@@ -43,15 +43,19 @@ class NormalisedClassifier(nn.Module):
         self.register_buffer("std", std.reshape(1, -1, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) in [0, 1] -> (N, K)
-        return self.network((images - self.mean) / self.std)
+        return self.network(self.standardise(images))
+
+    def standardise(self, images: torch.Tensor) -> torch.Tensor:
+        """What the network sees of raw images (N, C, H, W) in [0, 1]: per-channel z-scores."""
+        return (images - self.mean) / self.std
 
 
-def _as_float(images: np.ndarray, device: torch.device) -> torch.Tensor:
+def as_float(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 images (N, C, H, W) -> float32 in [0, 1] on ``device``."""
     return torch.from_numpy(np.asarray(images)).to(device).float().div_(255.0)
 
 
-def _channel_stats(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def channel_stats(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of uint8 images (N, C, H, W), as floats in [0, 1] units."""
     sample = np.asarray(images[: min(len(images), 10_000)], dtype=np.float32) / 255.0
     mean = sample.mean(axis=(0, 2, 3))
@@ -62,7 +66,7 @@ def _channel_stats(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 def predict(model: nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:
     """Logits (N, K) of uint8 images (N, C, H, W), in batches, without gradients."""
     with torch.no_grad():
-        return torch.cat([model(_as_float(images[idx], device)).float().cpu()
+        return torch.cat([model(as_float(images[idx], device)).float().cpu()
                           for idx in batches(len(images), _EVAL_BATCH)]).numpy()
 
 
@@ -91,7 +95,7 @@ class ImageClassification(TorchFamily):
 
     def build(self, run: EpochRun) -> TrialState:
         data, settings = run.data, run.settings
-        model = NormalisedClassifier(self.network(run.model_config), *_channel_stats(data.train_images))
+        model = NormalisedClassifier(self.network(run.model_config), *channel_stats(data.train_images))
         model.to(run.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         steps_per_epoch = run.steps_per_epoch(len(data.train_labels))
@@ -105,7 +109,7 @@ class ImageClassification(TorchFamily):
         total, n_seen = 0.0, 0
         for idx in batches(len(data.train_labels), run.batch_size, run.shuffled(len(data.train_labels))):
             idx = np.sort(idx)  # sorted reads of a memory-mapped array are sequential
-            images = _as_float(data.train_images[idx], run.device)
+            images = as_float(data.train_images[idx], run.device)
             labels = torch.from_numpy(np.asarray(data.train_labels[idx])).to(run.device)
             with run.autocast():
                 loss = F.cross_entropy(model(images), labels)

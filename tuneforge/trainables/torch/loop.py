@@ -194,6 +194,9 @@ class TorchFamily(ABC):
     GAN's); a space's values override them."""
     reuse_actors: bool = False
     """Torch trials hold CUDA memory and threads; a fresh actor per trial frees them."""
+    data_parallel: bool = True
+    """Whether a trial can run on several workers (``--workers-per-trial``): False for a family
+    whose steps need the whole model in one process (DARTS' architecture step)."""
 
     @abstractmethod
     def prepare(self, config: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
