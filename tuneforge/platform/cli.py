@@ -303,7 +303,8 @@ def _darts_retrain(args: argparse.Namespace) -> int:
                             storage=args.storage, smoke=args.smoke)
     _begin_startup()
     result = retrain(args.run_id, n_random=args.random, epochs=args.epochs, channels=args.channels,
-                     layers=args.layers, seed=args.seed, options=options, on_event=_Progress())
+                     layers=args.layers, seed=args.seed, train_images=args.train_images, options=options,
+                     on_event=_Progress())
     code = _exit_code(result.search)
     print(f"\nDerived vs random genotypes (same epochs, data and width; logged on run "
           f"{result.search.parent_run_id}):\n")
@@ -452,6 +453,8 @@ def _parser() -> argparse.ArgumentParser:
     retraining.add_argument("--layers", type=int, default=8, help="the networks' cells (default 8)")
     retraining.add_argument("--seed", type=int, default=0,
                             help="seeds the random genotypes and every network's training (default 0)")
+    retraining.add_argument("--train-images", type=int,
+                            help="train on the first N training images (default: as the supernet trial)")
     retraining.add_argument("--smoke", action="store_true", help="2 epochs on a small subset: seconds")
     retraining.add_argument("--experiment", help="MLflow experiment (default: the source's, with -retrain)")
     retraining.add_argument("--tracking-uri", help="MLflow store (default: as searches)")

@@ -65,11 +65,12 @@ class _Source:
 
 
 def retrain(run_id: str, *, n_random: int = 5, epochs: int = 10, channels: int = 16, layers: int = 8,
-            seed: int = 0, options: SearchOptions | None = None,
+            seed: int = 0, train_images: int | None = None, options: SearchOptions | None = None,
             on_event: Callable[[Any], None] | None = None) -> RetrainResult:
     """Train the genotype of ``run_id`` (a ``darts`` trial's run, or a search's parent run for its
     best trial) and ``n_random`` random genotypes from scratch, ``epochs`` epochs each at
-    ``channels`` x ``layers``, on the supernet trial's dataset; returns the search and the
+    ``channels`` x ``layers``, on the supernet trial's dataset (its first ``train_images`` training
+    images; default: as many as the supernet trial had); returns the search and the
     comparison, which is also on the search's parent run. ``options`` are the search's (its
     experiment defaults to the source's with ``-retrain``). ConfigError, nothing created, for a
     run that is not a DARTS search's."""
@@ -86,8 +87,10 @@ def retrain(run_id: str, *, n_random: int = 5, epochs: int = 10, channels: int =
         candidate = random_genotype(rng, steps=derived.steps).to_dict()
         if candidate not in genotypes.values():
             genotypes[f"random-{len(genotypes)}"] = candidate
-    space = parse_space(_space_document(source, genotypes, epochs=epochs, channels=channels,
-                                        layers=layers, seed=seed),
+    document = _space_document(source, genotypes, epochs=epochs, channels=channels, layers=layers, seed=seed)
+    if train_images is not None:
+        document["config"]["train_images"] = train_images
+    space = parse_space(document,
                         name=f"darts-retrain-{source.run_id[:8]}")
     options = dataclasses.replace(options, algo="grid", trials=1, tracking_uri=tracking_uri, seed=seed,
                                   experiment=options.experiment or f"{source.experiment}-retrain",
@@ -139,7 +142,7 @@ def _space_document(source: _Source, genotypes: dict[str, Any], *, epochs: int, 
                     seed: int) -> dict[str, Any]:
     config = {"dataset": _param(source.params["dataset"]), "epochs": epochs, "channels": channels,
               "layers": layers, "seed": seed, "genotypes": genotypes}
-    for key in ("train_images", "stem_stride"):
+    for key in ("train_images", "val_images", "stem_stride"):
         value = _param(source.params.get(key))
         if value is not None:
             config[key] = value

@@ -7,9 +7,9 @@ network trained from scratch from a genotype (how ``tuneforge darts retrain`` co
 :class:`~tuneforge.trainables.torch.loop.TrainSettings` (``lr`` is the weights' SGD learning rate,
 cosine-annealed to ``lr_min``; ``batch_size``, ``epochs``, ``seed``, ...) and
 :class:`SearchSettings` (``order``, ``arch_lr``, ``arch_weight_decay``, ``lr_min``,
-``momentum``, ``train_images``). The training images are split in two halves: the weights train
-on the first, the architecture on the second (:mod:`.architect`); every weight step follows an
-architecture step. Each epoch reports ``train_loss``, ``arch_loss`` (the held-out half's),
+``momentum``, ``train_images``, ``val_images``). The training images are split in two halves:
+the weights train on the first, the architecture on the second (:mod:`.architect`); every weight
+step follows an architecture step. Each epoch reports ``train_loss``, ``arch_loss`` (the held-out half's),
 ``val_loss`` and ``val_accuracy`` (the supernet's, on the dataset's validation split) and writes
 ``genotype.json`` (the derived genotype, :mod:`.genotypes`), ``cells.png`` (its two cells) and
 ``alphas/epoch-NNNN.png`` (a heat map of the softmaxed architecture weights). The last epoch
@@ -18,9 +18,9 @@ carries the supernet as an image classifier (raw images in, logits out).
 ``darts-net`` config keys: ``dataset``, ``genotype`` (a name of :data:`~.genotypes.GENOTYPES`, a
 name of the config's ``genotypes`` mapping, or a genotype itself as a mapping), the
 :class:`~.model.NetworkConfig` fields (``channels``, ``layers``, ``auxiliary``, ``drop_path``), the
-loop's settings, ``momentum``, ``lr_min``, ``auxiliary_weight`` and ``train_images``. It reports
-``train_loss``, ``val_loss``, ``val_accuracy`` and ``n_params`` every epoch, and ``test_accuracy``
-at the last; ``genotype.json`` and ``cells.png`` at the first; the model at the last.
+loop's settings, ``momentum``, ``lr_min``, ``auxiliary_weight``, ``train_images`` and
+``val_images``. It reports ``train_loss``, ``val_loss``, ``val_accuracy`` and ``n_params`` every
+epoch, and ``test_accuracy`` at the last; ``genotype.json`` and ``cells.png`` at the first; the model at the last.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ class SearchSettings:
     """darts-net with ``auxiliary``: the auxiliary head's share of the loss."""
     train_images: int | None = None
     """Train on the first N training images only (None: all): a CPU's budget."""
+    val_images: int | None = None
+    """Evaluate on the first N validation images only (None: all; the test split stays whole)."""
 
     def __post_init__(self) -> None:
         if self.order not in (1, 2) or isinstance(self.order, bool):
@@ -89,9 +91,10 @@ class SearchSettings:
         if not (_is_number(self.momentum) and 0 <= self.momentum < 1):
             raise ConfigError(f"momentum: {self.momentum!r} is not allowed; "
                               "it must satisfy 0 <= momentum < 1")
-        n = self.train_images
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 2):
-            raise ConfigError(f"train_images: {n!r} is not allowed; it must be an integer >= 2")
+        for name in ("train_images", "val_images"):
+            n = getattr(self, name)
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 2):
+                raise ConfigError(f"{name}: {n!r} is not allowed; it must be an integer >= 2")
 
 
 def _is_number(value: Any) -> bool:
@@ -132,12 +135,13 @@ class _DartsFamily(ImageClassification):
         from tuneforge.trainables.torch.loop import split_config
 
         return {"dataset": config["dataset"], "train_images": config.get("train_images"),
+                "val_images": config.get("val_images"),
                 "stem_stride": split_config(self, config)[1].stem_stride}
 
     def load_data(self, config: Mapping[str, Any], smoke: bool) -> ImageSplits:
-        splits = super().load_data(config, smoke)
-        n_train = _settings(config).train_images
-        return splits.subset(n_train, len(splits.val_labels)) if n_train else splits
+        splits, settings = super().load_data(config, smoke), _settings(config)
+        return splits.subset(settings.train_images or len(splits.train_labels),
+                             settings.val_images or len(splits.val_labels))
 
     def sgd(self, run: EpochRun, parameters: Any) -> tuple[torch.optim.Optimizer, Any]:
         """SGD with the settings' momentum, annealed per step to ``lr_min`` over the trial."""
@@ -160,7 +164,8 @@ class _DartsFamily(ImageClassification):
 class DartsSearchFamily(_DartsFamily):
     name = "darts"
     model_config = SupernetConfig
-    extra_keys = ("dataset", "order", "arch_lr", "arch_weight_decay", "lr_min", "momentum", "train_images")
+    extra_keys = ("dataset", "order", "arch_lr", "arch_weight_decay", "lr_min", "momentum", "train_images",
+                  "val_images")
     data_parallel = False
     """The architecture step differentiates through the whole supernet in one process."""
 
@@ -243,7 +248,7 @@ class DartsNetFamily(_DartsFamily):
     name = "darts-net"
     model_config = NetworkConfig
     extra_keys = ("dataset", "genotype", "genotypes", "lr_min", "momentum", "auxiliary_weight",
-                  "train_images")
+                  "train_images", "val_images")
 
     def network(self, model_config: NetworkConfig) -> nn.Module:  # the genotype comes from the config
         raise NotImplementedError("darts-net builds its network in build()")
