@@ -20,7 +20,8 @@ name of the config's ``genotypes`` mapping, or a genotype itself as a mapping), 
 :class:`~.model.NetworkConfig` fields (``channels``, ``layers``, ``auxiliary``, ``drop_path``), the
 loop's settings, ``momentum``, ``lr_min``, ``auxiliary_weight``, ``train_images`` and
 ``val_images``. It reports ``train_loss``, ``val_loss``, ``val_accuracy`` and ``n_params`` every
-epoch, and ``test_accuracy`` at the last; ``genotype.json`` and ``cells.png`` at the first; the model at the last.
+epoch, and ``test_accuracy`` at the last; ``genotype.json`` and ``cells.png`` at the first; the
+model at the last.
 """
 
 from __future__ import annotations
