@@ -48,6 +48,13 @@ def loss_at(model: Supernet, batch: Batch, weights: Mapping[str, torch.Tensor] |
     return F.cross_entropy(functional_call(model, {**weights, **buffers}, (images,)), labels)
 
 
+def _grad(loss: torch.Tensor, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``torch.autograd.grad``, with zeros for an input the loss does not use (the normal cells'
+    alphas of a supernet whose every cell reduces)."""
+    gradients = torch.autograd.grad(loss, list(inputs), allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, gradients, strict=True)]
+
+
 def _named_weights(model: Supernet) -> dict[str, torch.Tensor]:
     arch = {id(p) for p in model.arch_parameters()}
     return {name: p for name, p in model.named_parameters() if id(p) not in arch}
@@ -64,7 +71,7 @@ def hessian_vector_product(model: Supernet, vector: Sequence[torch.Tensor],
     for sign in (1.0, -1.0):
         moved = {name: w.detach() + sign * eps * v
                  for (name, w), v in zip(weights.items(), vector, strict=True)}
-        gradients.append(torch.autograd.grad(loss_at(model, batch, moved), alphas))
+        gradients.append(_grad(loss_at(model, batch, moved), alphas))
     return [(plus - minus) / (2 * eps) for plus, minus in zip(*gradients, strict=True)]
 
 
@@ -75,14 +82,14 @@ def arch_gradients(model: Supernet, train_batch: Batch, val_batch: Batch, *, ord
     alphas = model.arch_parameters()
     if order == 1:
         loss = loss_at(model, val_batch)
-        return list(torch.autograd.grad(loss, alphas)), float(loss.detach())
+        return _grad(loss, alphas), float(loss.detach())
     assert order == 2, f"order must be 1 or 2, got {order}"
     weights = _named_weights(model)
-    train_gradients = torch.autograd.grad(loss_at(model, train_batch), list(weights.values()))
+    train_gradients = _grad(loss_at(model, train_batch), list(weights.values()))
     unrolled = {name: (w - xi * g).detach().requires_grad_()  # eq. 7
                 for (name, w), g in zip(weights.items(), train_gradients, strict=True)}
     loss = loss_at(model, val_batch, unrolled)
-    gradients = torch.autograd.grad(loss, [*alphas, *unrolled.values()])
+    gradients = _grad(loss, [*alphas, *unrolled.values()])
     alpha_gradients, v = gradients[:len(alphas)], gradients[len(alphas):]
     hessian_v = hessian_vector_product(model, v, train_batch)
     return [g - xi * h for g, h in zip(alpha_gradients, hessian_v, strict=True)], float(loss.detach())

@@ -104,7 +104,8 @@ class AuxiliaryHead(nn.Sequential):
     works), 1x1 and 2x2 convolutions, a linear layer."""
 
     def __init__(self, c: int, n_classes: int) -> None:
-        super().__init__(nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(2),
+        # Not in place: the cell's output it reads also feeds the next cell and the classifier.
+        super().__init__(nn.ReLU(inplace=False), nn.AdaptiveAvgPool2d(2),
                          nn.Conv2d(c, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
                          nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), nn.ReLU(inplace=True),
                          nn.Flatten(), nn.Linear(768, n_classes))
