@@ -90,8 +90,8 @@ BAD_INPUTS = {  # name: (space file text, or None for no file; extra arguments; 
     "missing space file": (None, [], "nope.yaml: no such space file or bundled space"),
     "invalid yaml": ("params: [oops", [], "invalid YAML"),
     "unknown trainable": (_ridge("trainable: sklearn", "trainable: xgboost"), [],
-                          "unknown trainable 'xgboost'; valid: benchmark, cgan, dcgan, sklearn, transformer, "
-                          "vit, wgan-gp, or your own"),
+                          "unknown trainable 'xgboost'; valid: benchmark, cgan, darts, darts-net, dcgan, "
+                          "sklearn, transformer, vit, wgan-gp, or your own"),
     "metric not reported": (_ridge("metric: cv_r2", "metric: accuracy"), [],
                             "metric: 'accuracy' is not reported by trainable 'sklearn'"),
     "missing dataset": (_ridge("dataset: diabetes", "dataset: {path: no.csv, target: y}"), [],
