@@ -75,6 +75,25 @@ params:
 """
 
 
+DARTS_SPACE = """\
+trainable: darts
+metric: val_accuracy
+mode: max
+config: {dataset: digits, order: 3}
+params:
+  lr: {type: float, low: 0.01, high: 0.1, log: true}
+"""
+
+DARTS_NET_SPACE = """\
+trainable: darts-net
+metric: val_accuracy
+mode: max
+config: {dataset: digits, genotype: darts-v9}
+params:
+  lr: {type: float, low: 0.01, high: 0.1, log: true}
+"""
+
+
 def _npz(side: int) -> bytes:
     """An .npz of 40 grey ``side`` x ``side`` images of two classes."""
     buffer = io.BytesIO()
@@ -266,6 +285,11 @@ ROWS = [
     row("WGAN-GP with a searched n_critic of 0", GAN_SPACE.replace("dcgan", "wgan-gp").replace(
         "{npz: images.npz}", "mnist") + "  n_critic: {type: categorical, choices: [5, 0]}\n", needs_ray=True,
         message="n_critic: 0 is not allowed; it must be a positive integer"),
+    # -- DARTS ---------------------------------------------------------------------------------
+    row("DARTS with a third-order architecture step", DARTS_SPACE, needs_ray=True,
+        message="order: 3 is not allowed; it must be 1 or 2"),
+    row("darts-net with an unknown genotype name", DARTS_NET_SPACE, needs_ray=True,
+        message="genotype: unknown genotype 'darts-v9'; valid: darts-v1, darts-v2, or a genotype mapping"),
     # -- --seed ------------------------------------------------------------------------------
     row("seed below 0", BRANIN, "--seed=-1", message="--seed: expected 0 to 2**32 - 1 (4294967295), got -1"),
     row("seed 2**32 with bayes", BRANIN, "--seed", str(2**32), "--algo", "bayes",

@@ -105,6 +105,8 @@ def _find_source(run_id: str, tracking_uri: str) -> _Source:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).exists():
+        raise ConfigError(f"run {run_id}: no such MLflow run in {tracking_uri} (the store does not exist)")
     client = MlflowClient(tracking_uri)
     try:
         run = client.get_run(run_id)
