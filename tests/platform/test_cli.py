@@ -134,7 +134,8 @@ BAD_INPUTS = {  # name: (space file text, or None for no file; extra arguments; 
     "zero workers per trial": (VIT, ["--workers-per-trial", "0"],
                                "--workers-per-trial: expected at least 1, got 0"),
     "workers for a one-process family": (RIDGE, ["--workers-per-trial", "2"],
-                                         "--workers-per-trial 2: trainable 'sklearn' runs in one process"),
+                                         "--workers-per-trial 2: trainable 'sklearn' runs each trial "
+                                         "in one process"),
     "missing cluster config": (RIDGE, ["--cluster-config", "no-cluster.yaml"], "no-cluster.yaml"),
 }
 
