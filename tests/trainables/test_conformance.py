@@ -40,9 +40,6 @@ FAMILIES = [
     # in tests/trainables/gans; the cGAN and WGAN-GP lines cover every GAN code path.
     Family("cgan-fashion-mnist", per_epoch=True),
     Family("wgan-gp-mnist", per_epoch=True),
-    # The supernet search (its architecture step, alphas and two optimisers in the checkpoint); the
-    # discrete darts-net runs in tests/trainables/darts (the retrain).
-    Family("darts-digits", per_epoch=True),
 ]
 
 
