@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from tuneforge.trainables.darts.genotypes import Cell, Genotype
 from tuneforge.trainables.darts.operations import OPS, FactorizedReduce, ReLUConvBN
-from tuneforge.trainables.darts.search_model import reduction_layers
+from tuneforge.trainables.darts.search_model import check_network_shape, reduction_layers
 
 __all__ = ["DartsNetwork", "NetworkCell", "NetworkConfig", "drop_path"]
 
@@ -43,14 +43,8 @@ class NetworkConfig:
     n_classes: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("channels", "layers", "stem_multiplier", "image_size", "in_channels", "n_classes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: {value!r} is not allowed; it must be a positive integer")
-        if self.stem_stride not in (1, 2) or isinstance(self.stem_stride, bool):
-            raise ValueError(f"stem_stride: {self.stem_stride!r} is not allowed; it must be 1 or 2")
-        if self.channels % 2:
-            raise ValueError(f"channels: {self.channels} is not allowed; it must be even")
+        check_network_shape(self, ("channels", "layers", "stem_multiplier", "image_size", "in_channels",
+                                   "n_classes"))
         if isinstance(self.drop_path, bool) or not isinstance(self.drop_path, (int, float)) \
                 or not 0 <= self.drop_path < 1:
             raise ValueError(f"drop_path: {self.drop_path!r} is not allowed; "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from torch.nn import functional as F
 from tuneforge.trainables.darts.genotypes import Genotype, derive, n_edges
 from tuneforge.trainables.darts.operations import OPS, PRIMITIVES, FactorizedReduce, ReLUConvBN
 
-__all__ = ["MixedOp", "SearchCell", "Supernet", "SupernetConfig", "reduction_layers"]
+__all__ = ["MixedOp", "SearchCell", "Supernet", "SupernetConfig", "check_network_shape", "reduction_layers"]
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,22 @@ class SupernetConfig:
     n_classes: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("channels", "layers", "steps", "stem_multiplier", "image_size", "in_channels",
-                     "n_classes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: {value!r} is not allowed; it must be a positive integer")
-        if self.stem_stride not in (1, 2) or isinstance(self.stem_stride, bool):
-            raise ValueError(f"stem_stride: {self.stem_stride!r} is not allowed; it must be 1 or 2")
-        if self.channels % 2:
-            raise ValueError(f"channels: {self.channels} is not allowed; it must be even (a reduction "
-                             "halves the side with two convolutions of channels / 2)")
+        check_network_shape(self, ("channels", "layers", "steps", "stem_multiplier", "image_size",
+                                   "in_channels", "n_classes"))
+
+
+def check_network_shape(config: Any, positive: tuple[str, ...]) -> None:
+    """The checks a supernet's and a discrete network's config share: the ``positive`` fields are
+    positive integers, ``stem_stride`` is 1 or 2, ``channels`` is even. ValueError naming the field."""
+    for name in positive:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: {value!r} is not allowed; it must be a positive integer")
+    if config.stem_stride not in (1, 2) or isinstance(config.stem_stride, bool):
+        raise ValueError(f"stem_stride: {config.stem_stride!r} is not allowed; it must be 1 or 2")
+    if config.channels % 2:
+        raise ValueError(f"channels: {config.channels} is not allowed; it must be even (a reduction "
+                         "halves the side with two convolutions of channels / 2)")
 
 
 def reduction_layers(layers: int) -> frozenset[int]:

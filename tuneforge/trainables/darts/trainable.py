@@ -52,7 +52,7 @@ from tuneforge.trainables.torch.classification import (
     channel_stats,
     predict,
 )
-from tuneforge.trainables.torch.loop import EpochRun, TrialState, batches, run_trial
+from tuneforge.trainables.torch.loop import EpochRun, TrialState, batches, run_trial, split_config, unwrapped
 
 __all__ = ["DARTS", "DARTS_NET", "SearchSettings", "train_darts", "train_darts_net"]
 
@@ -122,8 +122,6 @@ class _DartsFamily(ImageClassification):
         return config
 
     def check_config(self, config: Mapping[str, Any]) -> None:
-        from tuneforge.trainables.torch.loop import split_config
-
         _settings(config)
         try:
             split_config(self, config)
@@ -133,8 +131,6 @@ class _DartsFamily(ImageClassification):
     def run_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """What ``tuneforge darts retrain`` reads back: the dataset, the training images' cap and
         the stem's stride."""
-        from tuneforge.trainables.torch.loop import split_config
-
         return {"dataset": config["dataset"], "train_images": config.get("train_images"),
                 "val_images": config.get("val_images"),
                 "stem_stride": split_config(self, config)[1].stem_stride}
@@ -270,7 +266,8 @@ class DartsNetFamily(_DartsFamily):
     def train_epoch(self, run: EpochRun) -> dict[str, float]:
         images, labels = run.data.train_images, run.data.train_labels
         model = run.state.model  # the data-parallel wrapper, in such a trial
-        _plain(model).network.drop_prob = run.model_config.drop_path * (run.epoch - 1) / run.settings.n_epochs
+        drop_prob = run.model_config.drop_path * (run.epoch - 1) / run.settings.n_epochs
+        unwrapped(model).network.drop_prob = drop_prob
         auxiliary_weight = _settings(run.config).auxiliary_weight
         total, n_seen = 0.0, 0
         for idx in batches(len(labels), run.batch_size, run.shuffled(len(labels))):
@@ -305,12 +302,6 @@ class DartsNetFamily(_DartsFamily):
             genotype = run.state.model.network.genotype
             (folder / GENOTYPE_FILE).write_text(json.dumps(genotype.to_dict(), indent=1))
             cells_png(genotype, folder / CELLS_FILE, title=f"{self.name}: {run.config.get('genotype')}")
-
-
-def _plain(module: nn.Module) -> nn.Module:
-    from torch.nn.parallel import DistributedDataParallel
-
-    return module.module if isinstance(module, DistributedDataParallel) else module
 
 
 DARTS, DARTS_NET = DartsSearchFamily(), DartsNetFamily()

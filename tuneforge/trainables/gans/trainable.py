@@ -49,6 +49,7 @@ from tuneforge.trainables.torch.loop import (
     batches,
     run_trial,
     split_config,
+    unwrapped,
 )
 
 __all__ = ["CGAN", "DCGAN", "WGAN_GP", "ConditionalUnitImages", "GANSettings", "UnitImages", "train_cgan",
@@ -156,13 +157,6 @@ def _moving_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch
 def _linear_warmup(steps: float) -> Callable[[int], float]:
     """The LR factor at a step, for ``LambdaLR``: linear from ~0 to 1 over ``steps``, then 1."""
     return lambda step: min(1.0, (step + 1) / steps)
-
-
-def _plain(module: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel wrapper (itself when there is none)."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    return module.module if isinstance(module, DistributedDataParallel) else module
 
 
 def _unit(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -288,7 +282,7 @@ class GANFamily(TorchFamily):
                     fake = self.generate(nets["generator"], self.noise(run, len(idx)), classes)
                     g_loss = self.generator_loss(run, fake, classes)
                 run.step(g_loss, "generator")
-                nets["averaged_generator"].update_parameters(_plain(nets["generator"]))
+                nets["averaged_generator"].update_parameters(unwrapped(nets["generator"]))
                 sums["g_loss"] += float(g_loss.detach())
                 g_steps += 1
         metrics = {name: total / (g_steps if name == "g_loss" else d_steps) for name, total in sums.items()}

@@ -58,7 +58,7 @@ from tuneforge.trainables._session import (
 )
 
 __all__ = ["LOOP_METRICS", "EpochRun", "TorchFamily", "TrainSettings", "TrialState", "batches", "run_trial",
-           "warmup_cosine"]
+           "unwrapped", "warmup_cosine"]
 
 _CHECKPOINT_FILE = "state.pt"
 _MODEL_FOLDER = "model"
@@ -319,6 +319,14 @@ def _distributed(model: nn.Module, device: torch.device) -> nn.Module:
                               for name, part in model.items()})
 
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def unwrapped(module: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (itself when there is none): for a
+    family's ``train_epoch``, which gets the wrapper in a data-parallel trial."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return module.module if isinstance(module, DistributedDataParallel) else module
 
 
 def _trains(module: nn.Module) -> bool:
