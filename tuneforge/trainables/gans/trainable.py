@@ -42,6 +42,7 @@ from tuneforge.trainables.gans import cgan, dcgan, wgan_gp
 from tuneforge.trainables.gans.features import TrainedClassifier, feature_classifier
 from tuneforge.trainables.gans.metrics import SampleQuality
 from tuneforge.trainables.images import ImageSplits, load_image_dataset, prepare_square_dataset
+from tuneforge.trainables.torch.classification import as_float
 from tuneforge.trainables.torch.loop import (
     EpochRun,
     TorchFamily,
@@ -139,7 +140,7 @@ class GANData:
     def scorer(self, device: torch.device) -> SampleQuality:
         if self.quality is None:
             network = self.classifier.network.to(device)
-            self.quality = SampleQuality(network, _unit(self.splits.val_images[:self.n_eval], device))
+            self.quality = SampleQuality(network, as_float(self.splits.val_images[:self.n_eval], device))
         return self.quality
 
 
@@ -157,11 +158,6 @@ def _moving_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch
 def _linear_warmup(steps: float) -> Callable[[int], float]:
     """The LR factor at a step, for ``LambdaLR``: linear from ~0 to 1 over ``steps``, then 1."""
     return lambda step: min(1.0, (step + 1) / steps)
-
-
-def _unit(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 images (N, C, H, W) -> float32 in [0, 1] on ``device``."""
-    return torch.from_numpy(np.asarray(images, dtype=np.float32) / 255.0).to(device)
 
 
 class GANFamily(TorchFamily):
@@ -266,7 +262,7 @@ class GANFamily(TorchFamily):
         last = math.ceil(len(order) / run.batch_size) - 1
         for i, idx in enumerate(batches(len(labels), run.batch_size, order)):
             idx = np.sort(idx)  # sorted reads of a memory-mapped array are sequential
-            real = _unit(images[idx], run.device) * 2 - 1
+            real = as_float(images[idx], run.device) * 2 - 1
             classes = torch.from_numpy(np.asarray(labels[idx])).to(run.device)
             with run.autocast():
                 with torch.no_grad():
