@@ -13,7 +13,7 @@ from scipy.stats import norm
 
 from tuneforge.platform.searchers._gp.acquisition import log_ei, log_ei_grad, log_h
 from tuneforge.platform.searchers._gp.bo import propose
-from tuneforge.platform.searchers._gp.gp import GP, GPParams, _neg_log_posterior, fit_gp
+from tuneforge.platform.searchers._gp.gp import GP, NOISE_FLOOR, GPParams, _neg_log_posterior, fit_gp
 from tuneforge.platform.searchers._gp.kernel import matern52, scaled_sq_dist
 from tuneforge.platform.searchers._gp.outputs import warp
 from tuneforge.platform.searchers.gp_searcher import GPSearcher
@@ -156,3 +156,21 @@ def test_bad_settings_are_named_at_first_use(kwargs, error, message) -> None:
 def test_without_a_space_it_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match="has no search space"):
         GPSearcher(metric="loss", mode="min").suggest("a")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_noiseless_quadratic_is_fitted_without_noise_and_solved_to_1e_4_within_30_evaluations(seed) -> None:
+    """Issue 13: on a smooth noiseless function the fitted noise goes to its floor, so that the
+    last steps close in on the optimum instead of stopping a noise's worth short of it."""
+    space = SearchSpace(name="q", trainable="t", metric="loss", mode="min",
+                        params=(FloatParam("x", -2.0, 3.0), FloatParam("y", -2.0, 3.0)))
+    searcher = GPSearcher(space, metric="loss", mode="min", seed=seed)
+    best = math.inf
+    for index in range(30):
+        config = searcher.suggest(str(index))
+        loss = (config["x"] - 0.37) ** 2 + (config["y"] + 1.21) ** 2
+        searcher.on_trial_complete(str(index), {"loss": loss})
+        best = min(best, loss)
+    fitted = GPParams.from_theta(np.array(searcher.get_state()["gp"]))
+    assert fitted.noise == pytest.approx(NOISE_FLOOR, rel=1e-3), fitted
+    assert best <= 1e-4

@@ -20,7 +20,7 @@ from tuneforge.search_spaces import (
     to_tune_domains,
 )
 
-__all__ = ["ALGORITHMS", "Budget", "SearchSetup", "check_algorithm", "setup_search"]
+__all__ = ["ALGORITHMS", "Budget", "SearchSetup", "check_algorithm", "optuna_search", "setup_search"]
 
 _DEFAULT_RANDOM_TRIALS = 20
 # Beyond this a grid is almost surely a mistake (a forgotten `grid:` or --grid-points).
@@ -105,22 +105,31 @@ def _bayes(space: SearchSpace, budget: Budget) -> SearchSetup:
     return SearchSetup({}, n_trials, n_trials, _limited(searcher, budget))
 
 
+def optuna_search(space: SearchSpace, budget: Budget, sampler: Any) -> SearchSetup:
+    """An Optuna ``sampler`` (any ``optuna.samplers.BaseSampler``) through Ray Tune's
+    OptunaSearch on ``space``, ``trials`` long: how ``optuna-tpe`` and ``optuna-gp`` are built,
+    and how a benchmark drives samplers tuneforge does not list (BoTorch's)."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tuneforge.search_spaces import to_optuna_distributions
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n_trials = budget.trials or _DEFAULT_RANDOM_TRIALS
+    searcher = OptunaSearch(space=to_optuna_distributions(space), metric=space.metric,
+                            mode=space.mode, sampler=sampler)
+    return SearchSetup({}, n_trials, n_trials, _limited(searcher, budget))
+
+
 def _optuna(sampler: str) -> Callable[[SearchSpace, Budget], SearchSetup]:
-    """One of Optuna's samplers through Ray Tune's OptunaSearch, on the same space."""
+    """One of Optuna's samplers by its class name, seeded with the budget's seed."""
 
     def setup(space: SearchSpace, budget: Budget) -> SearchSetup:
         if sampler == "GPSampler":
             _check_discrete_sizes(space)
         import optuna
-        from ray.tune.search.optuna import OptunaSearch
 
-        from tuneforge.search_spaces import to_optuna_distributions
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        n_trials = budget.trials or _DEFAULT_RANDOM_TRIALS
-        searcher = OptunaSearch(space=to_optuna_distributions(space), metric=space.metric,
-                                mode=space.mode, sampler=getattr(optuna.samplers, sampler)(seed=budget.seed))
-        return SearchSetup({}, n_trials, n_trials, _limited(searcher, budget))
+        return optuna_search(space, budget, getattr(optuna.samplers, sampler)(seed=budget.seed))
 
     setup.__doc__ = f"Optuna's {sampler} through Ray Tune's OptunaSearch, ``trials`` long."
     return setup

@@ -8,9 +8,10 @@ where an objective takes microseconds and a Ray trial would take a hundred milli
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from tuneforge.platform.searchers import Budget, setup_search
+from tuneforge.platform.searchers import Budget, SearchSetup, setup_search
 from tuneforge.search_spaces import DEFAULT_GRID_POINTS, SearchSpace
 
 __all__ = ["AskTell"]
@@ -21,7 +22,9 @@ _TRAINABLE = "tuneforge_ask_tell"  # Tune wants a registered trainable name to b
 class AskTell:
     """One search of ``algo`` on ``space``; ``ask`` and ``tell`` in any interleaving.
 
-    ``seconds_asking`` adds up the time spent inside the algorithm's suggestions.
+    ``seconds_asking`` adds up the time spent inside the algorithm's suggestions. ``setup``
+    builds the algorithm instead of the registry's entry for ``algo`` (a benchmark's reference
+    that tuneforge does not offer).
     """
 
     @property
@@ -30,8 +33,10 @@ class AskTell:
         return self._timer.seconds
 
     def __init__(self, algo: str, space: SearchSpace, *, seed: int, trials: int | None = None,
-                 max_concurrent: int | None = None, grid_points: int = DEFAULT_GRID_POINTS) -> None:
+                 max_concurrent: int | None = None, grid_points: int = DEFAULT_GRID_POINTS,
+                 setup: Callable[[SearchSpace, Budget], SearchSetup] | None = None) -> None:
         self.algo, self.space, self.seed = algo, space, seed
+        self._build = setup or (lambda space, budget: setup_search(algo, space, budget))
         self.trials, self.max_concurrent, self.grid_points = trials, max_concurrent, grid_points
         self._timer: Any = None
         self._setup: Any = None
@@ -46,7 +51,7 @@ class AskTell:
 
             from tuneforge.platform.searchers._timed import TimedSearch
 
-            self._setup = setup_search(self.algo, self.space, Budget(
+            self._setup = self._build(self.space, Budget(
                 trials=self.trials, seed=self.seed, max_concurrent=self.max_concurrent,
                 grid_points=self.grid_points))
             self._timer = TimedSearch(self._setup.search_alg)

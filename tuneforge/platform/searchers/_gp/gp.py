@@ -13,14 +13,18 @@ The hyperparameters maximise the log marginal likelihood plus log priors (a MAP 
 Rasmussen & Williams 2006, eqs. 5.8-5.9):
     log p(y | X, theta) = -1/2 y^T alpha - sum_i log L_ii - n/2 log 2pi
     d/d theta_j = 1/2 tr((alpha alpha^T - K^-1) dK/d theta_j)
-Priors (Hvarfner, Hellsten & Nardi 2024, "Vanilla Bayesian optimization performs great in high
-dimensions", the defaults of BoTorch since 0.12) are log-normal densities over the
-hyperparameters themselves: ell ~ LogNormal(sqrt2 + log(d)/2, 3), which scales the expected
-length scale with the dimension; noise ~ LogNormal(-4, 1), so that noise is believed small until
-the data say otherwise; s ~ LogNormal(1, 1), whose mode is the standardised variance. Over
-theta = log x such a density is N(theta; mu, sigma^2) exp(theta)^-1, so the MAP estimate without
-data sits at the mode exp(mu - sigma^2) (ell = 0.4 in 4-d), not at the median exp(mu) (ell = 8:
-a GP that flat sends expected improvement to the corners of the cube).
+Priors are densities over the hyperparameters themselves. The length scales' and the signal's
+are log-normal (Hvarfner, Hellsten & Nardi 2024, "Vanilla Bayesian optimization performs great
+in high dimensions", the defaults of BoTorch since 0.12): ell ~ LogNormal(sqrt2 + log(d)/2, 3),
+which scales the expected length scale with the dimension; s ~ LogNormal(1, 1), whose mode is
+the standardised variance. Over theta = log x such a density is N(theta; mu, sigma^2)
+exp(theta)^-1, so the MAP estimate without data sits at the mode exp(mu - sigma^2) (ell = 0.4 in
+4-d), not at the median exp(mu) (ell = 8: a GP that flat sends expected improvement to the
+corners of the cube). The noise variance's is Gamma(1.1, 30), Optuna GPSampler's: it keeps the
+noise below ~0.1 and is nearly flat towards 0, so a noiseless objective's noise reaches the floor
+(NOISE_FLOOR) as soon as the data allow. (BoTorch's LogNormal(-4, 1) costs ~39 nats there and held
+the noise near its mode, 7e-3, for the first ~30 evaluations, a noise that stopped the search
+short of the optimum: issue 13, BENCHMARKS.md.)
 L-BFGS-B (scipy) runs from the priors' modes and, the first time, from prior draws, or from
 the previous fit; the best optimum wins.
 """
@@ -42,18 +46,20 @@ from tuneforge.platform.searchers._gp.kernel import (
     scaled_sq_dist,
 )
 
-__all__ = ["GP", "GPParams", "fit_gp"]
+__all__ = ["GP", "NOISE_FLOOR", "GPParams", "fit_gp"]
 
 logger = logging.getLogger(__name__)
 
-_LOG_NOISE_PRIOR = (-4.0, 1.0)  # mu, sigma of the log-normal prior on the noise variance
+_NOISE_PRIOR = (1.1, 30.0)  # shape, rate of the gamma prior on the noise variance
 _LOG_SIGNAL_PRIOR = (1.0, 1.0)
 _LOG_ELL_PRIOR_STD = math.sqrt(3.0)
 # Box for the optimiser, in log space: length scales 1e-3..1e3 of the unit cube, noise
 # 1e-6..1 of the standardised variance (a floor keeps K well conditioned), signal 1e-2..1e2.
 _LOG_ELL_BOUNDS = (math.log(1e-3), math.log(1e3))
 _LOG_SIGNAL_BOUNDS = (math.log(1e-2), math.log(1e2))
-_LOG_NOISE_BOUNDS = (math.log(1e-6), 0.0)
+NOISE_FLOOR = 1e-6
+"""The smallest noise variance a fit may take (a noiseless objective's), of the standardised variance."""
+_LOG_NOISE_BOUNDS = (math.log(NOISE_FLOOR), 0.0)
 _N_RANDOM_RESTARTS = 2
 _MAX_ITERATIONS = 200
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4)  # tried in turn when a Cholesky factorisation fails
@@ -76,18 +82,20 @@ class GPParams:
 
 
 def _prior(d: int) -> tuple[np.ndarray, np.ndarray]:
-    """mu and sigma [d + 2] of the log-normal priors, in theta's order."""
+    """mu and sigma [d + 1] of the log-normal priors on the length scales and the signal."""
     ell_mu = math.sqrt(2.0) + 0.5 * math.log(d)
-    mu = np.concatenate([np.full(d, ell_mu), [_LOG_SIGNAL_PRIOR[0], _LOG_NOISE_PRIOR[0]]])
-    sigma = np.concatenate([np.full(d, _LOG_ELL_PRIOR_STD), [_LOG_SIGNAL_PRIOR[1], _LOG_NOISE_PRIOR[1]]])
-    return mu, sigma
+    return (np.concatenate([np.full(d, ell_mu), [_LOG_SIGNAL_PRIOR[0]]]),
+            np.concatenate([np.full(d, _LOG_ELL_PRIOR_STD), [_LOG_SIGNAL_PRIOR[1]]]))
 
 
 def _log_prior_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-    """The log-normal densities' log at exp(theta) (up to a constant), and its gradient in theta."""
+    """The priors' log densities at exp(theta) (up to a constant), and their gradient in theta."""
     mu, sigma = _prior(theta.size - 2)
-    z = (theta - mu) / sigma
-    return float(np.sum(-0.5 * z**2 - theta)), -z / sigma - 1.0
+    z = (theta[:-1] - mu) / sigma
+    shape, rate = _NOISE_PRIOR
+    noise = math.exp(theta[-1])
+    value = float(np.sum(-0.5 * z**2 - theta[:-1])) + (shape - 1.0) * theta[-1] - rate * noise
+    return value, np.append(-z / sigma - 1.0, (shape - 1.0) - rate * noise)
 
 
 def _cholesky(K: np.ndarray) -> tuple[np.ndarray, bool] | None:
@@ -129,13 +137,21 @@ def _bounds(d: int) -> list[tuple[float, float]]:
     return [_LOG_ELL_BOUNDS] * d + [_LOG_SIGNAL_BOUNDS, _LOG_NOISE_BOUNDS]
 
 
+def _prior_modes(d: int) -> np.ndarray:
+    """theta [d + 2] at the priors' modes: exp(mu - sigma^2) for a log-normal density,
+    (shape - 1) / rate for the gamma."""
+    mu, sigma = _prior(d)
+    shape, rate = _NOISE_PRIOR
+    return np.append(mu - sigma**2, math.log((shape - 1.0) / rate))
+
+
 def _starts(d: int, previous: GPParams | None, rng: np.random.Generator) -> list[np.ndarray]:
-    mu, spread = _prior(d)
-    centre = mu - spread**2  # the priors' modes
+    centre = _prior_modes(d)
     if previous is not None and previous.ell.size == d:
         # The last fit is close to this one (one more point): it and the priors' modes suffice.
         starts = [previous.theta(), centre]
     else:
+        spread = np.append(_prior(d)[1], 1.0)
         starts = [centre] + [centre + spread * rng.standard_normal(d + 2) for _ in range(_N_RANDOM_RESTARTS)]
     low, high = np.array(_bounds(d)).T
     return [np.clip(start, low, high) for start in starts]
