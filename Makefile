@@ -41,6 +41,7 @@ lint: $(STAMP)
 # the ViT's ~1.5 h, the schedulers' ~50 min; schedulers.py's BOHB rows need
 # `pip install hpbandster ConfigSpace`, else they are skipped).
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/searchers.py
 	$(BIN)/python benchmarks/suggest_speed.py --timed 30
