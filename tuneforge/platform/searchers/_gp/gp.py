@@ -13,18 +13,21 @@ The hyperparameters maximise the log marginal likelihood plus log priors (a MAP 
 Rasmussen & Williams 2006, eqs. 5.8-5.9):
     log p(y | X, theta) = -1/2 y^T alpha - sum_i log L_ii - n/2 log 2pi
     d/d theta_j = 1/2 tr((alpha alpha^T - K^-1) dK/d theta_j)
-Priors are densities over the hyperparameters themselves. The length scales' and the signal's
-are log-normal (Hvarfner, Hellsten & Nardi 2024, "Vanilla Bayesian optimization performs great
-in high dimensions", the defaults of BoTorch since 0.12): ell ~ LogNormal(sqrt2 + log(d)/2, 3),
-which scales the expected length scale with the dimension; s ~ LogNormal(1, 1), whose mode is
-the standardised variance. Over theta = log x such a density is N(theta; mu, sigma^2)
-exp(theta)^-1, so the MAP estimate without data sits at the mode exp(mu - sigma^2) (ell = 0.4 in
-4-d), not at the median exp(mu) (ell = 8: a GP that flat sends expected improvement to the
-corners of the cube). The noise variance's is Gamma(1.1, 30), Optuna GPSampler's: it keeps the
-noise below ~0.1 and is nearly flat towards 0, so a noiseless objective's noise reaches the floor
-(NOISE_FLOOR) as soon as the data allow. (BoTorch's LogNormal(-4, 1) costs ~39 nats there and held
-the noise near its mode, 7e-3, for the first ~30 evaluations, a noise that stopped the search
-short of the optimum: issue 13, BENCHMARKS.md.)
+Priors (Hvarfner, Hellsten & Nardi 2024, "Vanilla Bayesian optimization performs great in high
+dimensions", the defaults of BoTorch since 0.12) are log-normal densities over the
+hyperparameters themselves: ell ~ LogNormal(sqrt2 + log(d)/2, 3), which scales the expected
+length scale with the dimension; s ~ LogNormal(1, 1), whose mode is the standardised variance;
+noise ~ LogNormal(-4, 1) above its mode (7e-3) and flat below it, down to NOISE_FLOOR. Over
+theta = log x such a density is N(theta; mu, sigma^2) exp(theta)^-1, so the MAP estimate without
+data sits at the mode exp(mu - sigma^2) (ell = 0.4 in 4-d), not at the median exp(mu) (ell = 8:
+a GP that flat sends expected improvement to the corners of the cube).
+The noise's prior is cut flat below its mode (issue 13, BENCHMARKS.md): the whole log-normal
+charges ~39 nats for the floor and held a noiseless objective's noise near 7e-3 for the first
+~30 evaluations, which stopped the search short of the optimum; Optuna's Gamma(1.1, 30), nearly
+flat at both ends, let the noise rise to ~0.05 on Ackley's rugged plateau, where a GP that
+smooth stops seeing the funnel. Flat below the mode keeps the log-normal's penalty on large
+noise and lets the data alone take the noise to the floor. Its gradient is 0 at the mode, so
+the cut is smooth.
 L-BFGS-B (scipy) runs from the priors' modes and, the first time, from prior draws, or from
 the previous fit; the best optimum wins.
 """
@@ -50,7 +53,7 @@ __all__ = ["GP", "NOISE_FLOOR", "GPParams", "fit_gp"]
 
 logger = logging.getLogger(__name__)
 
-_NOISE_PRIOR = (1.1, 30.0)  # shape, rate of the gamma prior on the noise variance
+_LOG_NOISE_PRIOR = (-4.0, 1.0)  # mu, sigma of the log-normal prior on the noise variance
 _LOG_SIGNAL_PRIOR = (1.0, 1.0)
 _LOG_ELL_PRIOR_STD = math.sqrt(3.0)
 # Box for the optimiser, in log space: length scales 1e-3..1e3 of the unit cube, noise
@@ -82,20 +85,20 @@ class GPParams:
 
 
 def _prior(d: int) -> tuple[np.ndarray, np.ndarray]:
-    """mu and sigma [d + 1] of the log-normal priors on the length scales and the signal."""
+    """mu and sigma [d + 2] of the log-normal priors, in theta's order."""
     ell_mu = math.sqrt(2.0) + 0.5 * math.log(d)
-    return (np.concatenate([np.full(d, ell_mu), [_LOG_SIGNAL_PRIOR[0]]]),
-            np.concatenate([np.full(d, _LOG_ELL_PRIOR_STD), [_LOG_SIGNAL_PRIOR[1]]]))
+    mu = np.concatenate([np.full(d, ell_mu), [_LOG_SIGNAL_PRIOR[0], _LOG_NOISE_PRIOR[0]]])
+    sigma = np.concatenate([np.full(d, _LOG_ELL_PRIOR_STD), [_LOG_SIGNAL_PRIOR[1], _LOG_NOISE_PRIOR[1]]])
+    return mu, sigma
 
 
 def _log_prior_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-    """The priors' log densities at exp(theta) (up to a constant), and their gradient in theta."""
+    """The priors' log densities at exp(theta) (up to a constant), and their gradient in theta.
+    The noise's is flat below its mode: evaluated at the mode there, where its gradient is 0."""
     mu, sigma = _prior(theta.size - 2)
-    z = (theta[:-1] - mu) / sigma
-    shape, rate = _NOISE_PRIOR
-    noise = math.exp(theta[-1])
-    value = float(np.sum(-0.5 * z**2 - theta[:-1])) + (shape - 1.0) * theta[-1] - rate * noise
-    return value, np.append(-z / sigma - 1.0, (shape - 1.0) - rate * noise)
+    theta = np.append(theta[:-1], max(theta[-1], mu[-1] - sigma[-1] ** 2))
+    z = (theta - mu) / sigma
+    return float(np.sum(-0.5 * z**2 - theta)), -z / sigma - 1.0
 
 
 def _cholesky(K: np.ndarray) -> tuple[np.ndarray, bool] | None:
@@ -137,21 +140,13 @@ def _bounds(d: int) -> list[tuple[float, float]]:
     return [_LOG_ELL_BOUNDS] * d + [_LOG_SIGNAL_BOUNDS, _LOG_NOISE_BOUNDS]
 
 
-def _prior_modes(d: int) -> np.ndarray:
-    """theta [d + 2] at the priors' modes: exp(mu - sigma^2) for a log-normal density,
-    (shape - 1) / rate for the gamma."""
-    mu, sigma = _prior(d)
-    shape, rate = _NOISE_PRIOR
-    return np.append(mu - sigma**2, math.log((shape - 1.0) / rate))
-
-
 def _starts(d: int, previous: GPParams | None, rng: np.random.Generator) -> list[np.ndarray]:
-    centre = _prior_modes(d)
+    mu, spread = _prior(d)
+    centre = mu - spread**2  # the priors' modes
     if previous is not None and previous.ell.size == d:
         # The last fit is close to this one (one more point): it and the priors' modes suffice.
         starts = [previous.theta(), centre]
     else:
-        spread = np.append(_prior(d)[1], 1.0)
         starts = [centre] + [centre + spread * rng.standard_normal(d + 2) for _ in range(_N_RANDOM_RESTARTS)]
     low, high = np.array(_bounds(d)).T
     return [np.clip(start, low, high) for start in starts]
