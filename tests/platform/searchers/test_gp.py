@@ -174,3 +174,15 @@ def test_a_noiseless_quadratic_is_fitted_without_noise_and_solved_to_1e_4_within
     fitted = GPParams.from_theta(np.array(searcher.get_state()["gp"]))
     assert fitted.noise == pytest.approx(NOISE_FLOOR, rel=1e-3), fitted
     assert best <= 1e-4
+
+
+def test_on_a_space_with_discrete_coordinates_the_noise_keeps_its_whole_prior() -> None:
+    """The same noiseless data: fitted as a continuous space's, the noise goes to its floor; as
+    a space's with ints or categoricals, the whole log-normal holds it well above the floor."""
+    X = RNG.random((25, 2))
+    y = -np.sum((X - 0.4) ** 2, axis=1)
+    z = (y - y.mean()) / y.std()
+    continuous = fit_gp(X, z, rng=np.random.default_rng(0)).params.noise
+    discrete = fit_gp(X, z, rng=np.random.default_rng(0), discrete=True).params.noise
+    assert continuous == pytest.approx(NOISE_FLOOR, rel=1e-3)
+    assert discrete > 100 * NOISE_FLOOR

@@ -23,7 +23,7 @@ from scipy.stats import qmc
 from tuneforge.platform.searchers._gp.bo import ACQUISITIONS, propose
 from tuneforge.platform.searchers._gp.gp import GPParams
 from tuneforge.platform.searchers._gp.stopped import comparable_values
-from tuneforge.search_spaces import CategoricalParam, SearchSpace, parse_space, space_document
+from tuneforge.search_spaces import CategoricalParam, FloatParam, SearchSpace, parse_space, space_document
 from tuneforge.search_spaces.adapters import from_tune_domains
 
 __all__ = ["GPSearcher"]
@@ -216,6 +216,10 @@ class GPSearcher(Searcher):
             fixed[columns] = isinstance(param, CategoricalParam)
         return fixed
 
+    def _discrete(self) -> bool:
+        """Whether any param takes only lattice values (an int, a stepped float, a categorical)."""
+        return not all(isinstance(p, FloatParam) and p.step is None for p in self.space.params)
+
     def _propose(self, state: dict[str, Any]) -> np.ndarray:
         observed = np.array(state["observed"], dtype=float)
         X, y = observed[:, :-1], comparable_values(state["observed_curves"])
@@ -227,7 +231,7 @@ class GPSearcher(Searcher):
         previous = GPParams.from_theta(np.array(state["gp"])) if state["gp"] else None
         x, params = propose(X, y, pending, snap=self.space.snap, neighbours=self.space.neighbours,
                             fixed=self._fixed_columns(), rng=rng, previous=previous,
-                            acquisition=state["acquisition"])
+                            acquisition=state["acquisition"], discrete=self._discrete())
         state["n_proposed"] += 1
         state["gp"] = params.theta().tolist()
         return x

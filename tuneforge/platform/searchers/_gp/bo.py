@@ -64,13 +64,13 @@ ACQUISITIONS: dict[str, Callable[[GP, float], Acquisition]] = {"logei": _log_ei,
 def propose(X_obs: np.ndarray, y_obs: np.ndarray, X_pending: np.ndarray, *,
             snap: Callable[[np.ndarray], np.ndarray], neighbours: Callable[[np.ndarray], np.ndarray],
             fixed: np.ndarray, rng: np.random.Generator, previous: GPParams | None = None,
-            acquisition: str = "logei") -> tuple[np.ndarray, GPParams]:
+            acquisition: str = "logei", discrete: bool = False) -> tuple[np.ndarray, GPParams]:
     """The next point [d] to evaluate, and the fitted hyperparameters (to warm-start the next
     fit). ``snap``, ``neighbours`` and ``fixed`` describe the space's discrete coordinates
-    (see optimize.py)."""
+    (see optimize.py); ``discrete`` says whether it has any (see ``fit_gp``)."""
     assert X_obs.shape[0] == y_obs.shape[0] > 0, "propose needs at least one observation"
     z = warp(y_obs)
-    gp = fit_gp(X_obs, z, rng=rng, previous=previous)
+    gp = fit_gp(X_obs, z, rng=rng, previous=previous, discrete=discrete)
     incumbent = float(np.max(z))
     if len(X_pending):
         believed, _ = gp.predict(X_pending)
