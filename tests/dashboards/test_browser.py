@@ -35,11 +35,13 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-@pytest.fixture
-def recorded(ray_local, tmp_path: Path):
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+@pytest.fixture(scope="module")
+def recorded(ray_local, tmp_path_factory: pytest.TempPathFactory):
+    """One search for both tests (each reads it; the report adds an artifact, no run)."""
+    folder = tmp_path_factory.mktemp("recorded")
+    store = f"sqlite:///{folder / 'mlflow.db'}"
     result = tuneforge.search("svc-wine", trials=N_TRIALS, seed=5, tracking_uri=store,
-                              storage=tmp_path / "ray")
+                              storage=folder / "ray")
     return result, store
 
 

@@ -78,14 +78,22 @@ def test_importance_finds_the_param_the_metric_depends_on() -> None:
     assert sum(shares.values()) == pytest.approx(1.0)
 
 
-@pytest.fixture
-def two_searches(ray_local, tracking_uri: str, tmp_path: Path) -> list:
-    common = {"tracking_uri": tracking_uri, "storage": tmp_path / "ray", "experiment": "wine"}
+@pytest.fixture(scope="module")
+def wine_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The store of ``two_searches``."""
+    return f"sqlite:///{tmp_path_factory.mktemp('wine') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def two_searches(ray_local, wine_store: str, tmp_path_factory: pytest.TempPathFactory) -> list:
+    """Two searches of experiment ``wine`` in ``wine_store``, run once for the tests that read them."""
+    common = {"tracking_uri": wine_store, "storage": tmp_path_factory.mktemp("ray"), "experiment": "wine"}
     return [tuneforge.search("svc-wine", algo="random", trials=10, seed=1, **common),
             tuneforge.search("svc-wine", algo="grid", grid_points=2, **common)]
 
 
-def test_report_of_two_searches(two_searches, tracking_uri: str, tmp_path: Path) -> None:
+def test_report_of_two_searches(two_searches, wine_store: str, tmp_path: Path) -> None:
+    tracking_uri = wine_store
     path = build_report("wine", tracking_uri=tracking_uri, out_dir=tmp_path / "out")
     page = path.read_text()
     assert path == tmp_path / "out" / "report.html"
@@ -101,7 +109,8 @@ def test_report_of_two_searches(two_searches, tracking_uri: str, tmp_path: Path)
     assert "report.html" in {a.path for a in MlflowClient(tracking_uri).list_artifacts(newest)}
 
 
-def test_an_unknown_experiment_lists_the_existing_ones(two_searches, tracking_uri: str, tmp_path) -> None:
+def test_an_unknown_experiment_lists_the_existing_ones(two_searches, wine_store: str, tmp_path) -> None:
+    tracking_uri = wine_store
     with pytest.raises(ConfigError, match=r"experiment 'vine' not found in .*; experiments: .*wine"):
         build_report("vine", tracking_uri=tracking_uri, out_dir=tmp_path)
     assert not (tmp_path / "report.html").exists()

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -100,13 +101,63 @@ def _address_file() -> bytes | None:
     return path.read_bytes() if path.exists() else None
 
 
-@pytest.mark.timeout(300)
-def test_the_cluster_leaves_nothing_a_plain_ray_init_would_join() -> None:
-    # Before the tests that share the module's cluster: two clusters at once are too many for 2 CPUs.
+@dataclass(frozen=True)
+class LostNode:
+    """A search of 2 vit trials on a two-node cluster whose worker node was lost mid-trial, and
+    what a plain ``ray.init()`` would find on this machine before and after the cluster."""
+
+    folder: Path
+    store: str
+    address_file_before: bytes | None
+    address_file_after: bytes | None
+    on_worker: list
+    returncode: int
+    out: str
+
+
+@pytest.fixture(scope="module")
+def lost_node(tmp_path_factory: pytest.TempPathFactory) -> LostNode:
+    """The module's first cluster, before the one the tests below share (two clusters at once are
+    too many for 2 CPUs). Each node has 1 CPU: one trial runs on each; when the worker node is
+    lost, its trial waits for the head's CPU. A cluster takes tens of seconds to start and stop:
+    the checks of what it leaves behind read this one."""
+    tmp_path = tmp_path_factory.mktemp("lost-node")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     before = _address_file()
-    with two_node_cluster():
-        pass
-    assert _address_file() == before
+    nodes: list[subprocess.Popen] = []
+    with pytest.MonkeyPatch.context() as patch:  # as _isolated_environment does for each test
+        for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+            patch.delenv(name, raising=False)
+        with two_node_cluster(nodes) as address:
+            search = subprocess.Popen(
+                [str(Path(sys.executable).parent / "tuneforge"), "search", str(vit_space(tmp_path)),
+                 "--experiment", "vit-digits", "--trials", "2", "--seed", "0", "--max-failures", "2",
+                 "--address", address, "--tracking-uri", store, "--storage", str(tmp_path / "ray_results")],
+                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                deadline = time.monotonic() + 600
+                on_worker = []
+                while not on_worker and search.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    on_worker = [r for r in _trial_runs(store)
+                                 if r.data.tags.get("tuneforge.node_ip") == WORKER_IP
+                                 and r.info.status == "RUNNING" and 1 <= r.data.metrics.get("epoch", 0) < 6]
+                if on_worker:
+                    _kill_raylet(WORKER_IP)  # the node is lost: its trial's process goes with its raylet
+                    out, _ = search.communicate(timeout=600)
+                else:  # the test below fails on this
+                    search.kill()
+                    out, _ = search.communicate(timeout=60)
+            finally:
+                search.kill()
+    return LostNode(tmp_path, store, before, _address_file(), on_worker, search.returncode, out)
+
+
+@pytest.mark.timeout(900)
+def test_the_cluster_leaves_nothing_a_plain_ray_init_would_join(lost_node: LostNode) -> None:
+    # Before the tests that share the module's cluster: two clusters at once are too many for 2 CPUs.
+    before = lost_node.address_file_before
+    assert lost_node.address_file_after == before
     if before is not None:
         return  # a cluster of the user's own runs here: ray.init() rightly joins it
     script = ("import ray; ray.init(num_cpus=1, include_dashboard=False); "
@@ -119,27 +170,10 @@ def test_the_cluster_leaves_nothing_a_plain_ray_init_would_join() -> None:
 
 
 @pytest.mark.timeout(900)
-def test_a_trial_on_a_lost_node_restarts_from_its_checkpoint_on_another(tmp_path: Path) -> None:
-    # Before the tests that share the module's cluster, as above. Each node has 1 CPU: one
-    # trial runs on each; when the worker node is lost, its trial waits for the head's CPU.
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    nodes: list[subprocess.Popen] = []
-    with two_node_cluster(nodes) as address:
-        search = subprocess.Popen(
-            [str(Path(sys.executable).parent / "tuneforge"), "search", str(vit_space(tmp_path)),
-             "--experiment", "vit-digits", "--trials", "2", "--seed", "0", "--max-failures", "2",
-             "--address", address, "--tracking-uri", store, "--storage", str(tmp_path / "ray_results")],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 600
-        on_worker = []
-        while not on_worker and search.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-            on_worker = [r for r in _trial_runs(store) if r.data.tags.get("tuneforge.node_ip") == WORKER_IP
-                         and r.info.status == "RUNNING" and 1 <= r.data.metrics.get("epoch", 0) < 6]
-        assert on_worker, "no trial was seen mid-way (an epoch reported, not the last) on the worker node"
-        _kill_raylet(WORKER_IP)  # the node is lost: its trial's process goes with its raylet
-        out, _ = search.communicate(timeout=600)
-    assert search.returncode == 0, out
+def test_a_trial_on_a_lost_node_restarts_from_its_checkpoint_on_another(lost_node: LostNode) -> None:
+    on_worker, store, tmp_path = lost_node.on_worker, lost_node.store, lost_node.folder
+    assert on_worker, "no trial was seen mid-way (an epoch reported, not the last) on the worker node"
+    assert lost_node.returncode == 0, lost_node.out
     client = MlflowClient(store)
     parent, children = parent_and_children(store, "vit-digits")
     assert parent.info.status == "FINISHED" and len(children) == 2

@@ -151,8 +151,22 @@ def _check_complete(tmp_path: Path, n_trials: int) -> tuple:
     return parent, children
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The random search of ``_search_args`` run to its end, never interrupted, in a folder of its
+    own: the configurations a resumed random search must match, and a search with nothing to
+    resume. A search in a fresh driver takes tens of seconds: the module runs it once."""
+    folder = _folder(tmp_path_factory.mktemp("uninterrupted"))
+    with pytest.MonkeyPatch.context() as patch:  # as _isolated_environment does for each test
+        for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+            patch.delenv(name, raising=False)
+        done = subprocess.run(_search_args(folder, "random"), cwd=folder, capture_output=True, text=True,
+                              timeout=300)
+    return folder, done
+
+
 @pytest.mark.parametrize("algo", ["grid", "random", "bayes", "optuna-tpe"])
-def test_a_killed_driver_is_resumed_with_exact_counts(tmp_path: Path, algo: str) -> None:
+def test_a_killed_driver_is_resumed_with_exact_counts(tmp_path: Path, algo: str, request) -> None:
     _folder(tmp_path)
     first = _interrupt(tmp_path, algo, signal.SIGKILL)
     assert first.returncode == -signal.SIGKILL
@@ -174,9 +188,8 @@ def test_a_killed_driver_is_resumed_with_exact_counts(tmp_path: Path, algo: str)
     restarted = [r for r in children if r.info.run_id in {f.info.run_id for f in in_flight}]
     assert restarted and all(r.data.tags.get("tuneforge.restarts") == "1" for r in restarted)
     if algo == "random":  # the configurations the uninterrupted search would have tried
-        again = tmp_path / "again"
-        _folder(again)
-        subprocess.run(_search_args(again, algo), cwd=again, check=True, capture_output=True, timeout=300)
+        again, done = request.getfixturevalue("uninterrupted")
+        assert done.returncode == 0, done.stderr
         assert sorted(_configs(parent_and_children(_store(again), "space")[1])) == sorted(_configs(children))
 
 
@@ -199,10 +212,8 @@ def test_sigterm_and_ctrl_c_print_the_resume_command_and_resume(tmp_path: Path, 
     _check_complete(tmp_path, N_TRIALS)
 
 
-def test_resume_refuses_what_it_cannot_continue(tmp_path: Path) -> None:
-    _folder(tmp_path)
-    done = subprocess.run(_search_args(tmp_path, "random", "--trials", "2"), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+def test_resume_refuses_what_it_cannot_continue(uninterrupted) -> None:
+    tmp_path, done = uninterrupted  # a random search of N_TRIALS trials, ended FINISHED
     assert done.returncode == 0, done.stderr
     folder = _results_folder(tmp_path)
     ended = _resume(tmp_path, str(folder))

@@ -14,6 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -41,16 +42,40 @@ def stop_server(process: subprocess.Popen) -> None:
     process.wait(timeout=60)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
-    url, process = start_server(tmp_path)
-    yield url
-    stop_server(process)
+@dataclass(frozen=True)
+class Served:
+    """A server on loopback, the folder it serves from, and the search recorded through it."""
+
+    url: str
+    folder: Path
+    token: str
+    search: subprocess.CompletedProcess
 
 
-def test_search_through_the_server_records_runs_and_serves_artifacts(server: str, tmp_path: Path) -> None:
-    done = tuneforge("search", "ridge-diabetes", "--trials", "3", "--seed", "1", "--tracking-uri", server,
-                     cwd=tmp_path)
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One server on loopback for the module, in a folder of its own, and one search recorded
+    through it (``tuneforge search ridge-diabetes --trials 3 --seed 1`` with a Ray token of its
+    own): starting a server and a search takes tens of seconds, and the tests below only read them."""
+    folder, token = tmp_path_factory.mktemp("server"), secrets.token_hex(32)
+    with pytest.MonkeyPatch.context() as patch:  # as _isolated_environment does for each test
+        for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+            patch.delenv(name, raising=False)
+        url, process = start_server(folder)
+        try:
+            search = tuneforge("search", "ridge-diabetes", "--trials", "3", "--seed", "1",
+                               "--tracking-uri", url, cwd=folder, RAY_AUTH_TOKEN=token)
+        except BaseException:
+            stop_server(process)
+            raise
+    try:
+        yield Served(url, folder, token, search)
+    finally:
+        stop_server(process)
+
+
+def test_search_through_the_server_records_runs_and_serves_artifacts(served: Served, tmp_path: Path) -> None:
+    server, done = served.url, served.search
     assert done.returncode == 0, done.stderr
     assert f"MLflow UI: {server}/#/experiments/" in done.stdout
     client = MlflowClient(server)
@@ -61,10 +86,12 @@ def test_search_through_the_server_records_runs_and_serves_artifacts(server: str
         report = client.download_artifacts(child.info.run_id, "cv_report.json", str(tmp_path))
         assert "Ridge" in json.loads(Path(report).read_text())["estimator"]
     # The store is the default one beside the server, its artifacts in mlartifacts/.
-    assert (tmp_path / "mlflow.db").is_file() and any((tmp_path / "mlartifacts").rglob("cv_report.json"))
+    folder = served.folder
+    assert (folder / "mlflow.db").is_file() and any((folder / "mlartifacts").rglob("cv_report.json"))
 
 
-def test_the_server_answers_only_on_loopback_and_to_its_own_host_names(server: str) -> None:
+def test_the_server_answers_only_on_loopback_and_to_its_own_host_names(served: Served) -> None:
+    server = served.url
     port = int(server.rsplit(":", 1)[1])
     api = f"{server}/api/2.0/mlflow/experiments/search?max_results=1"
     with urllib.request.urlopen(urllib.request.Request(api, headers={"Host": f"localhost:{port}"})) as ok:
@@ -93,10 +120,9 @@ def test_an_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_ray_token_is_never_printed(server: str, tmp_path: Path) -> None:
-    token = secrets.token_hex(32)
-    done = tuneforge("search", "ridge-diabetes", "--trials", "2", "--tracking-uri", server, cwd=tmp_path,
-                     RAY_AUTH_TOKEN=token)
+def test_the_ray_token_is_never_printed(served: Served) -> None:
+    """The module's search through the server ran with ``RAY_AUTH_TOKEN`` set to a token of its own."""
+    token, done = served.token, served.search
     assert done.returncode == 0, done.stderr
     assert token not in done.stdout + done.stderr
     assert "ray get-auth-token" in done.stdout  # how to authenticate to the dashboard, instead

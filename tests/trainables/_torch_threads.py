@@ -1,4 +1,5 @@
-"""One torch thread for unit tests of tiny tensors (imported by the GAN and DARTS conftests)."""
+"""One torch thread for unit tests of tiny tensors (imported by the GAN, DARTS, transformer and ViT
+conftests)."""
 
 from __future__ import annotations
 

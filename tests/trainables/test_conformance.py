@@ -7,6 +7,7 @@ apply. Adding a family means adding one line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,14 +69,29 @@ def _run(trainable: Any, config: dict, storage: Path, *, gpus: float = 0, **opti
     return analysis.trials
 
 
+@pytest.fixture(scope="module")
+def plain_trial(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Family, Any, dict], Any]:
+    """A family's trial run once by Ray Tune (one sample, one CPU, no stop or restore), shared by
+    the tests below that each ran exactly that trial (to check its results, as the uninterrupted
+    run a resumed trial must match, and as the CPU run a GPU-given trial must match)."""
+    trials: dict[str, Any] = {}
+
+    def trial(family: Family, trainable: Any, config: dict) -> Any:
+        if family.space not in trials:
+            [trials[family.space]] = _run(trainable, config, tmp_path_factory.mktemp(f"plain-{family.space}"))
+        return trials[family.space]
+
+    return trial
+
+
 def _model_metrics(result: dict, trainable: Any, config: dict) -> dict[str, float]:
     return {k: result[k] for k in trainable.metrics(config) - TIMINGS}
 
 
 class TestTrainableContract:
-    def test_reports_every_declared_metric_each_step(self, ray_local, family, setup, tmp_path) -> None:
+    def test_reports_every_declared_metric_each_step(self, ray_local, family, setup, plain_trial) -> None:
         trainable, config = setup
-        [trial] = _run(trainable, config, tmp_path)
+        trial = plain_trial(family, trainable, config)
         assert trial.status == "TERMINATED"
         assert trainable.metrics(config) <= set(trial.last_result)
         assert all(np.isfinite(trial.last_result[name]) for name in trainable.metrics(config))
@@ -93,13 +109,14 @@ class TestTrainableContract:
         metric = load_space(family.space).metric
         assert first.last_result[metric] == second.last_result[metric]
 
-    def test_resumed_trial_continues_as_if_never_stopped(self, ray_local, family, setup, tmp_path) -> None:
+    def test_resumed_trial_continues_as_if_never_stopped(self, ray_local, family, setup, plain_trial,
+                                                         tmp_path) -> None:
         trainable, config = setup
         if not family.per_epoch:
-            [trial] = _run(trainable, config, tmp_path)
+            trial = plain_trial(family, trainable, config)
             assert trial.checkpoint is None, "a one-shot family has no checkpoint: a restart runs again"
             return
-        [whole] = _run(trainable, config, tmp_path / "whole")
+        whole = plain_trial(family, trainable, config)
         [stopped] = _run(trainable, config, tmp_path / "stopped", stop={"training_iteration": 1})
         assert stopped.last_result["epoch"] == 1
         [resumed] = _run(trainable, config, tmp_path / "resumed", restore=stopped.checkpoint.path)
@@ -108,14 +125,14 @@ class TestTrainableContract:
                _model_metrics(whole.last_result, trainable, config)
 
     @pytest.mark.parametrize("family", [f for f in FAMILIES if not f.no_gpu], ids=str)
-    def test_uses_the_gpu_ray_assigns(self, ray_local, family, setup, tmp_path) -> None:
+    def test_uses_the_gpu_ray_assigns(self, ray_local, family, setup, plain_trial, tmp_path) -> None:
         """Ray's ``num_gpus`` resource on a CPU machine: the trial is given GPU 0, which torch
         cannot see; it warns and trains on the CPU, to the same results. (Families with a
         ``no_gpu`` reason are not run here.)"""
         import torch
 
         trainable, config = setup
-        [on_cpu] = _run(trainable, config, tmp_path / "cpu")
+        on_cpu = plain_trial(family, trainable, config)
         [given_gpu] = _run(trainable, config, tmp_path / "gpu", gpus=1)
         assert given_gpu.status == "TERMINATED"
         if not torch.cuda.is_available():
