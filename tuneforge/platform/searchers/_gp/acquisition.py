@@ -63,8 +63,9 @@ def log_ei_grad(mu: float, var: float, dmu: np.ndarray, dvar: np.ndarray,
     """
     sigma = math.sqrt(var)
     z = (mu - best) / sigma
-    value = float(log_h(np.array(z))) + math.log(sigma)
-    ratio = math.exp(float(log_ndtr(z)) - float(log_h(np.array(z))))  # Phi(z) / h(z)
+    log_h_z = float(log_h(np.array(z)))
+    value = log_h_z + math.log(sigma)
+    ratio = math.exp(float(log_ndtr(z)) - log_h_z)  # Phi(z) / h(z)
     dsigma = dvar / (2.0 * sigma)
     return value, ratio * (dmu - z * dsigma) / sigma + dsigma / sigma
 
