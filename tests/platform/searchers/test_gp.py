@@ -57,12 +57,24 @@ def test_log_ei_gradient_matches_finite_differences_also_far_from_the_incumbent(
     gp = GP.condition(X, y, PARAMS)
     for best in (0.5, 30.0):  # 30: z of about -25, where EI itself underflows
         x = RNG.random(2)
-        value, grad = log_ei_grad(*gp.predict_with_grad(x), best)
+        [value], [grad] = log_ei_grad(*gp.predict_with_grad(x[None]), best)
         assert value == pytest.approx(log_ei(*gp.predict(x[None]), best)[0])
         numeric = [(log_ei(*gp.predict((x + h)[None]), best)[0] - log_ei(*gp.predict((x - h)[None]), best)[0])
                    / 2e-6 for h in np.eye(2) * 1e-6]
         np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-6)
         assert np.all(np.isfinite(grad))
+
+
+def test_gradients_at_a_batch_of_points_are_each_point_s_own() -> None:
+    """The acquisition's starts climb together (one L-BFGS-B run): a batch's values and
+    gradients must be those of its points one by one."""
+    X, y = RNG.random((12, 3)), RNG.standard_normal(12)
+    gp = GP.condition(X, y, GPParams(ell=np.array([0.3, 0.7, 0.5]), signal=1.3, noise=1e-3))
+    batch = RNG.random((4, 3))
+    values, grads = log_ei_grad(*gp.predict_with_grad(batch), 0.5)
+    for point, value, grad in zip(batch, values, grads, strict=True):
+        [alone], [alone_grad] = log_ei_grad(*gp.predict_with_grad(point[None]), 0.5)
+        assert value == pytest.approx(alone) and np.allclose(grad, alone_grad)
 
 
 def test_marginal_likelihood_gradient_matches_finite_differences() -> None:

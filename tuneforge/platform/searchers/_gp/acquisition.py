@@ -56,18 +56,19 @@ def log_ei(mu: np.ndarray, var: np.ndarray, best: float) -> np.ndarray:
     return log_h((mu - best) / sigma) + np.log(sigma)
 
 
-def log_ei_grad(mu: float, var: float, dmu: np.ndarray, dvar: np.ndarray,
-                best: float) -> tuple[float, np.ndarray]:
-    """log EI at one point and its gradient in x, from the posterior's gradients dmu, dvar [d]:
-    d logEI = (Phi/h)(z) dz + dsigma / sigma, dz = (dmu - z dsigma) / sigma, dsigma = dvar/(2 sigma).
+def log_ei_grad(mu: np.ndarray, var: np.ndarray, dmu: np.ndarray, dvar: np.ndarray,
+                best: float) -> tuple[np.ndarray, np.ndarray]:
+    """log EI at points [m] and its gradient in x [m, d], from the posterior's gradients dmu,
+    dvar [m, d]: d logEI = (Phi/h)(z) dz + dsigma / sigma, dz = (dmu - z dsigma) / sigma,
+    dsigma = dvar/(2 sigma).
     """
-    sigma = math.sqrt(var)
+    sigma = np.sqrt(var)
     z = (mu - best) / sigma
-    log_h_z = float(log_h(np.array(z)))
-    value = log_h_z + math.log(sigma)
-    ratio = math.exp(float(log_ndtr(z)) - log_h_z)  # Phi(z) / h(z)
-    dsigma = dvar / (2.0 * sigma)
-    return value, ratio * (dmu - z * dsigma) / sigma + dsigma / sigma
+    log_h_z = log_h(z)
+    ratio = np.exp(log_ndtr(z) - log_h_z)  # Phi(z) / h(z)
+    dsigma = dvar / (2.0 * sigma[:, None])
+    grad = (ratio[:, None] * (dmu - z[:, None] * dsigma) + dsigma) / sigma[:, None]
+    return log_h_z + np.log(sigma), grad
 
 
 def ucb(mu: np.ndarray, var: np.ndarray, beta: float) -> np.ndarray:

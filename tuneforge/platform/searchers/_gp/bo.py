@@ -38,9 +38,8 @@ def _log_ei(gp: GP, best: float) -> Acquisition:
         mean, var = gp.predict(X)
         return log_ei(mean, var, best)
 
-    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        mean, var, dmean, dvar = gp.predict_with_grad(x)
-        return log_ei_grad(mean, var, dmean, dvar, best)
+    def value_and_grad(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return log_ei_grad(*gp.predict_with_grad(X), best)
 
     return Acquisition(values, value_and_grad)
 
@@ -49,10 +48,10 @@ def _ucb(gp: GP, best: float) -> Acquisition:
     def values(X: np.ndarray) -> np.ndarray:
         return ucb(*gp.predict(X), _UCB_BETA)
 
-    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        mean, var, dmean, dvar = gp.predict_with_grad(x)
+    def value_and_grad(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, var, dmean, dvar = gp.predict_with_grad(X)
         sigma = np.sqrt(var)
-        return mean + np.sqrt(_UCB_BETA) * sigma, dmean + np.sqrt(_UCB_BETA) * dvar / (2 * sigma)
+        return mean + np.sqrt(_UCB_BETA) * sigma, dmean + np.sqrt(_UCB_BETA) * dvar / (2 * sigma[:, None])
 
     return Acquisition(values, value_and_grad)
 

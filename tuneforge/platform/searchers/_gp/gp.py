@@ -48,7 +48,7 @@ from scipy.optimize import minimize
 
 from tuneforge.platform.searchers._gp.kernel import (
     matern52,
-    matern52_dk_dr2,
+    matern52_and_dk_dr2,
     matern52_grad_x,
     scaled_sq_dist,
 )
@@ -68,7 +68,6 @@ NOISE_FLOOR = 1e-6
 """The smallest noise variance a fit may take (a noiseless objective's), of the standardised variance."""
 _LOG_NOISE_BOUNDS = (math.log(NOISE_FLOOR), 0.0)
 _N_RANDOM_RESTARTS = 2
-_FRESH_START_EVERY = 5  # points between fits that start from the priors' modes too
 _MAX_ITERATIONS = 200
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4)  # tried in turn when a Cholesky factorisation fails
 
@@ -128,7 +127,7 @@ def _neg_log_posterior(theta: np.ndarray, X: np.ndarray, y: np.ndarray, D2: np.n
     """
     params = GPParams.from_theta(theta)
     r2 = D2 @ (1.0 / params.ell**2)
-    Kf = matern52(r2, params.signal)
+    Kf, dK_dr2 = matern52_and_dk_dr2(r2, params.signal)
     factor = _cholesky(Kf + params.noise * np.eye(len(y)))
     if factor is None:
         return 1e10, np.zeros_like(theta)
@@ -137,8 +136,7 @@ def _neg_log_posterior(theta: np.ndarray, X: np.ndarray, y: np.ndarray, D2: np.n
     nll = 0.5 * y @ alpha + log_det_half + 0.5 * len(y) * math.log(2 * math.pi)
     W = np.outer(alpha, alpha) - cho_solve(factor, np.eye(len(y)), check_finite=False)
     # dK/d log ell_k = dK/d(r^2) * d(r^2)/d log ell_k = dK/d(r^2) * (-2 D2_k / ell_k^2)
-    dK_dr2 = matern52_dk_dr2(r2, params.signal)
-    grad_ell = np.einsum("ij,ijk->k", W * dK_dr2, D2) * (-2.0 / params.ell**2)
+    grad_ell = (W * dK_dr2).ravel() @ D2.reshape(-1, D2.shape[-1]) * (-2.0 / params.ell**2)
     grad = -0.5 * np.concatenate([grad_ell, [np.sum(W * Kf), params.noise * np.trace(W)]])
     log_prior, prior_grad = _log_prior_and_grad(theta, discrete)
     return float(nll - log_prior), grad - prior_grad
@@ -148,14 +146,13 @@ def _bounds(d: int) -> list[tuple[float, float]]:
     return [_LOG_ELL_BOUNDS] * d + [_LOG_SIGNAL_BOUNDS, _LOG_NOISE_BOUNDS]
 
 
-def _starts(d: int, n: int, previous: GPParams | None, rng: np.random.Generator) -> list[np.ndarray]:
+def _starts(d: int, previous: GPParams | None, rng: np.random.Generator) -> list[np.ndarray]:
     mu, spread = _prior(d)
     centre = mu - spread**2  # the priors' modes
     if previous is not None and previous.ell.size == d:
-        # The last fit is close to this one (one more point) and wins ~95% of the time from
-        # there (Branin, Hartmann-6, Ackley-5; ~90% on the mixed Levy-6); the priors' modes
-        # are a fresh start every _FRESH_START_EVERY points, half the cost of one every time.
-        starts = [previous.theta()] + ([centre] if n % _FRESH_START_EVERY == 0 else [])
+        # The last fit is close to this one (one more point): it and the priors' modes suffice.
+        # (From the last fit alone, a Branin and a Hartmann-6 seed of 10 stalled: BENCHMARKS.md.)
+        starts = [previous.theta(), centre]
     else:
         starts = [centre] + [centre + spread * rng.standard_normal(d + 2) for _ in range(_N_RANDOM_RESTARTS)]
     low, high = np.array(_bounds(d)).T
@@ -175,14 +172,14 @@ def fit_gp(X: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
     d = X.shape[1]
     D2 = (X[:, None, :] - X[None, :, :]) ** 2
     best: tuple[float, np.ndarray] | None = None
-    for start in _starts(d, len(y), previous, rng):
+    for start in _starts(d, previous, rng):
         result = minimize(_neg_log_posterior, start, args=(X, y, D2, discrete), jac=True, method="L-BFGS-B",
                           bounds=_bounds(d), options={"maxiter": _MAX_ITERATIONS})
         if np.isfinite(result.fun) and (best is None or result.fun < best[0]):
             best = (float(result.fun), result.x)
     if best is None or best[0] >= 1e10:
         logger.warning("GP fit failed on %d points; using the priors' modes", len(y))
-        best = (math.inf, _starts(d, len(y), None, rng)[-_N_RANDOM_RESTARTS - 1])
+        best = (math.inf, _starts(d, None, rng)[-_N_RANDOM_RESTARTS - 1])
     return GP.condition(X, y, GPParams.from_theta(best[1]))
 
 
@@ -195,7 +192,7 @@ class GP:
     params: GPParams
     factor: tuple[np.ndarray, bool]
     alpha: np.ndarray
-    K_inv: np.ndarray  # [n, n], for one point's gradients: a product, not a solve, per call
+    K_inv: np.ndarray  # [n, n], for the gradients at a few points: a product, not a solve
 
     @classmethod
     def condition(cls, X: np.ndarray, y: np.ndarray, params: GPParams,
@@ -217,11 +214,11 @@ class GP:
         var = self.params.signal - np.sum(V**2, axis=0)
         return mean, np.maximum(var, 1e-12)
 
-    def predict_with_grad(self, x: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
-        """Mean, variance and their gradients in x [d], at one point x [d]:
+    def predict_with_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Mean and variance [m] and their gradients [m, d] in x, at points x [m, d]:
         d mean/dx = dk^T alpha,  d var/dx = -2 dk^T K^-1 k."""
-        k, dk = matern52_grad_x(x, self.X, self.params.ell, self.params.signal)  # [n], [n, d]
-        mean = float(k @ self.alpha)
-        Kinv_k = self.K_inv @ k
-        var = self.params.signal - float(k @ Kinv_k)
-        return mean, max(var, 1e-12), dk.T @ self.alpha, -2.0 * dk.T @ Kinv_k
+        k, dk = matern52_grad_x(x, self.X, self.params.ell, self.params.signal)  # [m, n], [m, n, d]
+        Kinv_k = k @ self.K_inv  # K^-1 is symmetric
+        var = self.params.signal - np.sum(k * Kinv_k, axis=1)
+        return (k @ self.alpha, np.maximum(var, 1e-12), dk.transpose(0, 2, 1) @ self.alpha,
+                -2.0 * np.einsum("mnd,mn->md", dk, Kinv_k))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-__all__ = ["matern52", "matern52_dk_dr2", "matern52_grad_x", "scaled_sq_dist"]
+__all__ = ["matern52", "matern52_and_dk_dr2", "matern52_grad_x", "scaled_sq_dist"]
 
 _SQRT5 = np.sqrt(5.0)
 
@@ -34,20 +34,18 @@ def matern52(r2: np.ndarray, s: float) -> np.ndarray:
     return s * (1.0 + _SQRT5 * r + (5.0 / 3.0) * r2) * np.exp(-_SQRT5 * r)
 
 
-def matern52_dk_dr2(r2: np.ndarray, s: float) -> np.ndarray:
-    """dK/d(r^2) = -5/6 s (1 + sqrt5 r) exp(-sqrt5 r); finite at r = 0 (where the kernel is
-    smooth), which is why it is taken in r^2 and not in r."""
-    r = np.sqrt(np.maximum(r2, 0.0))
-    return -(5.0 / 6.0) * s * (1.0 + _SQRT5 * r) * np.exp(-_SQRT5 * r)
+def matern52_and_dk_dr2(r2: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
+    """K and dK/d(r^2) = -5/6 s (1 + sqrt5 r) exp(-sqrt5 r) from r2 (any shape), one exp for
+    both; dK/d(r^2) is finite at r = 0 (where the kernel is smooth), which is why it is taken in
+    r^2 and not in r."""
+    sqrt5_r = _SQRT5 * np.sqrt(np.maximum(r2, 0.0))
+    decay = s * np.exp(-sqrt5_r)
+    return (1.0 + sqrt5_r + (5.0 / 3.0) * r2) * decay, -(5.0 / 6.0) * (1.0 + sqrt5_r) * decay
 
 
 def matern52_grad_x(x: np.ndarray, X: np.ndarray, ell: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
-    """k(x, X) [n] and its gradient in x, d k(x, X_j) / dx = dK/d(r^2) * 2 (x - X_j) / ell^2,
-    [n, d], for one point x [d]."""
-    diff = x[None, :] - X
-    r2 = np.sum((diff / ell) ** 2, axis=1)
-    sqrt5_r = _SQRT5 * np.sqrt(r2)
-    decay = s * np.exp(-sqrt5_r)
-    k = (1.0 + sqrt5_r + (5.0 / 3.0) * r2) * decay
-    dk_dr2 = -(5.0 / 6.0) * (1.0 + sqrt5_r) * decay  # as matern52 and matern52_dk_dr2, one exp
-    return k, (2.0 * dk_dr2)[:, None] * diff / ell**2
+    """k(x, X) [m, n] and its gradient in x, d k(x_i, X_j) / dx_i = dK/d(r^2) * 2 (x_i - X_j) /
+    ell^2, [m, n, d], for points x [m, d]."""
+    diff = x[:, None, :] - X[None, :, :]
+    k, dk_dr2 = matern52_and_dk_dr2(np.sum((diff / ell) ** 2, axis=2), s)
+    return k, (2.0 * dk_dr2)[:, :, None] * diff / ell**2
