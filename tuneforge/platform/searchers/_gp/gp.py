@@ -18,10 +18,10 @@ dimensions", the defaults of BoTorch since 0.12) are log-normal densities over t
 hyperparameters themselves: ell ~ LogNormal(sqrt2 + log(d)/2, 3), which scales the expected
 length scale with the dimension; s ~ LogNormal(1, 1), whose mode is the standardised variance;
 noise ~ LogNormal(-4, 1), on a continuous space only above its mode (7e-3) and flat below it,
-down to NOISE_FLOOR. Over
-theta = log x such a density is N(theta; mu, sigma^2) exp(theta)^-1, so the MAP estimate without
-data sits at the mode exp(mu - sigma^2) (ell = 0.4 in 4-d), not at the median exp(mu) (ell = 8:
-a GP that flat sends expected improvement to the corners of the cube).
+down to NOISE_FLOOR. Over theta = log x such a density is N(theta; mu, sigma^2) exp(theta)^-1,
+so the MAP estimate without data sits at the mode exp(mu - sigma^2) (ell = 0.4 in 4-d), not at
+the median exp(mu) (ell = 8: a GP that flat sends expected improvement to the corners of the
+cube).
 The noise's prior is cut flat below its mode (issue 13, BENCHMARKS.md): the whole log-normal
 charges ~39 nats for the floor and held a noiseless objective's noise near 7e-3 for the first
 ~30 evaluations, which stopped the search short of the optimum; Optuna's Gamma(1.1, 30), nearly

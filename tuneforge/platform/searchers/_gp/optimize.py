@@ -12,8 +12,8 @@ Glossary (shapes in brackets)
 A quasi-random sweep (a scrambled Sobol sequence, scipy.stats.qmc; Owen 1998) plus Gaussian
 perturbations of the anchors, all snapped, is scored in one vectorised call; the best few
 start one L-BFGS-B run (scipy) on all their free coordinates with the analytic gradient; the
-refined points are snapped, then improved by a local search over discrete moves (what rounding a relaxed
-optimum can miss; Optuna's ``optim_mixed`` does likewise). The winner is the best snapped point
+refined points are snapped, then improved by a local search over discrete moves (what rounding
+a relaxed optimum can miss; Optuna's ``optim_mixed`` does likewise). The winner is the best snapped point
 not already evaluated or pending, so a mixed space never gets the same suggestion twice.
 """
 
