@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -34,15 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import tuneforge
+from _common import RESULTS, machine, search_in_folder
+
 from tuneforge.search_spaces import load_space
-
-RESULTS = Path(__file__).parent / "results"
-
-
-def _machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"torch {__import__('torch').__version__}, {platform.platform()}")
 
 
 def search(args: argparse.Namespace) -> None:
@@ -52,13 +44,11 @@ def search(args: argparse.Namespace) -> None:
     from tuneforge.platform.planning import SearchOptions
 
     folder = Path(args.keep)
-    folder.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
     space = _fixed(load_space(args.space), args.fix)
     started = time.perf_counter()
-    result = tuneforge.search(space, algo=args.algo, trials=args.trials, seed=args.seed, tracking_uri=uri,
-                              storage=folder / "ray", cpus_per_trial=args.cpus, progress=True)
+    result = search_in_folder(space, folder, args.cpus, algo=args.algo, trials=args.trials, seed=args.seed)
     search_s = time.perf_counter() - started
+    uri = result.tracking_uri
     best = result.best
     client = MlflowClient(uri)
     for name in ("cells.png", f"alphas/epoch-{int(best.metrics['epoch']):04d}.png"):
@@ -73,7 +63,7 @@ def search(args: argparse.Namespace) -> None:
     retrain_s = time.perf_counter() - started
     summary = comparison.summary
     print(f"\n### {args.space}: derived vs random genotypes\n")
-    print(f"Machine: {_machine()}")
+    print(f"Machine: {machine('torch')}")
     print(f"Search: `{args.algo}`, {args.trials} trials, fixed {args.fix or 'nothing'}, seed {args.seed}, "
           f"{args.cpus} CPU a trial: "
           f"{search_s / 60:.1f} min. Retrain: {args.random} random + derived, {args.retrain_epochs} epochs, "
@@ -155,8 +145,8 @@ def cost(args: argparse.Namespace) -> None:
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             measured[order].append(json.loads(output.strip().splitlines()[-1]))
     print(f"\n### {args.space}: supernet cost, first vs second order\n")
-    print(f"Machine: {_machine()}; {args.threads} thread(s), batch {args.batch}, median of {args.steps} "
-          f"steps, {args.repeats} alternating repeats.\n")
+    print(f"Machine: {machine('torch')}; {args.threads} thread(s), batch {args.batch}, "
+          f"median of {args.steps} steps, {args.repeats} alternating repeats.\n")
     print("| order | s per step (arch + weights) | s per epoch | peak RSS (MB) |")
     print("|---|---|---|---|")
     for order, runs in measured.items():

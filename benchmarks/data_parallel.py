@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,11 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from _common import machine, mnist_subset
 
 from tuneforge.search_spaces import CategoricalParam, load_space
 from tuneforge.trainables import get_trainable
-from tuneforge.trainables.images import load_image_dataset
 
 
 @dataclass(frozen=True)
@@ -51,12 +49,6 @@ class Layout:
 
 
 LAYOUTS = (Layout(1, 1), Layout(1, 2), Layout(2, 1))
-
-
-def _machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"torch {__import__('torch').__version__}, ray {__import__('ray').__version__}, "
-            f"{platform.platform()}")
 
 
 def _config(npz: Path, epochs: int) -> dict[str, Any]:
@@ -96,13 +88,6 @@ def _trial(layout: Layout, config: dict[str, Any], storage: Path, name: str) -> 
             "wall_s": wall}
 
 
-def _mnist_subset(folder: Path, n: int) -> Path:
-    mnist = load_image_dataset("mnist")
-    npz = folder / "mnist-subset.npz"
-    np.savez(npz, images=np.asarray(mnist.train_images[:n])[:, 0], labels=np.asarray(mnist.train_labels[:n]))
-    return npz
-
-
 def _print_table(args: argparse.Namespace, config: dict[str, Any], runs: dict[Layout, list[dict]]) -> None:
     median = {layout: {key: statistics.median(run[key] for run in rows) for key in rows[0]}
               for layout, rows in runs.items()}
@@ -111,7 +96,7 @@ def _print_table(args: argparse.Namespace, config: dict[str, Any], runs: dict[La
           f"({time.strftime('%Y-%m-%d')})\n")
     print(f"- command: `.venv/bin/python benchmarks/data_parallel.py --train {args.train} "
           f"--epochs {args.epochs} --repeats {args.repeats}`")
-    print(f"- machine: {_machine()}")
+    print(f"- machine: {machine('torch', 'ray')}")
     print(f"- data: the first {args.train} MNIST training images as an npz dataset (70/15/15); default ViT; "
           f"global batch {config['batch_size']}; figures of epoch {args.epochs}, medians of {args.repeats}\n")
     print("| workers x CPUs | how | samples/s (training) | vs 1 x 2 | epoch_s | s per epoch (Tune) "
@@ -135,7 +120,7 @@ def main() -> None:
     cpus = max(int(layout.workers * layout.cpus_per_worker) for layout in LAYOUTS)
     ray.init(address="local", num_cpus=cpus, log_to_driver=False, logging_level="WARNING")
     with tempfile.TemporaryDirectory() as tmp:
-        config = _config(_mnist_subset(Path(tmp), args.train), args.epochs)
+        config = _config(mnist_subset(Path(tmp), args.train), args.epochs)
         runs = _measure(config, Path(tmp) / "ray", args.repeats)
     _print_table(args, config, runs)
 

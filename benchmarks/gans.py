@@ -23,12 +23,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -36,29 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import (
+    RESULTS,
+    alternate,
+    machine,
+    metric_history,
+    rate_comparison,
+    search_in_folder,
+    trial_rate_per_s,
+    with_epochs,
+)
 
-import tuneforge
 from tuneforge.search_spaces import CategoricalParam, load_space
-
-RESULTS = Path(__file__).parent / "results"
-
-
-def _machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"torch {__import__('torch').__version__}, {platform.platform()}")
-
-
-def _search(space: Any, folder: Path, cpus: float, **options: Any) -> Any:
-    folder.mkdir(parents=True, exist_ok=True)
-    return tuneforge.search(space, tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
-                            storage=folder / "ray", cpus_per_trial=cpus, progress=True, **options)
-
-
-def _history(tracking_uri: str, run_id: str, metric: str) -> list[float]:
-    from mlflow import MlflowClient
-
-    points = MlflowClient(tracking_uri).get_metric_history(run_id, metric)
-    return [m.value for m in sorted(points, key=lambda m: m.step)]
 
 
 def real_floor(dataset: str, n: int, feature_seed: int = 0) -> dict[str, float]:
@@ -97,13 +82,12 @@ def _check_logged_generator(model_uri: str, run_params: Mapping[str, str]) -> st
 def search(args: argparse.Namespace) -> None:
     from mlflow import MlflowClient
 
-    space = load_space(args.space)
-    if args.epochs:
-        space = dataclasses.replace(space, config={**space.config, "epochs": args.epochs})
+    space = with_epochs(load_space(args.space), args.epochs)
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="gan-bench-"))
     started = time.perf_counter()
     options = {"scheduler": args.scheduler} if args.scheduler else {}
-    result = _search(space, folder, args.cpus, algo=args.algo, trials=args.trials, seed=args.seed, **options)
+    result = search_in_folder(space, folder, args.cpus, algo=args.algo, trials=args.trials, seed=args.seed,
+                              **options)
     wall = time.perf_counter() - started
     import mlflow
 
@@ -111,7 +95,7 @@ def search(args: argparse.Namespace) -> None:
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     run = client.get_run(best.run_id)
-    fid = _history(uri, best.run_id, "clf_fid")
+    fid = metric_history(uri, best.run_id, "clf_fid")
     epochs = sum(int(t.metrics.get("epoch", 0)) for t in result.trials)
     conditional = "class_accuracy" in best.metrics
     floor = real_floor(space.config["dataset"], n=5_000)
@@ -124,7 +108,7 @@ def search(args: argparse.Namespace) -> None:
     print(f"- command: `.venv/bin/python benchmarks/gans.py search {args.space} --algo {args.algo} "
           f"--trials {args.trials} --seed {args.seed}{f' --epochs {args.epochs}' if args.epochs else ''}"
           f"{f' --scheduler {args.scheduler}' if args.scheduler else ''} --cpus {args.cpus:g}`")
-    print(f"- machine: {_machine()}")
+    print(f"- machine: {machine('torch')}")
     print(f"- budget: {len(result.trials)} trials, {epochs} epochs in all, {args.cpus:g} CPUs a trial, "
           f"wall {wall / 60:.1f} min (results kept in {folder}); the search {result.status.value}")
     for rank, trial in enumerate(result.ranked(), 1):
@@ -198,14 +182,6 @@ def _plain_epochs(data: Any, settings: Any, gan: Any, model_config: Any,
     return statistics.median(rates[1:]), statistics.median(scoring[1:])
 
 
-def _trial_samples_per_s(result: Any, n: int) -> float:
-    """A trial's training samples/s over whole epochs (training, scoring, grid, checkpoint and
-    report: Tune's ``time_this_iter_s``, from the trial's result.json); epoch 1 not counted."""
-    [log] = Path(result.experiment_path).glob("*/result.json")
-    seconds = [json.loads(line)["time_this_iter_s"] for line in log.read_text().splitlines()]
-    return n / statistics.median(seconds[1:])
-
-
 def overhead(args: argparse.Namespace) -> None:
     """Both sides: dcgan-mnist's defaults at widths 32, 1 torch thread, the whole MNIST training split."""
     import torch
@@ -222,32 +198,29 @@ def overhead(args: argparse.Namespace) -> None:
     gan = DCGAN.gan_settings(prepared)
     splits = load_image_dataset("mnist")
     torch.set_num_threads(int(args.cpus))
-    plain, tuned, scoring = [], [], []
+    scoring: list[float] = []
+
+    def plain_side(repeat: int) -> float:
+        rate, seconds = _plain_epochs(splits, settings, gan, model_config, args.epochs)
+        scoring.append(seconds)
+        return rate
+
+    def tuned_side(repeat: int) -> float:
+        # training, scoring, grid, checkpoint and report: the trial's whole epochs
+        result = search_in_folder(space, Path(tmp) / f"r{repeat}", args.cpus, algo="grid", seed=0)
+        return trial_rate_per_s(result, len(splits.train_labels))
+
     with tempfile.TemporaryDirectory() as tmp:
-        for repeat in range(args.repeats):
-            for side in (("plain", "tune") if repeat % 2 == 0 else ("tune", "plain")):
-                if side == "plain":
-                    rate, seconds = _plain_epochs(splits, settings, gan, model_config, args.epochs)
-                    plain.append(rate)
-                    scoring.append(seconds)
-                else:
-                    result = _search(space, Path(tmp) / f"r{repeat}", args.cpus, algo="grid", seed=0)
-                    tuned.append(_trial_samples_per_s(result, len(splits.train_labels)))
-            print(f"repeat {repeat + 1}: plain {plain[-1]:.0f}/s, tuneforge {tuned[-1]:.0f}/s",
-                  file=sys.stderr)
-    a, b = statistics.median(tuned), statistics.median(plain)
+        plain, tuned = alternate(args.repeats, plain_side, tuned_side)
     print(f"\n## DCGAN trial under tuneforge vs a plain PyTorch loop ({time.strftime('%Y-%m-%d')})\n")
     print(f"- command: `.venv/bin/python benchmarks/gans.py overhead --repeats {args.repeats} "
           f"--epochs {args.epochs} --cpus {args.cpus:g}`")
-    print(f"- machine: {_machine()}")
+    print(f"- machine: {machine('torch')}")
     print(f"- data: MNIST's {len(splits.train_labels)} training images; DCGAN widths 32, latent "
           f"{model_config.latent_dim}, batch {settings.batch_size}; {int(args.cpus)} torch threads on both "
           f"sides; each epoch a training pass and the scoring of 5,000 samples against 5,000 validation "
           f"images")
-    print(f"- (a) tuneforge trial, training images a second of whole epochs: "
-          f"{', '.join(f'{v:.0f}' for v in tuned)}")
-    print(f"- (b) plain PyTorch loop, likewise: {', '.join(f'{v:.0f}' for v in plain)}")
-    print(f"- medians: (a) {a:.0f}, (b) {b:.0f}; **ratio (a)/(b) = {a / b:.3f}** (target >= 0.9)")
+    print(rate_comparison(tuned, plain, "training images a second of whole epochs"))
     print(f"- the scores' own cost (generating 5,000 samples and their clf_fid, clf_kid, precision and "
           f"recall), median per epoch: {statistics.median(scoring):.2f} s")
 

@@ -12,14 +12,14 @@ The MLflow store is created once before timing, as a user's store exists after t
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import machine, tracking_uri_in
 
 HERE = Path(__file__).resolve().parent
 TUNEFORGE = str(Path(sys.executable).parent / "tuneforge")
@@ -35,7 +35,7 @@ def _commands(folder: Path, trials: int, seed: int, concurrent: int) -> dict[str
     common = ["--trials", str(trials), "--seed", str(seed), "--max-concurrent", str(concurrent)]
     return {
         "tuneforge": [TUNEFORGE, "search", "ridge-diabetes", *common,
-                      "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                      "--tracking-uri", tracking_uri_in(folder),
                       "--storage", str(folder / "tuneforge_results")],
         "plain": [sys.executable, str(HERE / "plain_tune.py"), *common,
                   "--storage", str(folder / "plain_results")],
@@ -67,8 +67,7 @@ def main() -> None:
     print(f"\n## Overhead of tuneforge over plain Ray Tune ({time.strftime('%Y-%m-%d')})\n")
     print(f"- command: `.venv/bin/python benchmarks/overhead.py --trials {args.trials} "
           f"--repeats {args.repeats} --max-concurrent {args.max_concurrent}`")
-    print(f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"{platform.platform()}")
+    print(f"- machine: {machine()}")
     print(f"- (a) tuneforge search + MLflow (SQLite), s: {', '.join(f'{t:.2f}' for t in times['tuneforge'])}")
     print(f"- (b) plain Ray Tune script, s: {', '.join(f'{t:.2f}' for t in times['plain'])}")
     print(f"- medians: (a) {a:.2f} s, (b) {b:.2f} s; **ratio (a)/(b) = {a / b:.3f}** (target <= 1.15)")

@@ -25,9 +25,7 @@ only what is missing (``--replace`` measures the named pairings again).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,19 +34,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_RESULTS = HERE / "results" / "schedulers.jsonl"
+from _common import (
+    RESULTS,
+    append_json_line,
+    machine,
+    read_json_lines,
+    search_in_folder,
+    tracking_uri_in,
+    write_json_lines,
+)
+
+DEFAULT_RESULTS = RESULTS / "schedulers.jsonl"
 PAIRINGS = ("random", "random+asha", "bayes", "bayes+asha", "bohb")
 # (a, b, whether issue 8's bar judges a against b); the others are shown side by side.
 COMPARISONS = (("random+asha", "random", True), ("bayes+asha", "bayes", True),
                ("bohb", "bayes", False), ("bayes+asha", "bohb", False))
 MAX_LOSS_POINTS = 0.5
 MAX_EPOCH_RATIO = 0.5
-
-
-def _machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, no GPU, Python {platform.python_version()}, "
-            f"torch {__import__('torch').__version__}, {platform.platform()}")
 
 
 def _row(args: argparse.Namespace, pairing: str, seed: int, **measured: Any) -> dict[str, Any]:
@@ -67,7 +69,6 @@ def _summary(trials: list[dict[str, Any]], epochs: int, wall_s: float) -> dict[s
 
 def run_tuneforge(args: argparse.Namespace, pairing: str, seed: int, folder: Path) -> dict[str, Any]:
     """One ``tuneforge.search``; epochs are its ``TrialResult`` events (one per reported result)."""
-    import tuneforge
     from tuneforge.platform.events import TrialEnded, TrialResult
     from tuneforge.schema import TrialStatus
 
@@ -86,10 +87,8 @@ def run_tuneforge(args: argparse.Namespace, pairing: str, seed: int, folder: Pat
 
     options = {"grace_period": args.grace_period} if args.grace_period else {}
     started = time.perf_counter()
-    result = tuneforge.search(args.space, algo=algo, scheduler=scheduler or "none", trials=args.trials,
-                              seed=seed, tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
-                              storage=folder / "ray", cpus_per_trial=args.cpus, smoke=args.smoke,
-                              on_event=on_event, **options)
+    result = search_in_folder(args.space, folder, args.cpus, algo=algo, scheduler=scheduler or "none",
+                              trials=args.trials, seed=seed, smoke=args.smoke, on_event=on_event, **options)
     wall_s = time.perf_counter() - started
     trials = [{"status": t.status.value, "epochs": t.iterations,
                "val_accuracy": t.metrics.get("val_accuracy"),
@@ -127,7 +126,7 @@ def run_bohb(args: argparse.Namespace, seed: int, folder: Path) -> dict[str, Any
 
     plan = plan_search(args.space, SearchOptions(algo="random", trials=args.trials, seed=seed,
                                                  scheduler="asha", smoke=args.smoke,
-                                                 tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+                                                 tracking_uri=tracking_uri_in(folder),
                                                  cpus_per_trial=args.cpus, storage=folder / "ray"))
     space, max_epochs = plan.space, plan.schedule.max_epochs
     n_results = [0]
@@ -188,23 +187,17 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _load(results: Path) -> list[dict[str, Any]]:
-    if not results.exists():
-        return []
-    return [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-
-
 def _key(row: dict[str, Any]) -> tuple:
     return row["space"], row["pairing"], row["seed"], row["trials"], row.get("smoke", False)
 
 
 def measure(args: argparse.Namespace) -> None:
-    rows = _load(args.results)
+    rows = read_json_lines(args.results)
     if args.replace:
         again = {_key(_row(args, pairing, seed))
                  for pairing in args.pairings for seed in args.seeds}
         rows = [r for r in rows if _key(r) not in again]
-        args.results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_json_lines(args.results, rows)
     done = {_key(r) for r in rows}
     runners: dict[str, Callable[[int, Path], dict[str, Any]]] = {
         pairing: (lambda seed, folder, p=pairing: run_tuneforge(args, p, seed, folder))
@@ -227,9 +220,7 @@ def measure(args: argparse.Namespace) -> None:
                 print(f"  no trial reported {args.space}'s metric ({row['n_failed']} failed); not kept",
                       file=sys.stderr, flush=True)
                 continue
-            args.results.parent.mkdir(parents=True, exist_ok=True)
-            with args.results.open("a") as handle:
-                handle.write(json.dumps(row, default=_plain) + "\n")
+            append_json_line(args.results, row, default=_plain)
             print(f"  best {row['best_val_accuracy']}, {row['total_epochs']} epochs, "
                   f"{row['n_stopped']} stopped, {row['wall_s']:.0f} s", file=sys.stderr, flush=True)
 
@@ -245,7 +236,7 @@ def _mean(values: list[float]) -> float | None:
 
 def report(args: argparse.Namespace) -> None:
     wanted = (args.space, args.trials, args.smoke)
-    rows = {(r["pairing"], r["seed"]): r for r in _load(args.results)
+    rows = {(r["pairing"], r["seed"]): r for r in read_json_lines(args.results)
             if (r["space"], r["trials"], r.get("smoke", False)) == wanted}
     seeds = sorted({seed for _, seed in rows})
     pairings = [p for p in PAIRINGS if any((p, s) in rows for s in seeds)]
@@ -284,7 +275,7 @@ def _report_comparisons(rows: dict[tuple[str, int], dict[str, Any]], seeds: list
         verdict = ("yes" if met else "**no**") if is_bar else "(not a bar)"
         print(f"| {scheduled} vs {plain} | " + " | ".join(cells)
               + f" | **{delta:+.3f}** | **{ratio:.3f}** | {verdict} |")
-    print(f"\nMachine: {_machine()}")
+    print(f"\nMachine: {machine('torch')}")
 
 
 def main() -> None:

@@ -34,7 +34,6 @@ path), so a change to the searcher is compared side by side with what it changed
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import statistics
@@ -47,9 +46,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _common import RESULTS, append_json_line, read_json_lines, write_json_lines
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_RESULTS = HERE / "results" / "searchers-convergence.jsonl"
+DEFAULT_RESULTS = RESULTS / "searchers-convergence.jsonl"
 results = DEFAULT_RESULTS  # set by --results
 FUNCTION_PROBLEMS = ["branin", "hartmann3", "hartmann6", "ackley5", "rosenbrock4", "levy6-mixed"]
 SKLEARN_PROBLEMS = ["svc-wine", "knn-diabetes"]
@@ -141,18 +141,6 @@ def random_reference(problem: str) -> dict:
             "random_best": {str(b): expected_best(values, b) for b in BUDGETS}}
 
 
-def _load() -> list[dict]:
-    if not results.exists():
-        return []
-    return [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-
-
-def _append(row: dict) -> None:
-    results.parent.mkdir(parents=True, exist_ok=True)
-    with results.open("a") as handle:
-        handle.write(json.dumps(row) + "\n")
-
-
 def _tree_of(algo: str) -> Path:
     return Path(tempfile.gettempdir()) / f"tuneforge-{algo.split('@')[1]}"
 
@@ -175,16 +163,16 @@ def _prepend_path(tree: str | None) -> None:
 
 def measure(problems: list[str], algos: list[str], seeds: range, concurrencies: list[int], budget: int,
             replace: bool, workers: int) -> None:
-    rows = _load()
+    rows = read_json_lines(results)
     if replace:
         rows = [r for r in rows
                 if r.get("reference") or not (r["algo"] in algos and r["problem"] in problems)]
-        results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_json_lines(results, rows)
     done = {(r["problem"], r["algo"], r["seed"], r["concurrency"]) for r in rows if not r.get("reference")}
     referenced = {r["problem"] for r in rows if r.get("reference")}
     for problem in problems:
         if problem not in referenced:
-            _append(random_reference(problem))
+            append_json_line(results, random_reference(problem))
     started = time.time()
     # Workers share the CPUs: one BLAS thread each (read when a worker loads numpy and scipy).
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -202,7 +190,7 @@ def measure(problems: list[str], algos: list[str], seeds: range, concurrencies: 
         with multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=20,
                                                        initializer=_prepend_path, initargs=(tree,)) as pool:
             for index, row in enumerate(pool.imap_unordered(run_one, tasks), 1):
-                _append(row)
+                append_json_line(results, row)
                 print(f"[{index}/{len(tasks)}] {row['problem']} {row['algo']} seed {row['seed']} "
                       f"x{row['concurrency']}: best {row['best_so_far'][-1]:.6g} "
                       f"({time.time() - started:.0f} s)", flush=True)
@@ -295,7 +283,7 @@ def _verdict(means: dict, problems: list[str], concurrency: int) -> None:
 
 
 def report() -> None:
-    rows = _load()
+    rows = read_json_lines(results)
     regrets = _regrets(rows)
     present = {key[2] for key in regrets}
     algos = [a for a in ALGOS if a in present] + sorted(a for a in present if a not in ALGOS)

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _common import machine, search_in_folder
 
 from tuneforge.platform.events import SearchStarted, TrialEnded
 
@@ -54,14 +54,12 @@ class _Probe:
 def _tuneforge_arm(trials: int, early: int) -> dict[str, Any]:
     from mlflow import MlflowClient
 
-    import tuneforge
-
     folder = Path(tempfile.mkdtemp(prefix="tuneforge-soak-"))
-    store = f"sqlite:///{folder / 'mlflow.db'}"
     probe = _Probe({early, trials})
-    result = tuneforge.search("branin", algo="random", trials=trials, seed=0, max_concurrent=2,
-                              tracking_uri=store, storage=str(folder / "ray_results"), on_event=probe)
-    client = MlflowClient(store)
+    # 1 CPU a trial, as the plain arm's (and tuneforge's default)
+    result = search_in_folder("branin", folder, 1.0, algo="random", trials=trials, seed=0, max_concurrent=2,
+                              on_event=probe)
+    client = MlflowClient(result.tracking_uri)
     experiment = client.get_experiment_by_name("branin").experiment_id
     runs, token = [], None
     while True:
@@ -128,8 +126,7 @@ def main() -> None:
         return
 
     arms = {"plain Ray Tune": _run_arm("plain", args), "tuneforge": _run_arm("tuneforge", args)}
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"ray {__import__('ray').__version__}, mlflow {__import__('mlflow').__version__}")
+    print(f"Machine: {machine('ray', 'mlflow')}")
     print(f"Budget: {args.trials:,} trials of branin, random search (seed 0), 2 at a time\n")
     print(f"| arm | wall at {args.early:,} / {args.trials:,} | per-trial time at {args.early:,} / "
           f"{args.trials:,} | ratio (bar <= 1.2x) | RSS at {args.early:,} / {args.trials:,} | "

@@ -10,12 +10,11 @@ timed one by one; the median is reported (issue 4: ours should be no slower).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
 import numpy as np
+from _common import machine
 
 from tuneforge.platform.searchers.ask_tell import AskTell
 from tuneforge.search_spaces import load_space
@@ -50,7 +49,7 @@ def main() -> None:
               f"(min {min(seconds):.3f}, max {max(seconds):.3f})", flush=True)
     print(f"\n- command: `.venv/bin/python benchmarks/suggest_speed.py --observations {args.observations} "
           f"--timed {args.timed} --seed {args.seed}`")
-    print(f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"- machine: {machine()}")
     print(f"- ours (bayes) {medians['bayes']:.3f} s, Optuna GPSampler {medians['optuna-gp']:.3f} s; "
           f"**ratio ours/Optuna = {medians['bayes'] / medians['optuna-gp']:.2f}** (target <= 1)")
 

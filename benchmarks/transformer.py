@@ -21,25 +21,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import (
+    alternate,
+    machine,
+    metric_history,
+    rate_comparison,
+    search_in_folder,
+    tracking_uri_in,
+    trial_rate_per_s,
+    with_epochs,
+)
 
-import tuneforge
 from tuneforge.search_spaces import CategoricalParam, load_space
-
-
-def _machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"torch {__import__('torch').__version__}, {platform.platform()}")
 
 
 def score_logged_model(tracking_uri: str, parent_run_id: str, model_uri: str) -> tuple[float, float, int]:
@@ -70,28 +70,15 @@ def score_logged_model(tracking_uri: str, parent_run_id: str, model_uri: str) ->
     return wer, per, len(words)
 
 
-def _search(space: Any, folder: Path, cpus: float, **options: Any) -> Any:
-    folder.mkdir(parents=True, exist_ok=True)
-    return tuneforge.search(space, tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
-                            storage=folder / "ray", cpus_per_trial=cpus, progress=True, **options)
-
-
-def _history(result: Any, run_id: str, metric: str) -> list[float]:
-    from mlflow import MlflowClient
-
-    return [m.value for m in MlflowClient(result.tracking_uri).get_metric_history(run_id, metric)]
-
-
 def search(args: argparse.Namespace) -> None:
-    space = load_space("transformer-cmudict")
-    if args.epochs:
-        space = dataclasses.replace(space, config={**space.config, "epochs": args.epochs})
+    space = with_epochs(load_space("transformer-cmudict"), args.epochs)
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="transformer-bench-"))
     started = time.perf_counter()
     options = {"scheduler": args.scheduler}
     if args.grace_period:
         options["grace_period"] = args.grace_period
-    result = _search(space, folder, args.cpus, algo=args.algo, trials=args.trials, seed=args.seed, **options)
+    result = search_in_folder(space, folder, args.cpus, algo=args.algo, trials=args.trials, seed=args.seed,
+                              **options)
     wall = time.perf_counter() - started
     wer, per, n_words = score_logged_model(result.tracking_uri, result.parent_run_id, result.model_uri)
     epochs = sum(int(t.metrics.get("epoch", 0)) for t in result.trials)
@@ -101,14 +88,14 @@ def search(args: argparse.Namespace) -> None:
           f"{args.trials} --seed {args.seed} --scheduler {args.scheduler}"
           f"{f' --grace-period {args.grace_period}' if args.grace_period else ''}"
           f"{f' --epochs {args.epochs}' if args.epochs else ''} --cpus {args.cpus:g}`")
-    print(f"- machine: {_machine()}")
+    print(f"- machine: {machine('torch')}")
     print(f"- budget: {len(result.trials)} trials, {epochs} epochs in all, {args.cpus:g} CPUs a trial, "
           f"wall {wall / 60:.1f} min (results kept in {folder}); the search {result.status.value}")
     for rank, trial in enumerate(result.ranked()[:6], 1):
         print(f"  {rank}. wer {trial.metrics['wer']:.4f} per {trial.metrics['per']:.4f} after "
               f"{int(trial.metrics['epoch'])} epochs: {trial.params}")
     print(f"- best trial's validation wer per epoch: "
-          f"{', '.join(f'{v:.3f}' for v in _history(result, best.run_id, 'wer'))}")
+          f"{', '.join(f'{v:.3f}' for v in metric_history(result.tracking_uri, best.run_id, 'wer'))}")
     nan = float("nan")
     print(f"- best trial's own test numbers (beam search, last epoch): wer "
           f"{best.metrics.get('test_wer', nan):.4f}, per {best.metrics.get('test_per', nan):.4f}")
@@ -122,7 +109,7 @@ def score(args: argparse.Namespace) -> None:
     its own numbers and its logged model's on the test words."""
     from mlflow import MlflowClient
 
-    tracking_uri = f"sqlite:///{Path(args.keep) / 'mlflow.db'}"
+    tracking_uri = tracking_uri_in(Path(args.keep))
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("transformer-cmudict")
     runs = client.search_runs([experiment.experiment_id])
@@ -136,11 +123,10 @@ def score(args: argparse.Namespace) -> None:
     print(f"\n## transformer-cmudict: the search in {args.keep}, parent run {parent.info.status} "
           f"({time.strftime('%Y-%m-%d')})\n")
     print(f"- command: `.venv/bin/python benchmarks/transformer.py score --keep {args.keep}`")
-    print(f"- machine: {_machine()}")
+    print(f"- machine: {machine('torch')}")
     print(f"- budget: {len(trials)} trials, {epochs} epochs in all")
     for trial in sorted(trials, key=lambda r: r.data.metrics.get("wer", 1.0)):
-        history = [m.value for m in sorted(client.get_metric_history(trial.info.run_id, "wer"),
-                                           key=lambda m: m.step)]
+        history = metric_history(tracking_uri, trial.info.run_id, "wer")
         print(f"  - {trial.info.run_name} ({trial.data.tags.get('tuneforge.status', trial.info.status)}): "
               f"wer per epoch {', '.join(f'{v:.3f}' for v in history)}")
     print(f"- best finished trial {best.info.run_name}: its own test numbers (beam search): "
@@ -207,15 +193,6 @@ def _plain_epochs(data: Any, settings: Any, model_config: Any, n_epochs: int) ->
     return tokens / statistics.median(seconds[1:])
 
 
-def _trial_tokens_per_s(result: Any, tokens: int) -> float:
-    """A trial's target tokens/s over whole epochs (training, validation, checkpoint, decoded
-    examples and report: Tune's ``time_this_iter_s``, from the trial's result.json); epoch 1 not
-    counted."""
-    [log] = Path(result.experiment_path).glob("*/result.json")
-    seconds = [json.loads(line)["time_this_iter_s"] for line in log.read_text().splitlines()]
-    return tokens / statistics.median(seconds[1:])
-
-
 def overhead(args: argparse.Namespace) -> None:
     """Both sides train on the same TSV of --train CMUdict pairs (a user's file, so the trial reads
     exactly what the plain loop does), threads = --cpus, --epochs epochs, the space's defaults."""
@@ -240,30 +217,26 @@ def overhead(args: argparse.Namespace) -> None:
         settings, model_config = split_config(TRANSFORMER, {**prepared, "seed": 0})
         assert isinstance(settings, TrainSettings)
         torch.set_num_threads(int(args.cpus))
-        plain, tuned = [], []
-        for repeat in range(args.repeats):
-            for side in (("plain", "tune") if repeat % 2 == 0 else ("tune", "plain")):
-                if side == "plain":
-                    plain.append(_plain_epochs(data, settings, model_config, args.epochs))
-                else:
-                    result = _search(space, folder / f"r{repeat}", args.cpus, algo="grid", seed=0)
-                    n_tokens = sum(len(t) + 1 for _, t in data.train.pairs())
-                    tuned.append(_trial_tokens_per_s(result, n_tokens))
-            print(f"repeat {repeat + 1}: plain {plain[-1]:.0f}/s, tuneforge {tuned[-1]:.0f}/s",
-                  file=sys.stderr)
-    a, b = statistics.median(tuned), statistics.median(plain)
+        n_tokens = sum(len(t) + 1 for _, t in data.train.pairs())  # target tokens an epoch, EOS included
+
+        def tuned_side(repeat: int) -> float:
+            # training, validation, checkpoint, decoded examples and report: the trial's whole epochs
+            result = search_in_folder(space, folder / f"r{repeat}", args.cpus, algo="grid", seed=0)
+            return trial_rate_per_s(result, n_tokens)
+
+        plain, tuned = alternate(args.repeats,
+                                 lambda _: _plain_epochs(data, settings, model_config, args.epochs),
+                                 tuned_side)
     print(f"\n## Transformer trial under tuneforge vs a plain PyTorch loop ({time.strftime('%Y-%m-%d')})\n")
     print(f"- command: `.venv/bin/python benchmarks/transformer.py overhead --repeats {args.repeats} "
           f"--train {args.train} --epochs {args.epochs} --cpus {args.cpus:g}`")
-    print(f"- machine: {_machine()}")
+    print(f"- machine: {machine('torch')}")
     print(f"- data: {len(data.train.pairs())} CMUdict training pairs (of the first {args.train}, as a TSV); "
           f"the default model (width {model_config.width}, {model_config.encoder_layers}+"
           f"{model_config.decoder_layers} layers), batch {settings.batch_size}; "
           f"{int(args.cpus)} torch threads on both sides; each epoch a training pass, the validation loss "
           f"and greedy decoding of the validation words")
-    print(f"- (a) tuneforge trial, target tokens/s: {', '.join(f'{v:.0f}' for v in tuned)}")
-    print(f"- (b) plain PyTorch loop, target tokens/s: {', '.join(f'{v:.0f}' for v in plain)}")
-    print(f"- medians: (a) {a:.0f}, (b) {b:.0f}; **ratio (a)/(b) = {a / b:.3f}** (target >= 0.9)")
+    print(rate_comparison(tuned, plain, "target tokens/s"))
 
 
 def main() -> None:

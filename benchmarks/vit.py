@@ -20,25 +20,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import (
+    alternate,
+    machine,
+    metric_history,
+    mnist_subset,
+    rate_comparison,
+    search_in_folder,
+    trial_rate_per_s,
+    with_epochs,
+)
 
-import tuneforge
 from tuneforge.search_spaces import CategoricalParam, load_space
 from tuneforge.trainables.images import load_image_dataset
-
-
-def _machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"torch {__import__('torch').__version__}, {platform.platform()}")
 
 
 def test_accuracy(model_uri: str, tracking_uri: str, dataset: Any) -> float:
@@ -59,29 +60,15 @@ def test_accuracy(model_uri: str, tracking_uri: str, dataset: Any) -> float:
 
 def _single_trial_space(name: str, epochs: int | None) -> Any:
     """The bundled space with nothing searched: one trial of its fixed config and the defaults."""
-    space = load_space(name)
-    config = {**space.config, **({"epochs": epochs} if epochs else {})}
-    return dataclasses.replace(space, config=config, params=(CategoricalParam("seed", (0,)),))
-
-
-def _search(space: Any, folder: Path, cpus: float, **options: Any) -> Any:
-    folder.mkdir(parents=True, exist_ok=True)
-    return tuneforge.search(space, tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
-                            storage=folder / "ray", cpus_per_trial=cpus, progress=True, **options)
-
-
-def _history(result: Any, metric: str) -> list[float]:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(result.tracking_uri)
-    return [m.value for m in client.get_metric_history(result.best.run_id, metric)]
+    space = with_epochs(load_space(name), epochs)
+    return dataclasses.replace(space, params=(CategoricalParam("seed", (0,)),))
 
 
 def default(args: argparse.Namespace) -> None:
     space = _single_trial_space(args.space, args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        result = _search(space, Path(tmp), args.cpus, algo="grid", seed=0)
+        result = search_in_folder(space, Path(tmp), args.cpus, algo="grid", seed=0)
         wall = time.perf_counter() - started
         accuracy = test_accuracy(result.model_uri, result.tracking_uri, result.best.params.get("dataset")
                                  or space.config["dataset"])
@@ -89,23 +76,23 @@ def default(args: argparse.Namespace) -> None:
         print(f"\n## {args.space}: the default config, one trial ({time.strftime('%Y-%m-%d')})\n")
         print(f"- command: `.venv/bin/python benchmarks/vit.py default --space {args.space}"
               f"{f' --epochs {args.epochs}' if args.epochs else ''} --cpus {args.cpus:g}`")
-        print(f"- machine: {_machine()}")
+        print(f"- machine: {machine('torch')}")
         print(f"- config: {dict(space.config)} and the model's and loop's defaults")
         print(f"- budget: 1 trial x {int(metrics['epoch'])} epochs, {args.cpus:g} CPUs, wall {wall:.0f} s "
               "(Ray and MLflow start-up included)")
-        print(f"- val_accuracy per epoch: {', '.join(f'{v:.4f}' for v in _history(result, 'val_accuracy'))}")
+        history = metric_history(result.tracking_uri, result.best.run_id, "val_accuracy")
+        print(f"- val_accuracy per epoch: {', '.join(f'{v:.4f}' for v in history)}")
         print(f"- **test accuracy {accuracy:.4f}** (10k test images, the logged MLflow model)")
         print(f"- samples/s (training, last epoch): {metrics['samples_per_s']:.0f}; "
               f"**peak RSS of the trial: {metrics['peak_rss_mb']:.0f} MB**")
 
 
 def search(args: argparse.Namespace) -> None:
-    space = load_space(args.space)
-    if args.epochs:
-        space = dataclasses.replace(space, config={**space.config, "epochs": args.epochs})
+    space = with_epochs(load_space(args.space), args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        result = _search(space, Path(tmp), args.cpus, algo=args.algo, trials=args.trials, seed=args.seed)
+        result = search_in_folder(space, Path(tmp), args.cpus, algo=args.algo, trials=args.trials,
+                                  seed=args.seed)
         wall = time.perf_counter() - started
         accuracy = test_accuracy(result.model_uri, result.tracking_uri, space.config["dataset"])
         epochs = sum(int(t.metrics.get("epoch", 0)) for t in result.trials)
@@ -114,7 +101,7 @@ def search(args: argparse.Namespace) -> None:
               f"--algo {args.algo} "
               f"--trials {args.trials} --seed {args.seed}{f' --epochs {args.epochs}' if args.epochs else ''} "
               f"--cpus {args.cpus:g}`")
-        print(f"- machine: {_machine()}")
+        print(f"- machine: {machine('torch')}")
         print(f"- budget: {len(result.trials)} trials, {epochs} epochs in all, {args.cpus:g} CPUs a trial, "
               f"wall {wall / 60:.1f} min")
         for rank, trial in enumerate(result.ranked()[:5], 1):
@@ -157,16 +144,6 @@ def _plain_epochs(splits: Any, settings: Any, model_config: Any, n_epochs: int) 
     return n / statistics.median(seconds[1:])
 
 
-def _trial_samples_per_s(result: Any, n_train: int) -> float:
-    """A trial's samples/s over whole epochs (training, validation, checkpoint, pictures and
-    report: Tune's ``time_this_iter_s``, from the trial's result.json); epoch 1 not counted."""
-    import json
-
-    [log] = Path(result.experiment_path).glob("*/result.json")
-    seconds = [json.loads(line)["time_this_iter_s"] for line in log.read_text().splitlines()]
-    return n_train / statistics.median(seconds[1:])
-
-
 def overhead(args: argparse.Namespace) -> None:
     """Both sides use the same subset of MNIST (an npz file), threads = --cpus, --epochs epochs."""
     import torch
@@ -174,37 +151,29 @@ def overhead(args: argparse.Namespace) -> None:
     from tuneforge.trainables.torch.loop import TrainSettings
     from tuneforge.trainables.vit.model import ViTConfig
 
-    mnist = load_image_dataset("mnist")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        npz = folder / "mnist-subset.npz"
-        np.savez(npz, images=np.asarray(mnist.train_images[:args.train])[:, 0],
-                 labels=np.asarray(mnist.train_labels[:args.train]))
+        npz = mnist_subset(folder, args.train)
         space = _single_trial_space("vit-mnist", args.epochs)
         space = dataclasses.replace(space, config={**space.config, "dataset": {"npz": str(npz)}})
         splits = load_image_dataset({"npz": str(npz)})
         settings = TrainSettings(epochs=args.epochs, batch_size=space.config.get("batch_size", 128))
         torch.set_num_threads(int(args.cpus))
-        plain, tuned = [], []
-        for repeat in range(args.repeats):
-            for side in (("plain", "tune") if repeat % 2 == 0 else ("tune", "plain")):
-                if side == "plain":
-                    plain.append(_plain_epochs(splits, settings, ViTConfig(), args.epochs))
-                else:
-                    result = _search(space, folder / f"r{repeat}", args.cpus, algo="grid", seed=0)
-                    tuned.append(_trial_samples_per_s(result, len(splits.train_labels)))
-            print(f"repeat {repeat + 1}: plain {plain[-1]:.0f}/s, tuneforge {tuned[-1]:.0f}/s",
-                  file=sys.stderr)
-    a, b = statistics.median(tuned), statistics.median(plain)
+
+        def tuned_side(repeat: int) -> float:
+            result = search_in_folder(space, folder / f"r{repeat}", args.cpus, algo="grid", seed=0)
+            return trial_rate_per_s(result, len(splits.train_labels))
+
+        plain, tuned = alternate(args.repeats,
+                                 lambda _: _plain_epochs(splits, settings, ViTConfig(), args.epochs),
+                                 tuned_side)
     print(f"\n## ViT trial under tuneforge vs a plain PyTorch loop ({time.strftime('%Y-%m-%d')})\n")
     print(f"- command: `.venv/bin/python benchmarks/vit.py overhead --repeats {args.repeats} "
           f"--train {args.train} --epochs {args.epochs} --cpus {args.cpus:g}`")
-    print(f"- machine: {_machine()}")
+    print(f"- machine: {machine('torch')}")
     print(f"- data: the first {args.train} MNIST training images; default ViT; batch {settings.batch_size}; "
           f"{int(args.cpus)} torch threads on both sides")
-    print(f"- (a) tuneforge trial, samples/s: {', '.join(f'{v:.0f}' for v in tuned)}")
-    print(f"- (b) plain PyTorch loop, samples/s: {', '.join(f'{v:.0f}' for v in plain)}")
-    print(f"- medians: (a) {a:.0f}, (b) {b:.0f}; **ratio (a)/(b) = {a / b:.3f}** (target >= 0.9)")
+    print(rate_comparison(tuned, plain, "samples/s"))
 
 
 def main() -> None:
