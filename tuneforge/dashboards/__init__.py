@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
-from tuneforge.dashboards.report import build_report, param_importances, summarise_algorithms
+from tuneforge.dashboards.report import (
+    build_comparison_report,
+    build_report,
+    param_importances,
+    summarise_algorithms,
+)
 
-__all__ = ["build_report", "param_importances", "summarise_algorithms"]
+__all__ = ["build_comparison_report", "build_report", "param_importances", "summarise_algorithms"]

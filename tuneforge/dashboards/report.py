@@ -7,13 +7,16 @@ from Optuna), the top trials linked to their MLflow runs, and the best trial's p
 newest of each kind its family draws, e.g. the ViT's confusion matrix). Across the searches of the experiment
 (the same space, by tuneforge's convention): the algorithms' best-so-far curves and a table of
 final bests, their spread, and the trials each needed to reach a common target. Pictures are
-PNGs inside the page, so the one file is the whole report.
+PNGs inside the page, so the one file is the whole report. ``tuneforge compare`` adds its
+picture and table beside the page (:func:`build_comparison_report`).
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import html
+import io
 import logging
 import math
 import time
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tuneforge._tracking_uri import check_tracking_uri, resolve_tracking_uri
 from tuneforge.dashboards._data import SearchData, best_so_far, load_searches
 from tuneforge.dashboards._plots import (
     comparison_png,
@@ -33,11 +37,13 @@ from tuneforge.dashboards._plots import (
 )
 from tuneforge.schema import Metrics, TrialStatus
 
-__all__ = ["AlgorithmSummary", "build_report", "param_importances", "summarise_algorithms"]
+__all__ = ["AlgorithmSummary", "build_comparison_report", "build_report", "param_importances",
+           "summarise_algorithms"]
 
 logger = logging.getLogger(__name__)
 
 _REPORT_FILE = "report.html"
+_COMPARISON_PNG, _COMPARISON_CSV, _COMPARISON_MD = "comparison.png", "comparison.csv", "comparison.md"
 _DEFAULT_UI = "http://127.0.0.1:5000"  # where `tuneforge server` serves the MLflow UI
 _MIN_TRIALS_FOR_IMPORTANCE = 8  # fANOVA's forest says little about fewer trials
 _TOP_TRIALS = 10
@@ -232,19 +238,82 @@ def build_report(experiment: str, *, tracking_uri: str | None = None, out_dir: s
     ``run_ids`` limits it to those searches (parent runs). The report is also logged to the
     newest search's parent run, as ``report.html``. Opens nothing.
     """
-    from tuneforge.platform.tracking import check_tracking_uri, resolve_tracking_uri
-
-    uri = resolve_tracking_uri(tracking_uri)
-    check_tracking_uri(uri)
-    searches = load_searches(experiment, uri, run_ids=run_ids)
-    ui = ui_url or (uri if uri.startswith(("http://", "https://")) else _DEFAULT_UI)
-    folder = Path(out_dir or Path.cwd() / "reports" / experiment)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / _REPORT_FILE
-    path.write_text(render(experiment, searches, tracking_uri=uri, ui=ui))
+    uri, searches = _load_checked(experiment, tracking_uri, run_ids)
+    path = _write_report(experiment, searches, tracking_uri=uri,
+                         folder=Path(out_dir or Path.cwd() / "reports" / experiment), ui_url=ui_url)
     if log_to_mlflow:
         from mlflow import MlflowClient
 
         MlflowClient(uri).log_artifact(searches[-1].run_id, str(path))
     return path
 
+
+def _load_checked(experiment: str, tracking_uri: str | None,
+                  run_ids: Sequence[str]) -> tuple[str, list[SearchData]]:
+    """The store's URI (resolved, and checked before MLflow opens it) and the searches read
+    from it, oldest first; ConfigError for a store or an experiment that is not there."""
+    uri = resolve_tracking_uri(tracking_uri)
+    check_tracking_uri(uri)
+    return uri, load_searches(experiment, uri, run_ids=run_ids)
+
+
+def _write_report(experiment: str, searches: Sequence[SearchData], *, tracking_uri: str, folder: Path,
+                  ui_url: str | None) -> Path:
+    """Write ``<folder>/report.html`` (the folder is made if missing) and return its path."""
+    ui = ui_url or (tracking_uri if tracking_uri.startswith(("http://", "https://")) else _DEFAULT_UI)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / _REPORT_FILE
+    path.write_text(render(experiment, searches, tracking_uri=tracking_uri, ui=ui))
+    return path
+
+
+def build_comparison_report(experiment: str, run_ids: Sequence[str], *, tracking_uri: str,
+                            out_dir: str | Path) -> Path:
+    """Write the comparison of the searches ``run_ids`` (parent runs of ``experiment``: several
+    algorithms, each over a few seeds, all of one space) into ``out_dir``; return that folder.
+
+    ``tuneforge compare`` calls it once, after its last search. It writes four files, and logs
+    none of them to MLflow (the caller does, where it wants them):
+
+    - ``report.html``: :func:`build_report`'s page of those searches;
+    - ``comparison.png``: each algorithm's best-so-far curves;
+    - ``comparison.csv`` and ``comparison.md``: one row per algorithm (searches, final best mean
+      and std, the median trials to reach the median final best, seconds per suggestion), as
+      :func:`summarise_algorithms` gives them. Empty cells are ``—`` in Markdown, empty in CSV.
+
+    Two algorithms of two seeds each make 4 searches, 2 rows. ConfigError, nothing written, for
+    a store that cannot be used or an experiment that holds none of ``run_ids``.
+    """
+    uri, searches = _load_checked(experiment, tracking_uri, run_ids)
+    folder = Path(out_dir)
+    _write_report(experiment, searches, tracking_uri=uri, folder=folder, ui_url=None)
+    summaries, target = summarise_algorithms(searches)
+    metric = searches[0].metric
+    (folder / _COMPARISON_PNG).write_bytes(comparison_png({s.algo: s.curves for s in summaries}, metric))
+    rows = [{"algorithm": s.algo, "searches": s.n_searches,
+             f"final best {metric} (mean)": s.final_best_mean, "std": s.final_best_std,
+             f"trials to reach {target:.6g} (median)": s.trials_to_target,
+             "seconds per suggestion": s.seconds_per_suggestion} for s in summaries]
+    (folder / _COMPARISON_CSV).write_text(_csv(rows))
+    (folder / _COMPARISON_MD).write_text(_markdown(rows))
+    return folder
+
+
+def _csv(rows: list[dict[str, object]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _markdown(rows: list[dict[str, object]]) -> str:
+    def cell(value: object) -> str:
+        if value is None:
+            return "—"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(row[key]) for key in header) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -8,15 +8,12 @@ table (CSV and Markdown), saved locally and logged to a ``comparison`` run of th
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tuneforge.errors import ConfigError
 from tuneforge.platform.cluster import ray_cluster, resolve_address
@@ -72,56 +69,24 @@ def compare(space: SearchSpace | str | Path, *, algos: Sequence[str], budget: in
             results.append(result)
             if on_search:
                 on_search(result, index, len(runs))
-    report_dir, run_id = _report(space, results, comparison_id, out_dir)
+    report_dir, run_id = _report(results, comparison_id, out_dir)
     return ComparisonResult(comparison_id, tuple(results), report_dir, run_id)
 
 
-def _report(space: SearchSpace, results: Sequence[SearchResult], comparison_id: str,
+def _report(results: Sequence[SearchResult], comparison_id: str,
             out_dir: str | Path | None) -> tuple[Path, str]:
+    """The dashboards' comparison report of ``results``, logged to a new ``comparison`` run."""
     from mlflow import MlflowClient
 
-    from tuneforge.dashboards import build_report, summarise_algorithms
-    from tuneforge.dashboards._data import load_searches
-    from tuneforge.dashboards._plots import comparison_png
+    from tuneforge.dashboards import build_comparison_report
 
     first = results[0]
-    folder = Path(out_dir or Path.cwd() / "reports" / f"{first.experiment}-{comparison_id}")
-    run_ids = [r.parent_run_id for r in results]
-    build_report(first.experiment, tracking_uri=first.tracking_uri, out_dir=folder, run_ids=run_ids,
-                 log_to_mlflow=False)
-    searches = load_searches(first.experiment, first.tracking_uri, run_ids=run_ids)
-    summaries, target = summarise_algorithms(searches)
-    curves = {s.algo: s.curves for s in summaries}
-    (folder / "comparison.png").write_bytes(comparison_png(curves, space.metric))
-    rows = [{"algorithm": s.algo, "searches": s.n_searches,
-             f"final best {space.metric} (mean)": s.final_best_mean, "std": s.final_best_std,
-             f"trials to reach {target:.6g} (median)": s.trials_to_target,
-             "seconds per suggestion": s.seconds_per_suggestion} for s in summaries]
-    (folder / "comparison.csv").write_text(_csv(rows))
-    (folder / "comparison.md").write_text(_markdown(rows))
+    folder = build_comparison_report(
+        first.experiment, [r.parent_run_id for r in results], tracking_uri=first.tracking_uri,
+        out_dir=out_dir or Path.cwd() / "reports" / f"{first.experiment}-{comparison_id}")
     client = MlflowClient(first.tracking_uri)
     run = client.create_run(first.experiment_id, run_name=f"comparison-{time.strftime('%Y%m%d-%H%M%S')}",
                             tags={Tags.ROLE: Roles.COMPARISON, Tags.COMPARISON: comparison_id})
     client.log_artifacts(run.info.run_id, str(folder))
     client.set_terminated(run.info.run_id)
     return folder, run.info.run_id
-
-
-def _csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def _markdown(rows: list[dict[str, Any]]) -> str:
-    def cell(value: Any) -> str:
-        if value is None:
-            return "—"
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(row[key]) for key in header) + " |" for row in rows]
-    return "\n".join(lines) + "\n"

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from tuneforge._paths import check_writable
 from tuneforge.errors import ConfigError
-from tuneforge.platform._paths import check_writable
 from tuneforge.platform.cluster import autoscaler_node_types, resolve_address
 from tuneforge.platform.schedulers import Schedule, plan_schedule
 from tuneforge.platform.searchers import Budget, SearchSetup, setup_search

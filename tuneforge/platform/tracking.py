@@ -1,4 +1,5 @@
-"""MLflow tracking: where the store is, and how one search is written to it.
+"""MLflow tracking: how one search is written to its store (where the store is, and whether it
+can be used, is :mod:`tuneforge._tracking_uri`'s, re-exported here).
 
 A search is one parent run in the experiment named after it; each trial is a nested child run
 (tag ``mlflow.parentRunId``) with its searched params, every reported metric at its step, its
@@ -12,20 +13,16 @@ arrives: an interrupted search keeps every trial that finished.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
-from tuneforge.errors import ConfigError
+from tuneforge._tracking_uri import check_tracking_uri, resolve_tracking_uri
 from tuneforge.schema import HEARTBEAT_S, Tags, TrialStatus, driver_tag
 
 if TYPE_CHECKING:
@@ -35,89 +32,8 @@ __all__ = ["SearchRecorder", "TrialRecord", "check_tracking_uri", "resolve_track
 
 logger = logging.getLogger(__name__)
 
-_SQLITE_FILE = "mlflow.db"
 _ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
-_HTTP_TIMEOUT_S = 5.0
-_DATABASE_SCHEMES = {"postgresql", "mysql", "mssql"}
 _REAP_EVERY = 1000  # pending writes kept before the done ones are counted and dropped
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """``uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite store ``mlflow.db`` in the cwd."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / _SQLITE_FILE}"
-
-
-def check_tracking_uri(uri: str) -> None:
-    """ConfigError for a store MLflow cannot use, or cannot create or write; creates nothing."""
-    from tuneforge.platform._paths import check_writable
-
-    parsed = urlparse(uri)
-    scheme = parsed.scheme.split("+")[0]
-    if scheme == "sqlite":
-        if ":///" not in uri:
-            raise ConfigError(f"--tracking-uri: {uri!r} names no database file; use sqlite:///path/to/mlflow.db")
-        database = Path(uri.split(":///", 1)[1]).expanduser()
-        if not database.parent.is_dir():
-            raise ConfigError(f"--tracking-uri: folder {database.parent} of the SQLite store does not exist")
-        check_writable(database, "--tracking-uri", folder=False)
-    elif scheme in ("", "file"):
-        folder = Path(parsed.path or uri).expanduser().parent
-        if not folder.is_dir():
-            raise ConfigError(f"--tracking-uri: folder {folder} does not exist")
-        check_writable(Path(parsed.path or uri), "--tracking-uri", folder=True)
-    elif scheme in ("http", "https"):
-        _check_server(uri)
-    elif scheme == "postgresql":
-        _check_postgresql(uri)
-    elif scheme not in _DATABASE_SCHEMES and scheme != "databricks":
-        raise ConfigError(f"--tracking-uri: unsupported scheme {parsed.scheme!r}; use sqlite:///path.db, "
-                          "http(s)://host:port, postgresql://... or a folder")
-
-
-def _check_postgresql(uri: str) -> None:
-    """Connect once, with a timeout; connecting creates nothing (MLflow makes its tables later)."""
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": int(_HTTP_TIMEOUT_S)})
-    try:
-        with engine.connect():
-            pass
-    except sqlalchemy.exc.DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise ConfigError(f"--tracking-uri: cannot connect to PostgreSQL at "
-                          f"{sqlalchemy.engine.make_url(uri).render_as_string(hide_password=True)}: "
-                          f"{reason}") from None
-    finally:
-        engine.dispose()
-
-
-def _check_server(uri: str) -> None:
-    """The server answers, and lets this process in: a server with basic auth (``tuneforge
-    server`` beyond loopback) answers its API with 401 unless MLFLOW_TRACKING_USERNAME and
-    MLFLOW_TRACKING_PASSWORD (MLflow's client's own variables) name a user."""
-    import base64
-
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=_HTTP_TIMEOUT_S):
-            pass
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ConfigError(f"--tracking-uri: no MLflow server answers at {uri} ({reason})") from None
-    request = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1")
-    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    if user and password:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S):
-            pass
-    except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):
-            who = f"user {user!r}" if user and password else "a request without credentials"
-            raise ConfigError(f"--tracking-uri: the MLflow server at {uri} refused {who} (HTTP {exc.code}); "
-                              "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD") from None
-    except (urllib.error.URLError, OSError):
-        pass  # it answered /health: let MLflow's client say what else is wrong
 
 
 SCORED = (TrialStatus.FINISHED, TrialStatus.STOPPED)
