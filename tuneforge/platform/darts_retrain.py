@@ -2,11 +2,12 @@
 genotypes of the same space and budget (the paper's comparison, section 3.3), as one search.
 
 The source is a ``darts`` trial's MLflow run (its ``genotype.json``), or a search's parent run,
-whose best trial is taken. The retrain is a grid search of the ``darts-net`` trainable over one
-categorical, ``genotype``: ``derived`` and ``random-1`` ... ``random-N``, all with the same seed,
-epochs, data and width, run as Tune trials (each a child run of a new parent run, its model
-logged). The comparison (every genotype's test accuracy and parameter count; the random ones'
-mean and standard deviation) is logged on that parent run.
+whose best trial is taken. The retrain is a grid search of the space
+:func:`~tuneforge.trainables.darts.retrain.retrain_space` builds (``darts-net`` trials of
+``derived`` and ``random-1`` ... ``random-N``, all with the same seed, epochs, data and width),
+run as Tune trials (each a child run of a new parent run, its model logged). The comparison
+(every genotype's test accuracy and parameter count; the random ones' mean and standard
+deviation) is logged on that parent run.
 """
 
 from __future__ import annotations
@@ -22,20 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tuneforge.errors import ConfigError
 from tuneforge.platform.planning import SearchOptions
 from tuneforge.platform.runner import SearchResult, search
 from tuneforge.platform.tracking import resolve_tracking_uri
 from tuneforge.schema import Tags
-from tuneforge.search_spaces import parse_space
 
 __all__ = ["RetrainResult", "retrain"]
 
 logger = logging.getLogger(__name__)
 
-GENOTYPE_FILE = "genotype.json"
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_MD = "comparison.md"
 SOURCE_TAG = "tuneforge.darts.source_run_id"
@@ -74,24 +71,16 @@ def retrain(run_id: str, *, n_random: int = 5, epochs: int = 10, channels: int =
     comparison, which is also on the search's parent run. ``options`` are the search's (its
     experiment defaults to the source's with ``-retrain``). ConfigError, nothing created, for a
     run that is not a DARTS search's."""
-    from tuneforge.trainables.darts.genotypes import Genotype, random_genotype
+    from tuneforge.trainables.darts.retrain import retrain_space
 
     options = options or SearchOptions()
     if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
         raise ConfigError(f"--random: {n_random!r} is not allowed; it must be a positive integer")
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     source = _find_source(run_id, tracking_uri)
-    derived = Genotype.from_dict(source.genotype)
-    genotypes, rng = {"derived": derived.to_dict()}, np.random.default_rng(seed)
-    while len(genotypes) < n_random + 1:  # distinct from the derived one and from each other
-        candidate = random_genotype(rng, steps=derived.steps).to_dict()
-        if candidate not in genotypes.values():
-            genotypes[f"random-{len(genotypes)}"] = candidate
-    document = _space_document(source, genotypes, epochs=epochs, channels=channels, layers=layers, seed=seed)
-    if train_images is not None:
-        document["config"]["train_images"] = train_images
-    space = parse_space(document,
-                        name=f"darts-retrain-{source.run_id[:8]}")
+    space = retrain_space(source.genotype, source.params, source_run_id=source.run_id, n_random=n_random,
+                          epochs=epochs, channels=channels, layers=layers, seed=seed,
+                          train_images=train_images)
     options = dataclasses.replace(options, algo="grid", trials=1, tracking_uri=tracking_uri, seed=seed,
                                   experiment=options.experiment or f"{source.experiment}-retrain",
                                   tags=(*options.tags, (SOURCE_TAG, source.run_id)))
@@ -104,6 +93,8 @@ def retrain(run_id: str, *, n_random: int = 5, epochs: int = 10, channels: int =
 def _find_source(run_id: str, tracking_uri: str) -> _Source:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
+
+    from tuneforge.trainables.darts.trainable import GENOTYPE_FILE
 
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///"):]).exists():
         raise ConfigError(f"run {run_id}: no such MLflow run in {tracking_uri} (the store does not exist)")
@@ -130,37 +121,15 @@ def _find_source(run_id: str, tracking_uri: str) -> _Source:
     return _Source(run.info.run_id, experiment, genotype, dict(run.data.params))
 
 
-def _param(text: str | None) -> Any:
-    """A run param back as the value the trial had (MLflow keeps text; mappings as JSON)."""
-    if text is None or text == "None":
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _space_document(source: _Source, genotypes: dict[str, Any], *, epochs: int, channels: int, layers: int,
-                    seed: int) -> dict[str, Any]:
-    config = {"dataset": _param(source.params["dataset"]), "epochs": epochs, "channels": channels,
-              "layers": layers, "seed": seed, "genotypes": genotypes}
-    for key in ("train_images", "val_images", "stem_stride"):
-        value = _param(source.params.get(key))
-        if value is not None:
-            config[key] = value
-    return {"description": f"DARTS retrain of run {source.run_id}: derived vs {len(genotypes) - 1} random "
-                           "genotypes, same budget",
-            "trainable": "darts-net", "metric": "val_accuracy", "mode": "max", "config": config,
-            "params": {"genotype": {"type": "categorical", "choices": list(genotypes)}}}
-
-
 def _comparison(result: SearchResult) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    from tuneforge.trainables.darts.retrain import DERIVED
+
     rows = [{"genotype": t.params.get("genotype"), "test_accuracy": t.metrics.get("test_accuracy"),
              "val_accuracy": t.metrics.get("val_accuracy"), "n_params": t.metrics.get("n_params"),
              "status": t.status.value, "run_id": t.run_id} for t in result.trials]
-    rows.sort(key=lambda row: (row["genotype"] != "derived", str(row["genotype"])))
-    derived = [r for r in rows if r["genotype"] == "derived" and r["test_accuracy"] is not None]
-    randoms = [r for r in rows if r["genotype"] != "derived" and r["test_accuracy"] is not None]
+    rows.sort(key=lambda row: (row["genotype"] != DERIVED, str(row["genotype"])))
+    derived = [r for r in rows if r["genotype"] == DERIVED and r["test_accuracy"] is not None]
+    randoms = [r for r in rows if r["genotype"] != DERIVED and r["test_accuracy"] is not None]
     summary: dict[str, float] = {}
     if derived:
         summary.update(derived_test_accuracy=derived[0]["test_accuracy"],

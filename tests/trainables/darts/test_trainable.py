@@ -135,6 +135,26 @@ def test_resolve_genotype_takes_a_name_a_named_mapping_or_a_genotype() -> None:
         resolve_genotype({"genotype": bad})
 
 
+def test_the_retrain_space_grids_the_derived_and_distinct_random_genotypes_on_the_supernets_data() -> None:
+    from tuneforge.trainables.darts.genotypes import DARTS_V1
+    from tuneforge.trainables.darts.retrain import retrain_space
+
+    supernet = {"dataset": '{"npz": "images.npz"}', "train_images": "200", "val_images": "None", "order": "2"}
+    space = retrain_space(DARTS_V1.to_dict(), supernet, source_run_id="0123456789abcdef", n_random=3,
+                          epochs=4, channels=8, layers=5, seed=1, train_images=64)
+    assert (space.name, space.trainable, space.metric, space.mode) == (
+        "darts-retrain-01234567", "darts-net", "val_accuracy", "max")
+    assert space.param_names == ("genotype",)
+    assert space.params[0].choices == ("derived", "random-1", "random-2", "random-3")
+    genotypes = space.config["genotypes"]
+    assert genotypes["derived"] == DARTS_V1.to_dict()
+    assert len({json.dumps(g) for g in genotypes.values()}) == 4, "the random genotypes are distinct"
+    assert all(_check_genotype(genotypes[f"random-{k}"]) for k in (1, 2, 3))
+    assert {k: v for k, v in space.config.items() if k != "genotypes"} == {
+        "dataset": {"npz": "images.npz"}, "epochs": 4, "channels": 8, "layers": 5, "seed": 1,
+        "train_images": 64}
+
+
 def test_a_data_parallel_darts_search_is_refused_in_one_line_before_ray(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cluster, "_connect", lambda *a, **k: pytest.fail("Ray was started"))

@@ -54,7 +54,7 @@ from tuneforge.trainables.torch.classification import (
 )
 from tuneforge.trainables.torch.loop import EpochRun, TrialState, batches, run_trial, split_config, unwrapped
 
-__all__ = ["DARTS", "DARTS_NET", "SearchSettings", "train_darts", "train_darts_net"]
+__all__ = ["DARTS", "DARTS_NET", "GENOTYPE_FILE", "SearchSettings", "train_darts", "train_darts_net"]
 
 GENOTYPE_FILE = "genotype.json"
 CELLS_FILE = "cells.png"
