@@ -4,7 +4,10 @@ A search (and ``tuneforge resume``) exits 0 when a trial scored, and 1 when ever
 failed or none reported a finite metric (the parent run FAILED). Bad input prints one
 ``error: ...`` line and exits with 2. An interrupted search records what finished, prints the
 ``tuneforge resume`` command that continues it, and exits with 130 (Ctrl-C) or 143 (SIGTERM).
-This is the only module that prints.
+It prints summaries and errors; a search's live progress is printed by
+:mod:`~tuneforge.platform.progress` (for ``tuneforge.search(progress=True)`` too), and
+``tuneforge server`` beyond loopback asks for its password on the terminal
+(:mod:`~tuneforge.platform.server`). No other module writes to the terminal: they log.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, get_args, get_type_hints
 
 from tuneforge.errors import ConfigError
 from tuneforge.schema import TrialStatus
+
+if TYPE_CHECKING:
+    from tuneforge.platform._options import SearchOptions
 
 __all__ = ["main"]
 
@@ -142,18 +148,9 @@ def _print_summary(result: Any) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from tuneforge.platform.planning import SearchOptions
     from tuneforge.platform.runner import search
 
-    options = SearchOptions(
-        algo=args.algo, trials=args.trials, max_concurrent=args.max_concurrent, seed=args.seed,
-        experiment=args.experiment, tracking_uri=args.tracking_uri, address=args.address,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        storage=args.storage, grid_points=args.grid_points, smoke=args.smoke,
-        max_failures=args.max_failures, keep_checkpoints=args.keep_checkpoints,
-        register_model=args.register_model, scheduler=args.scheduler, max_epochs=args.max_epochs,
-        grace_period=args.grace_period, workers_per_trial=args.workers_per_trial,
-        cluster_config=args.cluster_config)
+    options = _search_options(args)
     _begin_startup()  # the progress printer ends the pause when the trials start
     return _exit_code(search(args.space, options, on_event=_Progress()))
 
@@ -336,61 +333,58 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+_Commands = argparse._SubParsersAction
+"""What ``add_subparsers`` returns, to which each command adds its parser."""
+_SPACE_HELP = "a space YAML file or the name of a bundled space"
+
+
 def _parser() -> argparse.ArgumentParser:
     from tuneforge import __version__
-    from tuneforge.search_spaces.adapters import DEFAULT_GRID_POINTS
 
     parser = _OneLineParser(prog="tuneforge", description="Ray Tune searches, tracked in MLflow.")
     parser.add_argument("--version", action="version", version=f"tuneforge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    for add_command in _COMMANDS:
+        add_command(commands)
+    return parser
 
+
+def _add_search(commands: _Commands) -> None:
     run = commands.add_parser("search", help="run a search on a space",
                               description="Run a search on Ray Tune, recorded in MLflow.")
-    run.add_argument("space", help="a space YAML file or the name of a bundled space")
-    run.add_argument("--algo", default="random",
-                     help="grid, random, bayes (our GP), optuna-tpe or optuna-gp (default: random)")
-    run.add_argument("--trials", type=int,
-                     help="random: trials (default 20); grid: passes over the grid (default 1)")
-    run.add_argument("--max-concurrent", type=int,
-                     help="most trials running at once (default: as resources allow)")
-    run.add_argument("--seed", type=int, help="random seed (default: drawn, and logged)")
-    run.add_argument("--experiment", help="MLflow experiment (default: the space's name)")
-    run.add_argument("--tracking-uri",
-                     help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
-    run.add_argument("--address", help="Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
-    run.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
-    run.add_argument("--gpus-per-trial", type=float, default=0.0,
-                     help="GPUs per trial, fractions allowed (default 0)")
-    run.add_argument("--workers-per-trial", type=int, default=1,
-                     help="run each trial of a torch family data-parallel on N Ray Train workers (DDP), "
-                          "each with --cpus-per-trial CPUs and --gpus-per-trial GPUs (default 1)")
-    run.add_argument("--cluster-config", metavar="YAML",
-                     help="the cluster's `ray up` config, whose node types the autoscaler can start "
-                          "(default on a `ray up` head node: ~/ray_bootstrap_config.yaml)")
-    run.add_argument("--storage", help="Ray Tune's storage: a folder, or a URI every node reaches "
-                                       "(s3://bucket/path); checkpoints live there (default: ./ray_results)")
-    run.add_argument("--smoke", action="store_true",
-                     help="shrink each trial of a per-epoch family (vit...) to seconds: 2 epochs, small data")
-    run.add_argument("--max-failures", type=int, default=0,
-                     help="restart a trial whose worker died this many times, from its last checkpoint "
-                          "(default 0)")
-    run.add_argument("--keep-checkpoints", type=int, default=2,
-                     help="checkpoints kept per trial: the best N by the metric, and the latest (default 2)")
-    run.add_argument("--scheduler", default="none",
-                     help="stop bad trials early: asha, hyperband, median or none (default none)")
-    run.add_argument("--max-epochs", type=int,
-                     help="the scheduler's longest trial in epochs (default: the space's max_epochs, "
-                          "else its config.epochs)")
-    run.add_argument("--grace-period", type=int,
-                     help="epochs every trial runs before a scheduler may stop it (default: the space's "
-                          "grace_period, else 1)")
-    run.add_argument("--register-model", metavar="NAME",
-                     help="register the best trial's model in the MLflow Model Registry as NAME")
-    run.add_argument("--grid-points", type=int, default=DEFAULT_GRID_POINTS,
-                     help="grid: values per numeric param without an explicit `grid:` "
-                          f"(default {DEFAULT_GRID_POINTS})")
+    run.add_argument("space", help=_SPACE_HELP)
+    _add_option_flags(run)
     run.set_defaults(handler=_search)
 
+
+def _add_option_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag for each :class:`SearchOptions` field that is one: ``--max-concurrent`` for
+    ``max_concurrent``, with the field's help and metavar (its metadata), default and type."""
+    from tuneforge.platform._options import FLAG, SearchOptions, flag_fields
+
+    types = get_type_hints(SearchOptions)
+    for option in flag_fields():
+        parser.add_argument(f"--{option.name.replace('_', '-')}", default=option.default,
+                            **_reading(types[option.name]), **option.metadata[FLAG])
+
+
+def _reading(hint: Any) -> dict[str, Any]:
+    """How argparse reads a value of type ``hint``: a bool's flag is a switch, ``int | None``'s
+    value an int, ``str | Path | None``'s the text as given."""
+    kind = next(member for member in get_args(hint) or (hint,) if member is not type(None))
+    if kind is bool:
+        return {"action": "store_true"}
+    return {} if kind is str else {"type": kind}
+
+
+def _search_options(args: argparse.Namespace) -> SearchOptions:
+    """The :class:`SearchOptions` of ``tuneforge search``'s flags."""
+    from tuneforge.platform._options import SearchOptions, flag_fields
+
+    return SearchOptions(**{option.name: getattr(args, option.name) for option in flag_fields()})
+
+
+def _add_resume(commands: _Commands) -> None:
     resuming = commands.add_parser(
         "resume", help="continue an interrupted search",
         description="Continue an interrupted search (its driver killed, Ctrl-C, a reboot) through Ray "
@@ -404,20 +398,25 @@ def _parser() -> argparse.ArgumentParser:
     resuming.add_argument("--address", help="Ray cluster (default: the search's, else a local Ray)")
     resuming.set_defaults(handler=_resume)
 
+
+def _add_runs(commands: _Commands) -> None:
     runs = commands.add_parser("runs", help="list an experiment's searches, their status and how to "
                                             "continue an interrupted one")
     runs.add_argument("experiment", help="the MLflow experiment (by default a search's space name)")
     runs.add_argument("--tracking-uri", help="MLflow store (default: as searches)")
     runs.set_defaults(handler=_runs)
 
-    listing = commands.add_parser("spaces", help="list the bundled spaces")
-    listing.set_defaults(handler=_spaces)
 
+def _add_spaces(commands: _Commands) -> None:
+    commands.add_parser("spaces", help="list the bundled spaces").set_defaults(handler=_spaces)
+
+
+def _add_compare(commands: _Commands) -> None:
     comparison = commands.add_parser(
         "compare", help="run several algorithms on one space, same budget and seeds, and report",
         description="Compare search algorithms on one space: every algorithm runs the same budget "
                     "for each seed; each search is its own MLflow parent run; one report.")
-    comparison.add_argument("space", help="a space YAML file or the name of a bundled space")
+    comparison.add_argument("space", help=_SPACE_HELP)
     comparison.add_argument("--algos", default="bayes,optuna-tpe,optuna-gp,random",
                             help="comma-separated (default: bayes,optuna-tpe,optuna-gp,random)")
     comparison.add_argument("--trials", "--budget", type=int, default=50,
@@ -433,11 +432,12 @@ def _parser() -> argparse.ArgumentParser:
     comparison.add_argument("--out", help="report folder (default: ./reports/EXPERIMENT-ID)")
     comparison.set_defaults(handler=_compare)
 
+
+def _add_darts(commands: _Commands) -> None:
     darts = commands.add_parser("darts", help="DARTS: retrain a searched architecture",
                                 description="DARTS commands (the supernet search is `tuneforge search "
                                             "darts-fashion-mnist`, or any space of trainable darts).")
-    darts_commands = darts.add_subparsers(dest="darts_command", required=True)
-    retraining = darts_commands.add_parser(
+    retraining = darts.add_subparsers(dest="darts_command", required=True).add_parser(
         "retrain", help="train a search's derived genotype and random ones from scratch, and compare",
         description="Train the genotype a darts trial derived (RUN_ID: its MLflow run, or its search's "
                     "parent run for the best trial) and N random genotypes of the same space from "
@@ -465,6 +465,8 @@ def _parser() -> argparse.ArgumentParser:
     retraining.add_argument("--storage", help="Ray Tune's storage (default: ./ray_results)")
     retraining.set_defaults(handler=_darts_retrain)
 
+
+def _add_report(commands: _Commands) -> None:
     report = commands.add_parser("report", help="write an HTML report of an experiment's searches",
                                  description="Build a self-contained HTML report from MLflow.")
     report.add_argument("experiment", help="the MLflow experiment (a search's --experiment, by default "
@@ -475,6 +477,8 @@ def _parser() -> argparse.ArgumentParser:
                                          "else http://127.0.0.1:5000)")
     report.set_defaults(handler=_report)
 
+
+def _add_server(commands: _Commands) -> None:
     server = commands.add_parser("server", help="serve the MLflow UI and tracking API on the store",
                                  description="Start an MLflow tracking server (UI, API and artifacts) "
                                              "on tuneforge's store.")
@@ -497,11 +501,19 @@ def _parser() -> argparse.ArgumentParser:
                              "how a cluster's head runs it")
     server.set_defaults(handler=_server)
 
+
+def _add_show(commands: _Commands) -> None:
+    from tuneforge.search_spaces.adapters import DEFAULT_GRID_POINTS
+
     show = commands.add_parser("show", help="print a space as parsed, with its grid size")
-    show.add_argument("space", help="a space YAML file or the name of a bundled space")
+    show.add_argument("space", help=_SPACE_HELP)
     show.add_argument("--grid-points", type=int, default=DEFAULT_GRID_POINTS)
     show.set_defaults(handler=_show)
-    return parser
+
+
+_COMMANDS = (_add_search, _add_resume, _add_runs, _add_spaces, _add_compare, _add_darts, _add_report,
+             _add_server, _add_show)
+"""Each adds one subcommand and its handler, in the order ``tuneforge --help`` lists them."""
 
 
 class _NoTrialFailures(logging.Filter):

@@ -24,11 +24,12 @@ from urllib.parse import urlparse
 
 from tuneforge._paths import check_writable
 from tuneforge.errors import ConfigError
+from tuneforge.platform._options import SearchOptions
 from tuneforge.platform.cluster import autoscaler_node_types, resolve_address
 from tuneforge.platform.schedulers import Schedule, plan_schedule
 from tuneforge.platform.searchers import Budget, SearchSetup, setup_search
 from tuneforge.platform.tracking import check_tracking_uri, resolve_tracking_uri
-from tuneforge.search_spaces import DEFAULT_GRID_POINTS, SearchSpace, load_space
+from tuneforge.search_spaces import SearchSpace, load_space
 from tuneforge.trainables import get_trainable
 from tuneforge.trainables._base import Trainable
 from tuneforge.trainables.user import user_trainable
@@ -49,56 +50,14 @@ _STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs"
 
 
 @dataclass(frozen=True)
-class SearchOptions:
-    """How to run a search; every field has the CLI flag of the same name."""
-
-    algo: str = "random"
-    trials: int | None = None
-    """Random: number of trials (default 20). Grid: passes over the grid (default 1)."""
-    max_concurrent: int | None = None
-    seed: int | None = None
-    """None draws one; it is logged on the parent run so the search can be repeated."""
-    experiment: str | None = None
-    """MLflow experiment; defaults to the space's name."""
-    tracking_uri: str | None = None
-    address: str | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    storage: str | Path | None = None
-    """Ray Tune's storage: a local folder, or a URI every node reaches (``s3://bucket/path``,
-    ``file:///nfs/path``); defaults to ./ray_results. Checkpoints live there."""
-    grid_points: int = DEFAULT_GRID_POINTS
-    tags: tuple[tuple[str, str], ...] = ()
-    """Extra tags of the search's parent run (``tuneforge compare`` groups its searches so)."""
-    smoke: bool = False
-    """Shrink a per-epoch family's trials to seconds (SMOKE_EPOCHS epochs on a small subset)."""
-    max_failures: int = 0
-    """Times a trial whose worker died is restarted, from its last checkpoint (Tune's FailureConfig)."""
-    keep_checkpoints: int = 2
-    """Checkpoints kept per trial: the best N by the space's metric, and always the latest."""
-    register_model: str | None = None
-    """Register the best trial's model under this name in the MLflow Model Registry."""
-    scheduler: str = "none"
-    """Early stopping: ``none``, ``asha``, ``hyperband`` or ``median`` (:mod:`.schedulers`)."""
-    max_epochs: int | None = None
-    """The scheduler's longest trial, in epochs; default: the space's ``max_epochs`` or ``epochs``."""
-    grace_period: int | None = None
-    """Epochs before a scheduler may stop a trial; default: the space's ``grace_period``, else 1."""
-    workers_per_trial: int = 1
-    """Above 1, each trial of a torch family runs data-parallel on this many Ray Train workers
-    (DDP), each with ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs."""
-    cluster_config: str | Path | None = None
-    """The cluster's ``ray up`` YAML, whose node types the autoscaler can start; default: the
-    ``~/ray_bootstrap_config.yaml`` ``ray up`` leaves on the head node, when joining a cluster."""
-
-
-@dataclass(frozen=True)
 class SearchPlan:
     """A validated search, ready to run: nothing has been created yet."""
 
     space: SearchSpace
     trainable: Trainable
     setup: SearchSetup
+    """The algorithm's trials and param space; its search algorithm is built by the runner,
+    once the concurrency (``options.max_concurrent``) is settled."""
     options: SearchOptions
     seed: int
     experiment: str
@@ -215,7 +174,9 @@ def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None =
     schedule = plan_schedule(options.scheduler, space, family, max_epochs=options.max_epochs,
                              grace_period=options.grace_period, smoke=options.smoke)
     seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
-    setup = _setup(options, space, family, seed)
+    setup = setup_search(options.algo, space, Budget(trials=options.trials, seed=seed,
+                                                     grid_points=options.grid_points,
+                                                     step_metric=family.step_metric))
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     check_tracking_uri(tracking_uri)
     storage, local_dir = _storage(options.storage)
@@ -225,21 +186,14 @@ def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None =
                       storage=storage, local_dir=local_dir, schedule=schedule)
 
 
-def _setup(options: SearchOptions, space: SearchSpace, family: Trainable, seed: int) -> SearchSetup:
-    return setup_search(options.algo, space, Budget(
-        trials=options.trials, seed=seed, max_concurrent=options.max_concurrent,
-        grid_points=options.grid_points, step_metric=family.step_metric))
-
-
 def limit_concurrency(plan: SearchPlan, most: int) -> SearchPlan:
     """The plan with at most ``most`` trials at once. The runner's, for a data-parallel search:
     its workers' resources are Ray Train's, which Tune does not count, so Tune would start
-    trials whose workers could only wait."""
+    trials whose workers could only wait. The search algorithm is not built yet (the runner
+    builds it once, with ``options.max_concurrent``), so nothing is rebuilt."""
     if plan.options.max_concurrent is not None and plan.options.max_concurrent <= most:
         return plan
-    options = dataclasses.replace(plan.options, max_concurrent=most)
-    setup = _setup(options, plan.space, plan.trainable, plan.seed)
-    return dataclasses.replace(plan, options=options, setup=setup)
+    return dataclasses.replace(plan, options=dataclasses.replace(plan.options, max_concurrent=most))
 
 
 def prepare_trials(plan: SearchPlan) -> dict[str, Any]:

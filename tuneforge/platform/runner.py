@@ -19,10 +19,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.errors import ConfigError
 from tuneforge.platform.cluster import (
@@ -43,6 +43,9 @@ from tuneforge.platform.planning import (
 from tuneforge.platform.tracking import ENDED, SCORED, SearchRecorder, TrialRecord, resolve_tracking_uri
 from tuneforge.schema import Artifacts, Metrics, Tags, TrialStatus
 from tuneforge.search_spaces import SearchSpace, parse_space, space_document
+
+if TYPE_CHECKING:
+    from tuneforge.platform.resume import SavedSearch
 
 __all__ = ["SearchOptions", "SearchPlan", "SearchResult", "SearchStarted", "TrialEnded",
            "plan_search", "resume", "search"]
@@ -119,34 +122,7 @@ def search(space: SearchSpace | str | Path, options: SearchOptions | None = None
     options = dataclasses.replace(options or SearchOptions(), **option_values)
     notify = on_event or _progress_printer(progress)
     notify(Stage("checking the space and options"))
-    plan = plan_search(space, options, trainable=trainable)
-    recorder = SearchRecorder(tracking_uri=plan.tracking_uri, experiment=plan.experiment)
-    notify(Stage(f"opening the MLflow store {plan.tracking_uri}"))
-    recorder.preload()
-    notify(Stage(f"joining Ray at {plan.address}" if plan.address else "starting a local Ray"))
-    cluster_config = Path(options.cluster_config) if options.cluster_config else None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneforge-prepare") as background, \
-            ray_cluster(plan.address, job_name=f"tuneforge search {plan.space.name} ({plan.options.algo})",
-                        working_dir=plan.trainable.code_dir, cluster_config=cluster_config) as cluster:
-        notify(Stage(f"checking trainable {plan.trainable.name!r} (its settings and data)"))
-        preparing = background.submit(prepare_trials, plan)
-        resources = TrialResources(cpus=options.cpus_per_trial, gpus=options.gpus_per_trial,
-                                   workers=options.workers_per_trial)
-        scaling = check_trial_resources(cluster, resources)
-        if scaling:
-            notify(Stage(scaling))
-        if resources.workers > 1:
-            plan = limit_concurrency(plan, concurrent_trials(cluster, resources))
-        config = preparing.result()
-        name = f"{plan.space.name}-{plan.options.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
-        parent_run_id = recorder.start_search(
-            run_name=name, params=_search_params(plan, config, cluster),
-            tags={Tags.RAY_RESULTS: plan.experiment_path(name), **dict(plan.options.tags)},
-            artifacts={Artifacts.SPACE: _space_document(plan.space), **_family_artifacts(plan, config)})
-        _save_search(plan, name, parent_run_id, recorder)
-        notify(SearchStarted(plan, cluster, parent_run_id, plan.experiment_path(name)))
-        status, best, model_uri = _run(plan, config, name, recorder, notify)
-    return _result(plan, recorder, cluster, plan.experiment_path(name), status, best, model_uri)
+    return _execute(plan_search(space, options, trainable=trainable), notify)
 
 
 def resume(target: str | Path, *, tracking_uri: str | None = None, address: str | None = None,
@@ -175,22 +151,80 @@ def resume(target: str | Path, *, tracking_uri: str | None = None, address: str 
     space = parse_space(yaml.safe_load(saved.space_yaml), name=saved.space_name,
                         source=Path(saved.space_source) if saved.space_source else None)
     plan = plan_search(space, options, trainable=trainable)
-    plan = dataclasses.replace(plan, tracking_uri=saved.tracking_uri, experiment=saved.experiment)
-    recorder = SearchRecorder(tracking_uri=plan.tracking_uri, experiment=plan.experiment)
     _check_resumable(saved)
+    return _execute(dataclasses.replace(plan, tracking_uri=saved.tracking_uri, experiment=saved.experiment),
+                    notify, saved)
+
+
+def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
+             saved: SavedSearch | None = None) -> SearchResult:
+    """Run ``plan``: a new search, or the interrupted search ``saved`` again. Opens the MLflow
+    store, starts or joins Ray while the trainable checks its settings and data, opens the
+    parent run (a new one, or ``saved``'s again), runs the trials and closes the search."""
+    recorder = SearchRecorder(tracking_uri=plan.tracking_uri, experiment=plan.experiment)
     notify(Stage(f"opening the MLflow store {plan.tracking_uri}"))
     recorder.preload()
     notify(Stage(f"joining Ray at {plan.address}" if plan.address else "starting a local Ray"))
-    with ray_cluster(plan.address, job_name=f"tuneforge resume {saved.name}",
-                     working_dir=plan.trainable.code_dir) as cluster:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneforge-prepare") as background, \
+            _ray_cluster(plan, saved) as cluster:
         notify(Stage(f"checking trainable {plan.trainable.name!r} (its settings and data)"))
-        config = prepare_trials(plan)
-        recorder.resume_search(saved.parent_run_id, lambda text: _typed_params(plan.space, text))
-        notify(SearchStarted(plan, cluster, saved.parent_run_id, saved.experiment_path,
+        preparing = background.submit(prepare_trials, plan)
+        if saved is None:  # a resumed search keeps the sizing it started with (its saved options)
+            plan = _fit_to_cluster(plan, cluster, notify)
+        config = preparing.result()
+        name, experiment_path = (_start_search(plan, config, cluster, recorder) if saved is None
+                                 else _reopen_search(plan, saved, recorder))
+        notify(SearchStarted(plan, cluster, recorder.parent_run_id, experiment_path,
                              known=tuple(recorder.trials.values())))
-        status, best, model_uri = _run(plan, config, saved.name, recorder, notify,
-                                       restore=saved.experiment_path)
-    return _result(plan, recorder, cluster, saved.experiment_path, status, best, model_uri)
+        status, best, model_uri = _run(plan, config, name, recorder, notify,
+                                       restore=saved.experiment_path if saved else None)
+    return _result(plan, recorder, cluster, experiment_path, status, best, model_uri)
+
+
+def _ray_cluster(plan: SearchPlan, saved: SavedSearch | None) -> AbstractContextManager[Cluster]:
+    """The search's Ray (a Ray job named after it). A resumed search joins it as it always
+    has: without the ``ray up`` config of ``--cluster-config``, which only sizing needs."""
+    if saved is not None:
+        return ray_cluster(plan.address, job_name=f"tuneforge resume {saved.name}",
+                           working_dir=plan.trainable.code_dir)
+    cluster_config = plan.options.cluster_config
+    return ray_cluster(plan.address, job_name=f"tuneforge search {plan.space.name} ({plan.options.algo})",
+                       working_dir=plan.trainable.code_dir,
+                       cluster_config=Path(cluster_config) if cluster_config else None)
+
+
+def _fit_to_cluster(plan: SearchPlan, cluster: Cluster, notify: Callable[[SearchEvent], None]) -> SearchPlan:
+    """A new search on ``cluster``: refused when no node can hold a trial (a note when the
+    autoscaler must add one); a data-parallel search runs only the trials whose workers fit
+    at once."""
+    options = plan.options
+    resources = TrialResources(cpus=options.cpus_per_trial, gpus=options.gpus_per_trial,
+                               workers=options.workers_per_trial)
+    scaling = check_trial_resources(cluster, resources)
+    if scaling:
+        notify(Stage(scaling))
+    if resources.workers > 1:
+        plan = limit_concurrency(plan, concurrent_trials(cluster, resources))
+    return plan
+
+
+def _start_search(plan: SearchPlan, config: dict[str, Any], cluster: Cluster,
+                  recorder: SearchRecorder) -> tuple[str, str]:
+    """A new search's parent run and its ``search.json``; the Tune experiment's name and path."""
+    name = f"{plan.space.name}-{plan.options.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+    parent_run_id = recorder.start_search(
+        run_name=name, params=_search_params(plan, config, cluster),
+        tags={Tags.RAY_RESULTS: plan.experiment_path(name), **dict(plan.options.tags)},
+        artifacts={Artifacts.SPACE: _space_document(plan.space), **_family_artifacts(plan, config)})
+    _save_search(plan, name, parent_run_id, recorder)
+    return name, plan.experiment_path(name)
+
+
+def _reopen_search(plan: SearchPlan, saved: SavedSearch, recorder: SearchRecorder) -> tuple[str, str]:
+    """The interrupted search's parent run, RUNNING again, with the trials it recorded; the Tune
+    experiment's name and path."""
+    recorder.resume_search(saved.parent_run_id, lambda text: _typed_params(plan.space, text))
+    return saved.name, saved.experiment_path
 
 
 def _family_artifacts(plan: SearchPlan, config: dict[str, Any]) -> dict[str, str]:
@@ -269,18 +303,25 @@ def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
          notify: Callable[[SearchEvent], None], *,
          restore: str | None = None) -> tuple[TrialStatus, TrialRecord | None, str | None]:
     """Fit the Tuner (a new one, or the one Tune saved at ``restore``), then close the search
-    whatever happened; its status, best trial and the best trial's model URI."""
+    whatever happened; its status, best trial and the best trial's model URI.
+
+    A new search's algorithm is built here, once, with the concurrency settled after Ray
+    started; a restored search's is the one Tune saved, whose time per suggestion is unknown."""
     from tuneforge.platform.searchers._timed import TimedSearch
 
-    timer, status = TimedSearch(plan.setup.search_alg), TrialStatus.FAILED
+    timer: TimedSearch | None = None
+    status = TrialStatus.FAILED
     try:
-        _fit(plan, config, name, recorder, timer.algorithm, notify, restore=restore)
+        if restore is None:
+            timer = TimedSearch(plan.setup.make_search_alg(plan.options.max_concurrent))
+        _fit(plan, config, name, recorder, timer and timer.algorithm, notify, restore=restore)
         status = _search_status(plan, recorder.trials.values())
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C twice; SIGTERM (Ray's handler exits)
         status = TrialStatus.KILLED
         raise
     finally:
-        best, model_uri = _finish(plan, config, recorder, status, timer.seconds_per_suggestion)
+        seconds_per_suggestion = timer.seconds_per_suggestion if timer else 0.0
+        best, model_uri = _finish(plan, config, recorder, status, seconds_per_suggestion)
     return status, best, model_uri
 
 

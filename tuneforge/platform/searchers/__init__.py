@@ -1,13 +1,15 @@
 """Search algorithms, by the name ``--algo`` takes.
 
 Each entry turns a space and a budget into a :class:`SearchSetup`: what ``tune.Tuner``
-needs to run that algorithm. The runner is the only caller.
+needs to run that algorithm. The planner checks it before Ray starts; the runner builds its
+search algorithm once, when the search's concurrency is known (a data-parallel search's
+depends on the cluster).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuneforge.errors import ConfigError
@@ -38,8 +40,6 @@ class Budget:
     trials: int | None
     """None: the algorithm's default."""
     seed: int
-    max_concurrent: int | None
-    """None: as many trials at once as the cluster's resources allow."""
     grid_points: int
     step_metric: str = "training_iteration"
     """The result key counting a trial's steps (a torch family's ``epoch``), for searchers that
@@ -55,15 +55,16 @@ class SearchSetup:
     num_samples: int
     n_trials: int
     """How many trials the search will run."""
-    search_alg: Any
-    """A ``ray.tune.search`` algorithm that itself keeps to the budget's ``max_concurrent``."""
+    make_search_alg: Callable[[int | None], Any] = field(repr=False)
+    """Builds the ``ray.tune.search`` algorithm, which itself keeps to the ``max_concurrent``
+    it is given (None: as many trials at once as the cluster's resources allow). Called once
+    per search; the space was checked and converted when the setup was made."""
 
 
 def _grid(space: SearchSpace, budget: Budget) -> SearchSetup:
     """Every combination of :func:`to_grid`'s values, repeated ``trials`` times (default 1):
     a 3 x 4 grid with ``--trials 2`` runs 24 trials."""
     from ray import tune
-    from ray.tune.search import BasicVariantGenerator
 
     trials, grid_points = budget.trials, budget.grid_points
 
@@ -74,25 +75,34 @@ def _grid(space: SearchSpace, budget: Budget) -> SearchSetup:
                           f"{_MAX_GRID_TRIALS}); lower --grid-points or give params an explicit `grid:`")
     values = to_grid(space, grid_points)
     return SearchSetup({name: tune.grid_search(v) for name, v in values.items()}, repeats, n_trials,
-                       BasicVariantGenerator(max_concurrent=budget.max_concurrent or 0))
+                       _variants())
 
 
 def _random(space: SearchSpace, budget: Budget) -> SearchSetup:
     """``trials`` (default 20) independent uniform draws from the space, seeded."""
     # (The model-based algorithms below default to the same budget.)
-    from ray.tune.search import BasicVariantGenerator
-
     n_trials = budget.trials or _DEFAULT_RANDOM_TRIALS
     return SearchSetup(to_tune_domains(space), n_trials, n_trials,
-                       BasicVariantGenerator(random_state=budget.seed,
-                                             max_concurrent=budget.max_concurrent or 0))
+                       _variants(random_state=budget.seed))
 
 
-def _limited(searcher: Any, budget: Budget) -> Any:
-    """A ``Searcher`` kept to ``max_concurrent`` trials at once (Tune's ConcurrencyLimiter)."""
+def _variants(**settings: Any) -> Callable[[int | None], Any]:
+    """Builds Tune's BasicVariantGenerator with ``settings``, kept to ``max_concurrent`` trials
+    at once."""
+    from ray.tune.search import BasicVariantGenerator
+
+    return lambda max_concurrent: BasicVariantGenerator(max_concurrent=max_concurrent or 0, **settings)
+
+
+def _limited(make_searcher: Callable[[], Any]) -> Callable[[int | None], Any]:
+    """Builds a ``Searcher``, kept to ``max_concurrent`` trials at once (Tune's ConcurrencyLimiter)."""
     from ray.tune.search import ConcurrencyLimiter
 
-    return ConcurrencyLimiter(searcher, budget.max_concurrent) if budget.max_concurrent else searcher
+    def make(max_concurrent: int | None) -> Any:
+        searcher = make_searcher()
+        return ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
+
+    return make
 
 
 def _bayes(space: SearchSpace, budget: Budget) -> SearchSetup:
@@ -100,9 +110,8 @@ def _bayes(space: SearchSpace, budget: Budget) -> SearchSetup:
     from tuneforge.platform.searchers.gp_searcher import GPSearcher
 
     n_trials = budget.trials or _DEFAULT_RANDOM_TRIALS
-    searcher = GPSearcher(space, metric=space.metric, mode=space.mode, seed=budget.seed,
-                          step_metric=budget.step_metric)
-    return SearchSetup({}, n_trials, n_trials, _limited(searcher, budget))
+    return SearchSetup({}, n_trials, n_trials, _limited(lambda: GPSearcher(
+        space, metric=space.metric, mode=space.mode, seed=budget.seed, step_metric=budget.step_metric)))
 
 
 def optuna_search(space: SearchSpace, budget: Budget, sampler: Any) -> SearchSetup:
@@ -116,9 +125,9 @@ def optuna_search(space: SearchSpace, budget: Budget, sampler: Any) -> SearchSet
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = budget.trials or _DEFAULT_RANDOM_TRIALS
-    searcher = OptunaSearch(space=to_optuna_distributions(space), metric=space.metric,
-                            mode=space.mode, sampler=sampler)
-    return SearchSetup({}, n_trials, n_trials, _limited(searcher, budget))
+    distributions = to_optuna_distributions(space)
+    return SearchSetup({}, n_trials, n_trials, _limited(lambda: OptunaSearch(
+        space=distributions, metric=space.metric, mode=space.mode, sampler=sampler)))
 
 
 def _optuna(sampler: str) -> Callable[[SearchSpace, Budget], SearchSetup]:

@@ -51,10 +51,9 @@ class AskTell:
 
             from tuneforge.platform.searchers._timed import TimedSearch
 
-            self._setup = self._build(self.space, Budget(
-                trials=self.trials, seed=self.seed, max_concurrent=self.max_concurrent,
-                grid_points=self.grid_points))
-            self._timer = TimedSearch(self._setup.search_alg)
+            self._setup = self._build(self.space, Budget(trials=self.trials, seed=self.seed,
+                                                         grid_points=self.grid_points))
+            self._timer = TimedSearch(self._setup.make_search_alg(self.max_concurrent))
             config = {**self.space.config, **self._setup.param_space}
             tune.register_trainable(_TRAINABLE, lambda config: None)
             self._timer.algorithm.set_search_properties(self.space.metric, self.space.mode, config)
