@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # sets https://download.pytorch.org/whl/cpu, its GPU workers keep PyPI's CUDA build.
 TORCH_INDEX_URL ?=
 
-.PHONY: install demo test lint bench datasets ui cluster-local-up cluster-local-down clean
+.PHONY: install demo test test-all lint bench datasets ui cluster-local-up cluster-local-down clean
 
 # torch first: a bare `torch` requirement with none installed pulls a multi-GB CUDA build.
 # Then the project, which pins the same torch and so installs no other.
@@ -27,11 +27,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tuneforge search rf-digits --algo random --trials 20 --seed 0
 
-# Two pytest sessions: the `ray up` test ends with `ray down`, which stops every Ray process on
-# the machine, so it runs alone, after the rest.
+# The tiers (README, "Tests"). `make test` runs every capability once, in two pytest sessions: the
+# in-process tests on one shared Ray, then the tests that start Ray, clusters or servers of their
+# own (marker own_ray) with no shared Ray alive. `make test-all` adds the full matrices (marker
+# full), 300 hypothesis examples a property, and the `ray up` session, last: its `ray down` stops
+# every Ray process on the machine.
+PYTEST := $(BIN)/python -m pytest -q --durations=20
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not ray_up" --durations=20
-	$(BIN)/python -m pytest -q -m ray_up
+	$(PYTEST) -m "not own_ray and not ray_up and not full"
+	$(PYTEST) -m "own_ray and not ray_up and not full"
+
+test-all: $(STAMP)
+	$(PYTEST) -m "not own_ray and not ray_up" --hypothesis-profile=all
+	$(PYTEST) -m "own_ray and not ray_up" --hypothesis-profile=all
+	$(PYTEST) -m ray_up
 
 lint: $(STAMP)
 	$(BIN)/ruff check tuneforge tests benchmarks

@@ -1,4 +1,10 @@
-"""Shared fixtures: one local Ray for the session, a fresh MLflow store per test."""
+"""Shared fixtures: one local Ray for the session, each family's smoke search once for the
+session, a fresh MLflow store per test; the suite's tiers and hypothesis profiles.
+
+The tiers (README, "Tests"): ``make test`` runs every capability once, ``make test-all`` adds the
+tests marked ``full`` and the ``ray_up`` session. Tests marked ``own_ray`` start Ray or a server
+of their own and run in a pytest session of their own, where the shared Ray is not alive.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,28 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("make-test", max_examples=50, deadline=None)
+settings.register_profile("all", max_examples=300, deadline=None)
+settings.load_profile("make-test")
+"""About 50 examples a property in ``make test``; ``make test-all`` passes
+``--hypothesis-profile=all`` (300)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test of its own processes never shares the session's Ray: the two tiers of sessions
+    stay apart (an ``own_ray`` test that asks for ``ray_local`` is a mistake, refused here)."""
+    mixed = [item.nodeid for item in items
+             if item.get_closest_marker("own_ray") and "ray_local" in getattr(item, "fixturenames", ())]
+    if mixed:
+        raise pytest.UsageError(f"tests marked own_ray use the shared ray_local: {mixed}")
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +54,54 @@ def ray_local():
              namespace="tuneforge-tests")
     yield ray
     ray.shutdown()
+
+
+@dataclass(frozen=True)
+class SmokeSearch:
+    """A finished search of a bundled space and where it is: ``result`` (tuneforge's
+    SearchResult), its MLflow store and its Ray Tune results folder."""
+
+    result: Any
+    tracking_uri: str
+    storage: Path
+
+    def trial_results(self) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Each trial's config and every result it reported, in order, as Ray Tune wrote them
+        (``params.json`` and ``result.json``), by trial folder name."""
+        import json
+
+        trials = {}
+        for results in sorted(self.storage.glob("*/*/result.json")):
+            reported = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+            trials[results.parent.name] = (json.loads((results.parent / "params.json").read_text()), reported)
+        return trials
+
+
+@pytest.fixture(scope="session")
+def smoke_search(ray_local, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], SmokeSearch]:
+    """``smoke_search(space)``: ``tuneforge search SPACE --algo random --trials 2 --seed 0`` (with
+    ``--smoke`` for per-epoch families) into a store of its own, run once for the session: each
+    family's tests and the trainable conformance suite read the same search."""
+    import tuneforge
+    from tuneforge.search_spaces import load_space
+    from tuneforge.trainables import get_trainable
+
+    done: dict[str, SmokeSearch] = {}
+
+    def search(space: str) -> SmokeSearch:
+        if space not in done:
+            folder = tmp_path_factory.mktemp(f"smoke-{space}")
+            store, storage = f"sqlite:///{folder / 'mlflow.db'}", folder / "ray"
+            smoke = get_trainable(load_space(space).trainable).smoke
+            with pytest.MonkeyPatch.context() as patch:  # as _isolated_environment does for each test
+                for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+                    patch.delenv(name, raising=False)
+                result = tuneforge.search(space, algo="random", trials=2, seed=0, smoke=smoke,
+                                          tracking_uri=store, storage=storage)
+            done[space] = SmokeSearch(result, store, storage)
+        return done[space]
+
+    return search
 
 
 @pytest.fixture

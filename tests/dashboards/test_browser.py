@@ -24,15 +24,24 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 N_TRIALS = 4
 
 
-@pytest.fixture
-def browser() -> Iterator[object]:
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """One headless Chromium for the module (it takes seconds to start)."""
     needs(Path(CHROMIUM).is_file(), "Debian's chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium.new_page(viewport={"width": 1400, "height": 1000})
-        chromium.close()
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def browser(chromium) -> Iterator[object]:
+    """A fresh page of the module's Chromium for each test."""
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    yield page
+    page.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The ``tuneforge`` command: listings, a real search, and one clear line for every bad input."""
+"""The ``tuneforge`` command: listings, an interrupted search, and one clear line for every bad
+input. (A whole search through the console script, its progress and summary: test_ray_token.py.)"""
 
 from __future__ import annotations
 
@@ -44,23 +45,6 @@ def test_show_prints_the_parsed_space_and_its_grid_size(capsys) -> None:
     out = capsys.readouterr().out
     assert "svc__C" in out and "float [0.001, 1000] log" in out
     assert "grid size (--grid-points 3): 18" in out
-
-
-def test_search_prints_progress_and_a_summary(tmp_path: Path) -> None:
-    done = tuneforge("search", "ridge-diabetes", "--trials", "4", "--seed", "1", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
-    assert "Searching ridge-diabetes" in out and "4 trials, seed 1" in out
-    progress = [line[:5] for line in out.splitlines() if line.startswith("[")]
-    assert progress == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
-    assert "Top 4 trials by cv_neg_rmse (max)" in out and "Best config: alpha=" in out
-    assert f"tuneforge server --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}" in out
-    assert "Traceback" not in done.stderr
-    # The default store and results folder are in the working directory.
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("ridge-diabetes")
-    assert len(client.search_runs([experiment.experiment_id])) == 5
-    assert len(list((tmp_path / "ray_results").iterdir())) == 1
 
 
 VIT = """\
@@ -192,6 +176,7 @@ params:
 """
 
 
+@pytest.mark.own_ray  # the search is a driver process of its own, with its own Ray
 def test_an_interrupted_search_keeps_every_finished_trial(tmp_path: Path) -> None:
     space = write_space(tmp_path, SLOW)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"

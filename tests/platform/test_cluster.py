@@ -5,6 +5,9 @@ it started (``ray stop`` would also stop the tests' own local Ray). The cluster 
 a Ray temp dir of its own, removed afterwards: ``ray start --head`` writes its address to
 ``ray_current_cluster`` there, which only ``ray stop`` removes, and a user's plain ``ray.init()``
 would otherwise join the stopped cluster (issue 9, "Found in review").
+
+One cluster serves the module (a cluster takes tens of seconds to start and stop on 2 CPUs):
+the tests that share it run first, the lost node's test last, as it loses the worker node.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from tests.platform.test_resume import epochs_run, vit_space
 from tuneforge.platform.cluster import _host_port
 
 HEAD_IP, WORKER_IP = "127.0.0.2", "127.0.0.3"
+
+pytestmark = pytest.mark.own_ray
 _STARTUP_TIMEOUT_S = 120
 
 
@@ -58,39 +63,43 @@ def _alive_nodes(address: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-@contextmanager
-def two_node_cluster(processes: list[subprocess.Popen] | None = None) -> Iterator[str]:
-    """A head and a worker node, in a Ray temp dir of their own that is removed afterwards; yields
-    the head's GCS address. ``processes`` receives the nodes' ``ray start`` processes (head
-    first): terminating the worker's loses that node."""
-    temp_dir = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 bytes
-    address = f"{HEAD_IP}:{_free_port(HEAD_IP)}"
-    head = _ray("--head", "--node-ip-address", HEAD_IP, "--port", address.split(":")[1],
-                "--include-dashboard", "false", temp_dir=temp_dir)
-    processes = processes if processes is not None else []
-    processes.append(head)
-    try:
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        while socket.socket().connect_ex(_host_port(address)) != 0:
-            assert time.monotonic() < deadline and head.poll() is None, "the head did not start"
-            time.sleep(1)
-        processes.append(_ray("--address", address, "--node-ip-address", WORKER_IP, temp_dir=temp_dir))
-        while _alive_nodes(address) < 2:
-            assert time.monotonic() < deadline, "the worker did not join"
-            time.sleep(2)
-        yield address
-    finally:
-        for process in reversed(processes):
+@dataclass
+class TwoNodes:
+    """A running head and worker node: the head's GCS address, the nodes' ``ray start``
+    processes (head first) and their Ray temp dir."""
+
+    address: str
+    nodes: list[subprocess.Popen]
+    temp_dir: str
+
+    def stop(self) -> None:
+        """Stop both nodes (what each ``ray start --block`` started) and remove their temp dir."""
+        for process in reversed(self.nodes):
             if process.poll() is None:
                 process.terminate()
                 process.wait(timeout=60)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def two_nodes() -> Iterator[str]:
-    with two_node_cluster() as address:
-        yield address
+@contextmanager
+def two_node_cluster() -> Iterator[TwoNodes]:
+    """A head and a worker node, in a Ray temp dir of their own that is removed afterwards."""
+    temp_dir = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 bytes
+    address = f"{HEAD_IP}:{_free_port(HEAD_IP)}"
+    cluster = TwoNodes(address, [_ray("--head", "--node-ip-address", HEAD_IP, "--port", address.split(":")[1],
+                                      "--include-dashboard", "false", temp_dir=temp_dir)], temp_dir)
+    try:
+        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+        while socket.socket().connect_ex(_host_port(address)) != 0:
+            assert time.monotonic() < deadline and cluster.nodes[0].poll() is None, "the head did not start"
+            time.sleep(1)
+        cluster.nodes.append(_ray("--address", address, "--node-ip-address", WORKER_IP, temp_dir=temp_dir))
+        while _alive_nodes(address) < 2:
+            assert time.monotonic() < deadline, "the worker did not join"
+            time.sleep(2)
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def _address_file() -> bytes | None:
@@ -102,9 +111,34 @@ def _address_file() -> bytes | None:
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """The module's cluster, and what a plain ``ray.init()`` found on this machine before it."""
+
+    nodes: TwoNodes
+    address_file_before: bytes | None
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """Two nodes of 1 CPU each, for the whole module."""
+    before = _address_file()
+    with pytest.MonkeyPatch.context() as patch:  # as _isolated_environment does for each test
+        for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+            patch.delenv(name, raising=False)
+        with two_node_cluster() as nodes:
+            yield Cluster(nodes, before)
+
+
+@pytest.fixture(scope="module")
+def two_nodes(cluster: Cluster) -> str:
+    """The module's cluster's address, for the tests that run before its worker is lost."""
+    return cluster.nodes.address
+
+
+@dataclass(frozen=True)
 class LostNode:
-    """A search of 2 vit trials on a two-node cluster whose worker node was lost mid-trial, and
-    what a plain ``ray.init()`` would find on this machine before and after the cluster."""
+    """A search of 2 vit trials on the module's cluster whose worker node was lost mid-trial;
+    then the cluster was stopped: what a plain ``ray.init()`` found before and after it."""
 
     folder: Path
     store: str
@@ -116,75 +150,36 @@ class LostNode:
 
 
 @pytest.fixture(scope="module")
-def lost_node(tmp_path_factory: pytest.TempPathFactory) -> LostNode:
-    """The module's first cluster, before the one the tests below share (two clusters at once are
-    too many for 2 CPUs). Each node has 1 CPU: one trial runs on each; when the worker node is
-    lost, its trial waits for the head's CPU. A cluster takes tens of seconds to start and stop:
-    the checks of what it leaves behind read this one."""
+def lost_node(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> LostNode:
+    """Each node has 1 CPU: one trial runs on each; when the worker node is lost, its trial waits
+    for the head's CPU. The cluster is stopped afterwards: no test can use it after this one."""
     tmp_path = tmp_path_factory.mktemp("lost-node")
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    before = _address_file()
-    nodes: list[subprocess.Popen] = []
-    with pytest.MonkeyPatch.context() as patch:  # as _isolated_environment does for each test
-        for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
-            patch.delenv(name, raising=False)
-        with two_node_cluster(nodes) as address:
-            search = subprocess.Popen(
-                [str(Path(sys.executable).parent / "tuneforge"), "search", str(vit_space(tmp_path)),
-                 "--experiment", "vit-digits", "--trials", "2", "--seed", "0", "--max-failures", "2",
-                 "--address", address, "--tracking-uri", store, "--storage", str(tmp_path / "ray_results")],
-                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            try:
-                deadline = time.monotonic() + 600
-                on_worker = []
-                while not on_worker and search.poll() is None and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                    on_worker = [r for r in _trial_runs(store)
-                                 if r.data.tags.get("tuneforge.node_ip") == WORKER_IP
-                                 and r.info.status == "RUNNING" and 1 <= r.data.metrics.get("epoch", 0) < 6]
-                if on_worker:
-                    _kill_raylet(WORKER_IP)  # the node is lost: its trial's process goes with its raylet
-                    out, _ = search.communicate(timeout=600)
-                else:  # the test below fails on this
-                    search.kill()
-                    out, _ = search.communicate(timeout=60)
-            finally:
-                search.kill()
-    return LostNode(tmp_path, store, before, _address_file(), on_worker, search.returncode, out)
-
-
-@pytest.mark.timeout(900)
-def test_the_cluster_leaves_nothing_a_plain_ray_init_would_join(lost_node: LostNode) -> None:
-    # Before the tests that share the module's cluster: two clusters at once are too many for 2 CPUs.
-    before = lost_node.address_file_before
-    assert lost_node.address_file_after == before
-    if before is not None:
-        return  # a cluster of the user's own runs here: ray.init() rightly joins it
-    script = ("import ray; ray.init(num_cpus=1, include_dashboard=False); "
-              "print(ray.cluster_resources()['CPU'])")
-    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env=environment)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "1.0"
-
-
-@pytest.mark.timeout(900)
-def test_a_trial_on_a_lost_node_restarts_from_its_checkpoint_on_another(lost_node: LostNode) -> None:
-    on_worker, store, tmp_path = lost_node.on_worker, lost_node.store, lost_node.folder
-    assert on_worker, "no trial was seen mid-way (an epoch reported, not the last) on the worker node"
-    assert lost_node.returncode == 0, lost_node.out
-    client = MlflowClient(store)
-    parent, children = parent_and_children(store, "vit-digits")
-    assert parent.info.status == "FINISHED" and len(children) == 2
-    assert all(r.info.status == "FINISHED" for r in children)
-    [restarted] = [r for r in children if r.info.run_id == on_worker[0].info.run_id]
-    assert restarted.data.tags["tuneforge.restarts"] == "1"
-    steps = [m.step for m in client.get_metric_history(restarted.info.run_id, "val_accuracy")]
-    assert sorted(steps) == [1, 2, 3, 4, 5, 6], "each epoch logged once"
-    [results] = (tmp_path / "ray_results").iterdir()
-    epochs = epochs_run(results, restarted.data.tags["tuneforge.trial_id"])
-    assert epochs.count(1) == 1 and epochs.count(6) == 1, f"went on from its checkpoint: {epochs}"
+    search = subprocess.Popen(
+        [str(Path(sys.executable).parent / "tuneforge"), "search", str(vit_space(tmp_path)),
+         "--experiment", "vit-digits", "--trials", "2", "--seed", "0", "--max-failures", "2",
+         "--address", cluster.nodes.address, "--tracking-uri", store,
+         "--storage", str(tmp_path / "ray_results")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        on_worker = []
+        while not on_worker and search.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            on_worker = [r for r in _trial_runs(store)
+                         if r.data.tags.get("tuneforge.node_ip") == WORKER_IP
+                         and r.info.status == "RUNNING" and 1 <= r.data.metrics.get("epoch", 0) < 6]
+        if on_worker:
+            _kill_raylet(WORKER_IP)  # the node is lost: its trial's process goes with its raylet
+            out, _ = search.communicate(timeout=600)
+        else:  # the test below fails on this
+            search.kill()
+            out, _ = search.communicate(timeout=60)
+    finally:
+        search.kill()
+        cluster.nodes.stop()
+    return LostNode(tmp_path, store, cluster.address_file_before, _address_file(), on_worker,
+                    search.returncode, out)
 
 
 def _kill_raylet(node_ip: str) -> None:
@@ -236,3 +231,39 @@ def test_a_wrong_token_is_refused_at_once(two_nodes: str, tmp_path: Path) -> Non
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: --address: the Ray cluster at {two_nodes} rejected")
     assert "Traceback" not in done.stderr and list(tmp_path.iterdir()) == []
+
+
+# -- last: the worker node is lost, then the cluster stopped ----------------------------------------
+
+
+@pytest.mark.timeout(900)
+def test_the_cluster_leaves_nothing_a_plain_ray_init_would_join(lost_node: LostNode) -> None:
+    before = lost_node.address_file_before
+    assert lost_node.address_file_after == before
+    if before is not None:
+        return  # a cluster of the user's own runs here: ray.init() rightly joins it
+    script = ("import ray; ray.init(num_cpus=1, include_dashboard=False); "
+              "print(ray.cluster_resources()['CPU'])")
+    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=environment)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "1.0"
+
+
+@pytest.mark.timeout(900)
+def test_a_trial_on_a_lost_node_restarts_from_its_checkpoint_on_another(lost_node: LostNode) -> None:
+    on_worker, store, tmp_path = lost_node.on_worker, lost_node.store, lost_node.folder
+    assert on_worker, "no trial was seen mid-way (an epoch reported, not the last) on the worker node"
+    assert lost_node.returncode == 0, lost_node.out
+    client = MlflowClient(store)
+    parent, children = parent_and_children(store, "vit-digits")
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    assert all(r.info.status == "FINISHED" for r in children)
+    [restarted] = [r for r in children if r.info.run_id == on_worker[0].info.run_id]
+    assert restarted.data.tags["tuneforge.restarts"] == "1"
+    steps = [m.step for m in client.get_metric_history(restarted.info.run_id, "val_accuracy")]
+    assert sorted(steps) == [1, 2, 3, 4, 5, 6], "each epoch logged once"
+    [results] = (tmp_path / "ray_results").iterdir()
+    epochs = epochs_run(results, restarted.data.tags["tuneforge.trial_id"])
+    assert epochs.count(1) == 1 and epochs.count(6) == 1, f"went on from its checkpoint: {epochs}"

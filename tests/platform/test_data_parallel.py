@@ -62,6 +62,7 @@ def _fit(trainable: Any, config: dict[str, Any], storage: Path, results: _Result
     return result
 
 
+@pytest.mark.full  # make test: the data-parallel search below (a minute each on 2 CPUs)
 @pytest.mark.timeout(300)
 def test_a_trial_on_two_workers_reports_each_epoch_and_resumes_its_train_run(
         ray_local, vit_config, tmp_path, monkeypatch) -> None:
@@ -170,6 +171,7 @@ def test_a_data_parallel_search_records_its_trials_like_any_other(ray_local, tra
             "confusion_matrix/epoch-0001.png", "confusion_matrix/epoch-0002.png"}
 
 
+@pytest.mark.full  # make test: the ViT's data-parallel search above (a minute each on 2 CPUs)
 @pytest.mark.timeout(300)
 def test_a_gan_trains_data_parallel_with_its_gradient_penalty(ray_local, tracking_uri, tmp_path) -> None:
     """A WGAN-GP trial on 2 workers: its generator and critic each behind their own

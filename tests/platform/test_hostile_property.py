@@ -275,7 +275,7 @@ def _run(folder: Path, case: Case, flags: list[tuple[str, ...]]) -> tuple[int, s
     return code, err.getvalue()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])  # examples: the profile (tests/conftest.py)
 @given(case=space_files(), flags=st.one_of(st.just([]), st.lists(FLAGS, min_size=1, max_size=3)))
 def test_every_input_is_searched_or_refused_in_one_line(case: Case, flags: list[tuple[str, ...]]) -> None:
     with tempfile.TemporaryDirectory(prefix="hostile-") as name:

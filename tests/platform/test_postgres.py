@@ -18,6 +18,8 @@ from tests.conftest import needs, parent_and_children
 from tests.platform.test_cli import tuneforge
 from tests.platform.test_server import start_server, stop_server
 
+pytestmark = pytest.mark.own_ray  # searches and servers are processes of their own, with their own Ray
+
 
 @pytest.fixture
 def postgres_uri() -> Iterator[str]:

@@ -1,9 +1,11 @@
-"""Ray's token authentication during a search: on, and the token never shown (issue 9, "Exposure").
+"""``tuneforge search`` as a first-time user runs it in a terminal: its progress and summary, the
+default store and results folder in the working directory, and Ray's token authentication on,
+the token never shown (issue 9, "Exposure").
 
-The search starts a local Ray as a first-time user's would, with a home of its own, where Ray
-generates the token (``~/.ray/auth_token``), and a Ray temp dir of its own, whose session logs
-are read afterwards. Every command line on the machine is sampled while it runs, as ``ps``
-shows them to every user.
+One search serves the module: it starts a local Ray as a first-time user's would, with a home of
+its own, where Ray generates the token (``~/.ray/auth_token``), and a Ray temp dir of its own,
+whose session logs are read afterwards. Every command line on the machine is sampled while it
+runs, as ``ps`` shows them to every user.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.own_ray  # the search is a driver process of its own, with its own Ray
 
 _SAMPLE_EVERY_S = 0.2
 _CONFIG_LIST = re.compile(r"--config_list=(\S+)")
@@ -78,36 +84,78 @@ def _run_sampling_ps(command: list[str], *, cwd: Path, env: dict[str, str], ray_
     return process.returncode, lines, auth_modes
 
 
-@pytest.mark.timeout(400)
-def test_a_search_keeps_ray_token_auth_on_and_never_shows_the_token(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+@dataclass(frozen=True)
+class Sampled:
+    """The module's search: its folder, exit code, output, the command lines ``ps`` showed while it
+    ran, the auth mode of its GCS, its Ray temp dir's files and the token Ray generated."""
+
+    folder: Path
+    returncode: int
+    out: str
+    err: str
+    command_lines: list[str]
+    auth_modes: set[str]
+    ray_temp: str
+    logs: dict[Path, bytes]
+    token_file: Path
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory: pytest.TempPathFactory) -> Sampled:
+    """``tuneforge search ridge-diabetes --trials 4 --seed 1`` in a fresh folder, with the
+    defaults (store and results folder in the working directory), under ``ps`` sampling."""
+    folder = tmp_path_factory.mktemp("cli-search")
+    home = folder / "home"
     home.mkdir()
     ray_temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 bytes
-    env = {name: value for name, value in os.environ.items()
-           if name not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")}
+    env = {name: value for name, value in os.environ.items() if name not in (
+        "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env.update(HOME=str(home), RAY_TMPDIR=ray_temp)
-    command = [str(Path(sys.executable).parent / "tuneforge"), "search", "branin", "--trials", "2",
-               "--seed", "0", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-               "--storage", str(tmp_path / "results")]
+    command = [str(Path(sys.executable).parent / "tuneforge"), "search", "ridge-diabetes", "--trials", "4",
+               "--seed", "1"]
     try:
-        returncode, command_lines, auth_modes = _run_sampling_ps(command, cwd=tmp_path, env=env,
+        returncode, command_lines, auth_modes = _run_sampling_ps(command, cwd=folder, env=env,
                                                                  ray_temp=ray_temp)
         logs = _files_under(Path(ray_temp))
     finally:
         shutil.rmtree(ray_temp, ignore_errors=True)
-    output = (tmp_path / "stdout.txt").read_text() + (tmp_path / "stderr.txt").read_text()
-    assert returncode == 0, output
-    assert auth_modes == {"token"}, "the local Ray's GCS ran with token authentication"
-    token_file = home / ".ray" / "auth_token"
-    assert token_file.is_file(), "Ray generated the local cluster's token in the user's ~/.ray"
-    token = token_file.read_text().strip()
+    out, err = (folder / "stdout.txt").read_text(), (folder / "stderr.txt").read_text()
+    return Sampled(folder, returncode, out, err, command_lines, auth_modes, ray_temp, logs,
+                   home / ".ray" / "auth_token")
+
+
+@pytest.mark.timeout(400)
+def test_search_prints_progress_and_a_summary(sampled: Sampled) -> None:
+    assert sampled.returncode == 0, sampled.err
+    out, folder = sampled.out, sampled.folder
+    assert "Searching ridge-diabetes" in out and "4 trials, seed 1" in out
+    progress = [line[:5] for line in out.splitlines() if line.startswith("[")]
+    assert progress == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    assert "Top 4 trials by cv_neg_rmse (max)" in out and "Best config: alpha=" in out
+    assert f"tuneforge server --backend-store-uri sqlite:///{folder / 'mlflow.db'}" in out
+    assert "Traceback" not in sampled.err
+    # The default store and results folder are in the working directory.
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ridge-diabetes")
+    assert len(client.search_runs([experiment.experiment_id])) == 5
+    assert len(list((folder / "ray_results").iterdir())) == 1
+
+
+@pytest.mark.timeout(400)
+def test_a_search_keeps_ray_token_auth_on_and_never_shows_the_token(sampled: Sampled) -> None:
+    output = sampled.out + sampled.err
+    assert sampled.returncode == 0, output
+    assert sampled.auth_modes == {"token"}, "the local Ray's GCS ran with token authentication"
+    assert sampled.token_file.is_file(), "Ray generated the local cluster's token in the user's ~/.ray"
+    token = sampled.token_file.read_text().strip()
     assert len(token) >= 32
-    assert any("raylet" in line and ray_temp in line for line in command_lines), "ps saw the cluster"
+    assert any("raylet" in line and sampled.ray_temp in line for line in sampled.command_lines), "ps saw it"
     assert "ray get-auth-token" in output  # how to sign in to the dashboard, instead of the token
     assert token not in output
-    assert not [line for line in command_lines if token in line or token in _decoded_config_lists(line)]
-    assert any(path.suffix in (".log", ".out", ".err") for path in logs), "Ray wrote session logs"
-    assert not [path for path, content in logs.items() if token.encode() in content]
-    leaked = [path for path, content in _files_under(tmp_path).items()
-              if token.encode() in content and path != token_file]
+    assert not [line for line in sampled.command_lines
+                if token in line or token in _decoded_config_lists(line)]
+    assert any(path.suffix in (".log", ".out", ".err") for path in sampled.logs), "Ray wrote session logs"
+    assert not [path for path, content in sampled.logs.items() if token.encode() in content]
+    leaked = [path for path, content in _files_under(sampled.folder).items()
+              if token.encode() in content and path != sampled.token_file]
     assert not leaked, "the token is in the store or the Tune results"

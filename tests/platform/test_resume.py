@@ -25,6 +25,8 @@ SAVE_EVERY_SECOND = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
 kill the driver at a point Tune saved (see _kill_after)."""
 N_TRIALS = 8
 
+pytestmark = pytest.mark.own_ray  # each search is a driver process of its own, with its own Ray
+
 SLOW_TRAINABLE = """\
 import time
 
@@ -165,7 +167,9 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subpr
     return folder, done
 
 
-@pytest.mark.parametrize("algo", ["grid", "random", "bayes", "optuna-tpe"])
+@pytest.mark.parametrize("algo", ["random", "bayes",  # make test: a sampled and a model-based one
+                                  pytest.param("grid", marks=pytest.mark.full),
+                                  pytest.param("optuna-tpe", marks=pytest.mark.full)])
 def test_a_killed_driver_is_resumed_with_exact_counts(tmp_path: Path, algo: str, request) -> None:
     _folder(tmp_path)
     first = _interrupt(tmp_path, algo, signal.SIGKILL)
@@ -193,7 +197,8 @@ def test_a_killed_driver_is_resumed_with_exact_counts(tmp_path: Path, algo: str,
         assert sorted(_configs(parent_and_children(_store(again), "space")[1])) == sorted(_configs(children))
 
 
-@pytest.mark.parametrize(("how", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(("how", "code"), [(signal.SIGTERM, 143),
+                                           pytest.param(signal.SIGINT, 130, marks=pytest.mark.full)])
 def test_sigterm_and_ctrl_c_print_the_resume_command_and_resume(tmp_path: Path, how: signal.Signals,
                                                                  code: int) -> None:
     _folder(tmp_path)
@@ -245,6 +250,7 @@ def epochs_run(results: Path, trial_id: str) -> list[int]:
     return [json.loads(line)["epoch"] for line in (folder / "result.json").read_text().splitlines()]
 
 
+@pytest.mark.full  # make test: the lost node's trial goes on from its checkpoint (test_cluster.py)
 def test_a_torch_trial_killed_mid_search_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     args = [TUNEFORGE, "search", str(vit_space(tmp_path)), "--trials", "2", "--max-concurrent", "1",
             "--seed", "0", "--experiment", "space", "--tracking-uri", _store(tmp_path),

@@ -25,6 +25,8 @@ from tests.platform.test_cli import tuneforge
 from tuneforge.errors import ConfigError
 from tuneforge.platform.tracking import check_tracking_uri
 
+pytestmark = pytest.mark.own_ray  # servers and searches are processes of their own, with their own Ray
+
 
 def start_server(folder: Path, *args: str, **env: str) -> tuple[str, subprocess.Popen]:
     port = free_port()

@@ -55,13 +55,12 @@ def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
 
 
 def test_vit_smoke_search_logs_each_epoch_and_a_model_that_predicts_raw_images(
-        ray_local, tracking_uri: str, tmp_path: Path) -> None:
+        smoke_search, tmp_path: Path) -> None:
     import mlflow
     import torch
 
-    result = tuneforge.search("vit-digits", algo="random", trials=2, seed=0, smoke=True,
-                              tracking_uri=tracking_uri, storage=tmp_path / "ray",
-                              register_model="vit-digits-best")
+    searched = smoke_search("vit-digits")
+    result, tracking_uri = searched.result, searched.tracking_uri
     parent, children = parent_and_children(tracking_uri, "vit-digits")
     client = MlflowClient(tracking_uri)
     assert result.status is TrialStatus.FINISHED and len(children) == 2
@@ -88,9 +87,6 @@ def test_vit_smoke_search_logs_each_epoch_and_a_model_that_predicts_raw_images(
     raw = torch.from_numpy(np.asarray(test.test_images[:16], dtype=np.float32) / 255.0)
     logits = model(raw)
     assert logits.shape == (16, 10) and torch.isfinite(logits).all()
-    [version] = client.search_model_versions("name='vit-digits-best'")
-    assert version.run_id == result.best.run_id and str(version.version) == "1"
-    assert parent.data.tags["tuneforge.registered_model"] == "vit-digits-best/1"
 
     from tuneforge.dashboards import build_report
 
@@ -124,13 +120,19 @@ def test_storage_on_a_second_local_folder(ray_local, tracking_uri: str, tmp_path
     assert len(list((experiment / "artifacts").iterdir())) == 2, "each trial's artifacts arrived"
 
 
-def test_sklearn_best_config_is_refitted_and_logged_as_a_model(ray_local, tracking_uri, tmp_path) -> None:
+def test_sklearn_best_config_is_refitted_logged_as_a_model_and_registered(ray_local, tracking_uri,
+                                                                          tmp_path) -> None:
     import mlflow
     from sklearn.datasets import load_digits
 
     result = tuneforge.search("rf-digits", trials=2, seed=2, tracking_uri=tracking_uri,
-                              storage=tmp_path / "ray")
+                              storage=tmp_path / "ray", register_model="rf-digits-best")
     assert result.model_uri == f"runs:/{result.best.run_id}/model"
+    [version] = MlflowClient(tracking_uri).search_model_versions("name='rf-digits-best'")
+    assert version.run_id == result.best.run_id and str(version.version) == "1"
+    [parent] = MlflowClient(tracking_uri).search_runs(
+        [result.experiment_id], "tags.`tuneforge.role` = 'search'")
+    assert parent.data.tags["tuneforge.registered_model"] == "rf-digits-best/1"
     mlflow.set_tracking_uri(tracking_uri)
     model = mlflow.sklearn.load_model(result.model_uri)  # a forest: skops must trust its Tree
     X, y = load_digits(return_X_y=True)

@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tuneforge.search_spaces import CategoricalParam, FloatParam, IntParam, SearchSpace
@@ -74,7 +74,6 @@ def _same(a: object, b: object) -> bool:
     return type(a) is type(b) and a == b
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_decode_of_encode_gives_the_values_back(data: st.DataObject) -> None:
     space = data.draw(spaces())
@@ -86,7 +85,6 @@ def test_decode_of_encode_gives_the_values_back(data: st.DataObject) -> None:
     assert all(_same(decoded[name], values[name]) for name in space.param_names), (values, decoded)
 
 
-@settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_any_point_decodes_to_valid_native_values(data: st.DataObject) -> None:
     space = data.draw(spaces())
@@ -139,7 +137,6 @@ def test_encode_names_missing_values() -> None:
         space.encode({"a": 1, "unrelated": 5})
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_vectorised_snap_equals_encode_of_decode(data: st.DataObject) -> None:
     space = data.draw(spaces())

@@ -348,28 +348,44 @@ def test_a_trial_that_loses_the_cache_race_maps_the_winners_copy(tmp_path: Path,
 
 
 def test_trials_starting_together_decode_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A second trial that asks while the first decodes waits on the node lock, then maps its copy."""
+    """A second trial that asks for the node lock while the first holds it to decode waits, then
+    maps the first one's copy: the lock's events are traced, and the first trial's decode does not
+    end before the second has asked for the lock."""
     _write_npz(tmp_path / "d.npz")
     spec = {"npz": str(tmp_path / "d.npz")}
     kind = image_data._KINDS["npz"]
-    decoding, second_started = threading.Event(), threading.Event()
-    decoded = []
+    real_lock, events, decoded = image_data.node_lock, [], []
+    second_asked = threading.Event()
+
+    @contextlib.contextmanager
+    def traced_lock(folder: Path):
+        who = "first" if threading.current_thread().name == "first" else "second"
+        events.append(f"{who} asks")
+        if who == "second":
+            second_asked.set()
+        with real_lock(folder):
+            events.append(f"{who} holds")
+            yield
+            events.append(f"{who} releases")
 
     def slow_decode(path: Path) -> ImageSplits:
         decoded.append(path)
-        decoding.set()
-        second_started.wait(10)
-        time.sleep(0.2)  # lets the second trial reach the lock; it must not decode either way
+        assert second_asked.wait(10), "the second trial never asked for the lock"
         return kind.decode(path)
 
     monkeypatch.setitem(image_data._KINDS, "npz", replace(kind, decode=slow_decode))
+    monkeypatch.setattr(image_data, "node_lock", traced_lock)
     results: list[ImageSplits] = []
-    first = threading.Thread(target=lambda: results.append(load_image_dataset(spec)))
+    first = threading.Thread(target=lambda: results.append(load_image_dataset(spec)), name="first")
     first.start()
-    assert decoding.wait(10)
-    second_started.set()
+    deadline = time.monotonic() + 10
+    while "first holds" not in events:  # the first trial decodes, holding the lock
+        assert time.monotonic() < deadline, events
+        time.sleep(0.01)
     results.append(load_image_dataset(spec))
     first.join(10)
+    assert events == ["first asks", "first holds", "second asks", "first releases", "second holds",
+                      "second releases"], "the second trial waited for the first one's lock"
     assert len(decoded) == 1 and len(results) == 2
     assert all(isinstance(splits.train_images, np.memmap) for splits in results)
     assert_same_splits(*results)

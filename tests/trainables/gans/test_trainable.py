@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-import tuneforge
-from tests.conftest import parent_and_children
+from tests.conftest import SmokeSearch, parent_and_children
 from tuneforge.errors import ConfigError
 from tuneforge.schema import TrialStatus
 from tuneforge.search_spaces import CategoricalParam, load_space
@@ -109,28 +108,27 @@ def _grid_shape(client: MlflowClient, run_id: str, tmp_path: Path) -> tuple[int,
 GAN_METRICS = {"g_loss", "d_loss", "clf_fid", "clf_kid", "precision", "recall", "classifier_accuracy"}
 
 
-def _smoke_search(space: str, metrics: set[str], tracking_uri: str, tmp_path: Path):
-    """A random ``--smoke`` search of 2 trials, checked by :func:`_check_children`; the result,
-    the parent run, the child runs and a client."""
-    result = tuneforge.search(space, algo="random", trials=2, seed=0, smoke=True,
-                              tracking_uri=tracking_uri, storage=tmp_path / "ray")
-    parent, children = parent_and_children(tracking_uri, space)
-    client = MlflowClient(tracking_uri)
-    assert result.status is TrialStatus.FINISHED
+def _smoke_search(searched: SmokeSearch, space: str, metrics: set[str]):
+    """The session's random ``--smoke`` search of 2 trials (``smoke_search``), checked by
+    :func:`_check_children`; the result, the parent run, the child runs and a client."""
+    parent, children = parent_and_children(searched.tracking_uri, space)
+    client = MlflowClient(searched.tracking_uri)
+    assert searched.result.status is TrialStatus.FINISHED
     _check_children(client, children, metrics)
-    return result, parent, children, client
+    return searched.result, parent, children, client
 
 
 def test_dcgan_smoke_search_scores_each_epoch_and_logs_a_generator_of_unit_images(
-        ray_local, tracking_uri: str, tmp_path: Path) -> None:
+        smoke_search, tmp_path: Path) -> None:
     import mlflow
     import torch
 
-    result, parent, children, client = _smoke_search("dcgan-mnist", GAN_METRICS, tracking_uri, tmp_path)
+    searched = smoke_search("dcgan-mnist")
+    result, parent, children, client = _smoke_search(searched, "dcgan-mnist", GAN_METRICS)
     assert len(_grid_shape(client, children[0].info.run_id, tmp_path)) == 3  # an image, drawn
     assert result.model_uri == f"runs:/{result.best.run_id}/model"
     assert parent.data.tags["tuneforge.best_model_uri"] == result.model_uri
-    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(searched.tracking_uri)
     latent_dim = int(client.get_run(result.best.run_id).data.params["latent_dim"])
     generator = mlflow.pytorch.load_model(result.model_uri)
     images = generator(torch.randn(5, latent_dim))
@@ -143,16 +141,17 @@ def test_dcgan_smoke_search_scores_each_epoch_and_logs_a_generator_of_unit_image
 
 
 def test_cgan_smoke_search_reports_class_accuracy_and_logs_a_generator_of_requested_classes(
-        ray_local, tracking_uri: str, tmp_path: Path) -> None:
+        smoke_search) -> None:
     import mlflow
     import torch
 
-    result, _, children, client = _smoke_search("cgan-fashion-mnist", GAN_METRICS | {"class_accuracy"},
-                                                tracking_uri, tmp_path)
+    searched = smoke_search("cgan-fashion-mnist")
+    result, _, children, client = _smoke_search(searched, "cgan-fashion-mnist",
+                                                GAN_METRICS | {"class_accuracy"})
     assert all(0 <= c.data.metrics["class_accuracy"] <= 1 for c in children)
     params = client.get_run(result.best.run_id).data.params
     assert params["n_classes"] == "10"
-    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(searched.tracking_uri)
     generator = mlflow.pytorch.load_model(result.model_uri)
     z = torch.randn(1, int(params["latent_dim"])).repeat(10, 1)
     images = generator(z, torch.arange(10))
@@ -160,9 +159,8 @@ def test_cgan_smoke_search_reports_class_accuracy_and_logs_a_generator_of_reques
     assert not torch.allclose(images[0], images[1]), "the label changes the image"
 
 
-def test_wgan_gp_smoke_search_reports_the_critics_estimate_and_penalty(
-        ray_local, tracking_uri: str, tmp_path: Path) -> None:
-    _, _, children, _ = _smoke_search("wgan-gp-mnist", GAN_METRICS | {"wasserstein", "gradient_penalty"},
-                                      tracking_uri, tmp_path)
+def test_wgan_gp_smoke_search_reports_the_critics_estimate_and_penalty(smoke_search) -> None:
+    _, _, children, _ = _smoke_search(smoke_search("wgan-gp-mnist"), "wgan-gp-mnist",
+                                      GAN_METRICS | {"wasserstein", "gradient_penalty"})
     assert all(np.isfinite(c.data.metrics["wasserstein"]) and c.data.metrics["gradient_penalty"] >= 0
                for c in children)

@@ -70,11 +70,11 @@ def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
 
 
 def test_smoke_search_logs_each_epoch_decoded_examples_and_a_model_that_pronounces(
-        ray_local, tracking_uri: str, tmp_path: Path) -> None:
+        smoke_search, tmp_path: Path) -> None:
     import mlflow
 
-    result = tuneforge.search("transformer-cmudict", algo="random", trials=2, seed=0, smoke=True,
-                              tracking_uri=tracking_uri, storage=tmp_path / "ray")
+    searched = smoke_search("transformer-cmudict")
+    result, tracking_uri = searched.result, searched.tracking_uri
     parent, children = parent_and_children(tracking_uri, "transformer-cmudict")
     client = MlflowClient(tracking_uri)
     assert result.status is TrialStatus.FINISHED and len(children) == 2
