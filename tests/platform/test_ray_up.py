@@ -43,10 +43,37 @@ def _ssh_works() -> bool:
     return done.returncode == 0
 
 
+RAY_PROCESSES = ("raylet", "gcs_server", "tuneforge server", "ray::", "dashboard/agent.py",
+                 "runtime_env/agent", "log_monitor.py", "autoscaler/_private/monitor.py")
+"""What a Ray node or our server runs: a process of an earlier local Ray that outlived its driver
+(an agent, a worker) can hold a port or a file the new nodes need."""
+
+
 def _ours_running() -> list[str]:
     done = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True)
-    return [line for line in done.stdout.splitlines()
-            if any(name in line for name in ("raylet", "gcs_server", "tuneforge server"))]
+    return [line for line in done.stdout.splitlines() if any(name in line for name in RAY_PROCESSES)]
+
+
+def _forget_stale_cluster_state() -> None:
+    """Remove the local provider's record of an earlier ``tuneforge-local`` cluster. With no Ray
+    process running it can only be stale, and a worker it records as running and up to date is
+    never set up again: its raylet never starts and the worker never joins."""
+    from ray.autoscaler._private.local.config import get_state_path
+
+    Path(get_state_path("tuneforge-local")).unlink(missing_ok=True)
+
+
+def _worker_diagnostics() -> str:
+    """The head's autoscaler logs (the worker's set-up and ``ray start`` output is in them) and
+    the local provider's state: what to read when the worker does not join."""
+    from ray.autoscaler._private.local.config import get_state_path
+
+    logs = Path("/tmp/ray/session_latest/logs")
+    parts = []
+    for path in [Path(get_state_path("tuneforge-local")), *sorted(logs.glob("monitor*"))]:
+        text = path.read_text(errors="replace") if path.is_file() else "(missing)"
+        parts.append(f"--- {path} (last 80 lines)\n" + "\n".join(text.splitlines()[-80:]))
+    return "\n".join(parts)
 
 
 def _until(condition, timeout_s: float, what: str):
@@ -75,14 +102,19 @@ def _finished_children(client: MlflowClient, experiment: str) -> list:
 @pytest.mark.timeout(1800)
 def test_ray_up_a_search_on_two_nodes_then_ray_down() -> None:
     needs(_ssh_works(), "sshd on 127.0.0.2/3 with ~/.ssh/tuneforge_local_cluster (scripts/ssh-loopback.sh)")
-    assert not _ours_running(), "a Ray or tuneforge server already runs here; `ray down` would stop it"
+    running = _ours_running()
+    assert not running, f"a Ray or tuneforge server already runs here; `ray down` would stop it: {running}"
+    _forget_stale_cluster_state()
     env = {**os.environ, "RAY_UP_enable_autoscaler_v2": "0", "RAY_AUTH_MODE": "token"}
     experiment, timings, started = f"ray-up-{uuid.uuid4().hex[:8]}", {}, time.monotonic()
     up = subprocess.run([RAY, "up", "-y", "cluster-local.yaml"], cwd=ROOT, env=env, capture_output=True,
                         text=True, timeout=1200)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        _until(lambda: _alive_nodes(HEAD) == 2, 600, "the worker node")
+        try:
+            _until(lambda: _alive_nodes(HEAD) == 2, 600, "the worker node")
+        except AssertionError as late:
+            raise AssertionError(f"{late}\n{_worker_diagnostics()}") from None
         client = MlflowClient(MLFLOW)
         _until(lambda: client.search_experiments() is not None, 120, "the head's MLflow server")
         timings["ray_up_s"] = time.monotonic() - started
