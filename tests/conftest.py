@@ -120,6 +120,37 @@ params:
 ``score`` over ``x`` in [0, 1]."""
 
 
+GATHERING = """\
+import os
+import time
+from pathlib import Path
+
+from tuneforge.trainables import report
+
+
+def train(config):
+    # Each trial leaves a mark, then waits (at most a minute) until config["n"] trials have:
+    # trials that run at the same time meet; trials run one after another each wait a minute.
+    folder = Path(config["folder"])
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + 60
+    while len(list(folder.iterdir())) < config["n"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    report({"met": float(len(list(folder.iterdir())) >= config["n"])})
+"""
+"""A user trainable that shows trials running at once, without timing: see :func:`gathering_space`."""
+
+
+def gathering_space(folder: Path, n: int) -> Path:
+    """A space of :data:`GATHERING` trials (metric ``met``, max) that wait until ``n`` of them
+    have started, written in ``folder`` (with the trainable's file and its marks folder)."""
+    (folder / "marks").mkdir()
+    write_space(folder, GATHERING, "gathering.py")
+    return write_space(folder, f"trainable: gathering.py:train\nmetric: met\nmode: max\n"
+                               f"config: {{folder: {folder / 'marks'}, n: {n}}}\n"
+                               "params:\n  x: {type: float, low: 0.0, high: 1.0}\n", "gathering.yaml")
+
+
 def parent_and_children(tracking_uri: str, experiment: str) -> tuple[Any, list[Any]]:
     """The one search (parent run) of an MLflow experiment and its trials (child runs);
     asserts that every run of the experiment is one or the other."""

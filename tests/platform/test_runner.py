@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import tuneforge
-from tests.conftest import parent_and_children, write_space
+from tests.conftest import gathering_space, parent_and_children, write_space
 from tuneforge.platform.events import TrialEnded
 
 RIDGE_GRID = """\
@@ -105,26 +105,6 @@ def _overlaps(trials) -> int:
     return sum(later[0] < earlier[1] for earlier, later in itertools.pairwise(intervals))
 
 
-MEETING = """\
-import os
-import time
-from pathlib import Path
-
-from tuneforge.trainables import report
-
-
-def train(config):
-    # Each trial leaves a mark, then waits (at most a minute) for another trial's: it meets one
-    # only if the two run at the same time.
-    folder = Path(config["folder"])
-    (folder / str(os.getpid())).touch()
-    deadline = time.monotonic() + 60
-    while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    report({"met": float(len(list(folder.iterdir())) >= 2)})
-"""
-
-
 def test_max_concurrent_is_honoured(ray_local, tracking_uri, tmp_path) -> None:
     one_at_a_time = tuneforge.search("svc-wine", trials=6, seed=1, max_concurrent=1,
                                      tracking_uri=tracking_uri, storage=tmp_path / "ray")
@@ -133,12 +113,8 @@ def test_max_concurrent_is_honoured(ray_local, tracking_uri, tmp_path) -> None:
 
 def test_trials_run_at_once_on_the_cpus_ray_has(ray_local, tracking_uri, tmp_path) -> None:
     """Two one-CPU trials on the session's 2-CPU Ray, no limit: each meets the other."""
-    (tmp_path / "marks").mkdir()
-    write_space(tmp_path, MEETING, "meeting.py")
-    space = write_space(tmp_path, f"trainable: meeting.py:train\nmetric: met\nmode: max\n"
-                                  f"config: {{folder: {tmp_path / 'marks'}}}\n"
-                                  "params:\n  x: {type: float, low: 0.0, high: 1.0}\n")
-    result = tuneforge.search(space, trials=2, seed=1, tracking_uri=tracking_uri, storage=tmp_path / "ray")
+    result = tuneforge.search(gathering_space(tmp_path, 2), trials=2, seed=1, tracking_uri=tracking_uri,
+                              storage=tmp_path / "ray")
     assert [t.metrics["met"] for t in result.trials] == [1.0, 1.0]
     assert _overlaps(result.trials) == 1
 
