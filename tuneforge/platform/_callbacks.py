@@ -10,6 +10,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
+from tuneforge._checks import is_number
 from tuneforge.platform.events import TrialEnded, TrialResult, TrialStarted
 from tuneforge.platform.schedulers import Schedule
 from tuneforge.platform.tracking import ENDED, SCORED, SearchRecorder
@@ -26,7 +27,7 @@ _TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag"
 def trial_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The numeric metrics a trainable reported, without Tune's own keys."""
     return {key: float(value) for key, value in result.items()
-            if key not in _TUNE_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)}
+            if key not in _TUNE_KEYS and is_number(value, finite=False)}
 
 
 _MAX_RUN_NAME = 120

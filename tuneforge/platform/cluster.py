@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuneforge._checks import is_int, is_number
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import read_yaml
 
@@ -254,7 +255,7 @@ def _read_config(path: Path) -> Mapping:
 
 
 def _count(path: Path, where: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_int(value, minimum=0):
         raise ConfigError(f"{path}: {where}: expected a whole number, at least 0; got {value!r}")
     return value
 
@@ -265,7 +266,7 @@ def _node_type(path: Path, name: str, spec: object, *, is_head: bool, global_max
     where = f"available_node_types.{name}"
     resources = spec.get("resources") or None
     if resources is not None and not (isinstance(resources, Mapping) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in resources.values())):
+            is_number(v, finite=False) and v >= 0 for v in resources.values())):
         raise ConfigError(f"{path}: {where}.resources: expected a mapping of resource names to "
                           f"numbers like {{CPU: 4, GPU: 1}}, got {resources!r}")
     max_workers = _count(path, f"{where}.max_workers", spec.get("max_workers", 0 if is_head else global_max))

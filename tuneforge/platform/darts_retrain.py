@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneforge._checks import check_int
 from tuneforge.errors import ConfigError
 from tuneforge.platform.planning import SearchOptions
 from tuneforge.platform.runner import SearchResult, search
@@ -74,8 +75,7 @@ def retrain(run_id: str, *, n_random: int = 5, epochs: int = 10, channels: int =
     from tuneforge.trainables.darts.retrain import retrain_space
 
     options = options or SearchOptions()
-    if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
-        raise ConfigError(f"--random: {n_random!r} is not allowed; it must be a positive integer")
+    check_int("--random", n_random, minimum=1)
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     source = _find_source(run_id, tracking_uri)
     space = retrain_space(source.genotype, source.params, source_run_id=source.run_id, n_random=n_random,

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tuneforge._checks import is_int
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import IntParam, SearchSpace
 from tuneforge.trainables._base import SMOKE_EPOCHS, Trainable
@@ -119,7 +120,7 @@ def plan_schedule(name: str, space: SearchSpace, trainable: Trainable, *, max_ep
 def _config_epochs(space: SearchSpace) -> int | None:
     """The space's epochs: fixed in its config, or the highest a searched ``epochs`` takes."""
     epochs = space.config.get("epochs")
-    if isinstance(epochs, int) and not isinstance(epochs, bool):
+    if is_int(epochs):
         return epochs
     for param in space.params:
         if param.name == "epochs" and isinstance(param, IntParam):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 from collections.abc import Callable, Hashable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from tuneforge._checks import is_int, is_number
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces._params import CategoricalParam, FloatParam, IntParam, Param
 from tuneforge.search_spaces._yaml import load_yaml
@@ -118,7 +118,7 @@ def _optional_count(data: Mapping, key: str, where: str) -> int | None:
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value, minimum=1):
         raise ConfigError(f"{where}: {key}: expected a whole number of epochs, at least 1; got {value!r}")
     return value
 
@@ -171,8 +171,7 @@ def _number(spec: Mapping, key: str, where: str, limit: float) -> int | float:
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not is_number or (isinstance(value, float) and not math.isfinite(value)):
+    if not is_number(value):
         raise ConfigError(f"{where}: {key}: expected a finite number, got {_shown(spec[key])}")
     if abs(value) > limit:
         raise ConfigError(f"{where}: {key}: {_shown(value)} is out of range; bounds and steps of this "
@@ -232,7 +231,7 @@ def _parse_int(name: str, spec: Mapping, where: str) -> IntParam:
 
 def _is_plain_int(value: Any, limit: float) -> bool:
     """An int (not a bool) of magnitude at most ``limit``."""
-    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= limit
+    return is_int(value) and abs(value) <= limit
 
 
 def _check_step(low: float, high: float, step: float, log: bool, where: str) -> None:

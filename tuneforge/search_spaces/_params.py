@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from tuneforge._checks import is_int, is_number
+
 __all__ = ["CategoricalParam", "FloatParam", "IntParam", "Param"]
 
 
@@ -91,7 +93,7 @@ class FloatParam:
     width = 1
 
     def contains(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not is_number(value, finite=False):
             return False
         if not self.low <= value <= self.high:
             return False
@@ -160,7 +162,7 @@ class IntParam:
         return self.low - half, self.high + half
 
     def contains(self, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_int(value):
             return False
         return self.low <= value <= self.high and (value - self.low) % self.step == 0
 

@@ -84,7 +84,3 @@ class SearchSpace:
     def contains(self, values: Mapping[str, Any]) -> bool:
         """Whether ``values`` holds a valid value for every searched param."""
         return all(p.name in values and p.contains(values[p.name]) for p in self.params)
-
-    def trial_config(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """The config a trial with these searched values receives."""
-        return {**self.config, **values}

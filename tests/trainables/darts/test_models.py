@@ -14,6 +14,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from tuneforge.errors import ConfigError
 from tuneforge.trainables.darts import architect
 from tuneforge.trainables.darts.architect import arch_gradients, arch_step, hessian_vector_product, loss_at
 from tuneforge.trainables.darts.genotypes import DARTS_V1, DARTS_V2, Genotype, n_edges, random_genotype
@@ -113,14 +114,23 @@ def test_the_supernet_maps_images_to_logits(side: int) -> None:
     ],
 )
 def test_a_bad_supernet_config_is_refused_in_one_line(change: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         SupernetConfig(**{**TINY, **change})
 
 
-def test_a_supernet_without_normal_cells_can_take_an_architecture_step() -> None:
+@pytest.mark.parametrize("order", [1, 2])
+def test_a_supernet_without_normal_cells_can_take_an_architecture_step(order: int) -> None:
     supernet = _supernet(layers=2)
+    assert all(cell.reduction for cell in supernet.cells), "both cells reduce"
     optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=1e-3)
-    arch_step(supernet, optimizer, _batch(seed=1), _batch(seed=2), order=1, xi=0.01)
+    weights = _snapshot(supernet.weights())
+    normal, reduce = _snapshot([supernet.alphas_normal, supernet.alphas_reduce])
+    loss = float(arch_step(supernet, optimizer, _batch(seed=1), _batch(seed=2), order=order, xi=0.01))
+    assert np.isfinite(loss) and loss > 0
+    assert torch.equal(supernet.alphas_normal.grad, torch.zeros_like(normal)), "no cell reads them"
+    assert torch.equal(supernet.alphas_normal, normal), "a zero gradient moves no Adam parameter"
+    assert (supernet.alphas_reduce != reduce).float().mean() > 0.5, "the reduction alphas move"
+    assert _identical(weights, supernet.weights()), "every weight bit-identical"
 
 
 # -- the architecture step ---------------------------------------------------------------------
@@ -131,7 +141,7 @@ def test_an_architecture_step_moves_the_alphas_and_no_weight(order: int) -> None
     supernet = _supernet()
     optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=3e-3, betas=(0.5, 0.999), weight_decay=1e-3)
     weights, alphas = _snapshot(supernet.weights()), _snapshot(supernet.arch_parameters())
-    loss = arch_step(supernet, optimizer, _batch(seed=1), _batch(seed=2), order=order, xi=0.025)
+    loss = float(arch_step(supernet, optimizer, _batch(seed=1), _batch(seed=2), order=order, xi=0.025))
     assert np.isfinite(loss) and loss > 0
     assert _identical(weights, supernet.weights()), "every weight bit-identical"
     assert all(p.grad is None for p in supernet.weights()), "the weights get no gradient"
@@ -146,9 +156,8 @@ def test_the_first_order_loss_is_the_validation_batchs() -> None:
     val_batch = _batch(seed=2)
     with torch.no_grad():
         expected = float(loss_at(supernet, val_batch))
-    assert arch_step(supernet, optimizer, _batch(seed=1), val_batch, order=1, xi=0.025) == pytest.approx(
-        expected
-    )
+    loss = arch_step(supernet, optimizer, _batch(seed=1), val_batch, order=1, xi=0.025)
+    assert float(loss) == pytest.approx(expected)
 
 
 def test_a_weight_step_moves_the_weights_and_no_alpha() -> None:
@@ -250,7 +259,7 @@ def test_the_second_order_gradient_is_that_of_the_unrolled_validation_loss(mode:
     val_loss = F.cross_entropy(
         functional_call(supernet, {**unrolled, **buffers}, (val_batch[0],)), val_batch[1]
     )
-    assert loss == pytest.approx(float(val_loss.detach()), rel=1e-9)
+    assert float(loss) == pytest.approx(float(val_loss.detach()), rel=1e-9)
     _assert_close_overall(got, list(torch.autograd.grad(val_loss, supernet.arch_parameters())), rtol=1e-3)
 
 
@@ -385,7 +394,7 @@ def test_the_auxiliary_head_leaves_the_main_logits_alone_when_it_follows_the_las
     ],
 )
 def test_a_bad_network_config_is_refused_in_one_line(change: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         NetworkConfig(**change)
 
 

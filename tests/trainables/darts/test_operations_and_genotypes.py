@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from tuneforge.errors import ConfigError
 from tuneforge.trainables.darts.genotypes import (
     DARTS_V1,
     DARTS_V2,
@@ -423,8 +424,8 @@ BAD_GENOTYPES = {
 
 @pytest.mark.parametrize(("value", "message"), BAD_GENOTYPES.values(), ids=BAD_GENOTYPES.keys())
 def test_from_dict_refuses_a_malformed_genotype_naming_the_problem(value, message: str) -> None:
-    with pytest.raises(ValueError, match=message) as caught:
+    with pytest.raises(ConfigError, match=message) as caught:
         Genotype.from_dict(value)
     assert "\n" not in str(caught.value)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         Genotype.from_json(json.dumps(value))

@@ -12,10 +12,13 @@ from tuneforge.trainables.transformer.model import (
     BOS,
     EOS,
     PAD,
+    SelfAttention,
     Seq2SeqConfig,
     Seq2SeqTransformer,
     beam_search,
+    causal_mask,
     greedy_decode,
+    padding_mask,
 )
 
 
@@ -60,8 +63,9 @@ def test_a_padded_position_changes_no_other_output() -> None:
     reference = model(source, target)[:, :3]
     # Same lengths, other contents at the padded positions: a model that masks keys by id would see
     # these as PAD only where they are PAD, so put real tokens there and mask by the original ids.
-    memory = model.encode(source)
-    longer = model.encode(torch.tensor([[5, 6, 7, PAD, PAD, PAD, PAD]]))
+    memory = model.encode(source, padding_mask(source))
+    longer_source = torch.tensor([[5, 6, 7, PAD, PAD, PAD, PAD]])
+    longer = model.encode(longer_source, padding_mask(longer_source))
     torch.testing.assert_close(longer[:, :3], memory[:, :3], rtol=0, atol=1e-6)
     more_padding = model(torch.tensor([[5, 6, 7, PAD, PAD, PAD]]),
                          torch.tensor([[BOS, 8, 9, PAD, PAD, PAD, PAD]]))
@@ -78,12 +82,24 @@ def test_a_padded_position_changes_no_other_output() -> None:
         return original(x, mask)
 
     encoder_block.forward = poisoned
-    poisoned_memory = model.encode(source)
+    poisoned_memory = model.encode(source, padding_mask(source))
     assert hook_output["seen"]
     torch.testing.assert_close(poisoned_memory[:, :3], memory[:, :3], rtol=0, atol=1e-5)
 
 
 def test_the_output_of_a_pad_free_batch_matches_each_sequence_alone() -> None:
+    """Batching sequences of one length (no PAD anywhere) gives each the output it has alone."""
+    model = _model()
+    sources, targets = _ids(4, 20, 3, 5), _ids(4, 30, 3, 6)
+    targets[:, 0] = BOS
+    assert (sources != PAD).all() and (targets != PAD).all()
+    batch = model(sources, targets)
+    for row in range(3):
+        alone = model(sources[row:row + 1], targets[row:row + 1])[0]
+        torch.testing.assert_close(batch[row], alone, rtol=0, atol=1e-5)
+
+
+def test_the_output_of_a_padded_batch_matches_each_sequence_alone() -> None:
     """Batching with padding gives every sequence the output it has alone."""
     model = _model()
     short_source, long_source = torch.tensor([[5, 6]]), torch.tensor([[7, 8, 9, 10]])
@@ -92,6 +108,33 @@ def test_the_output_of_a_pad_free_batch_matches_each_sequence_alone() -> None:
                   torch.tensor([[BOS, 11, PAD, PAD], [BOS, 12, 13, 14]]))
     torch.testing.assert_close(batch[0, :2], model(short_source, short_target)[0], rtol=0, atol=1e-5)
     torch.testing.assert_close(batch[1], model(long_source, long_target)[0], rtol=0, atol=1e-5)
+
+
+def test_the_masks_say_which_keys_each_query_may_attend_to() -> None:
+    assert torch.equal(causal_mask(4)[0, 0], torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0],
+                                                            [1, 1, 1, 1]], dtype=torch.bool))
+    assert causal_mask(4).shape == (1, 1, 4, 4)
+    ids = torch.tensor([[BOS, 8, PAD], [BOS, PAD, PAD]])
+    expected = torch.tensor([[True, True, False], [True, False, False]])[:, None, None]  # (N, 1, 1, L)
+    assert torch.equal(padding_mask(ids), expected)
+
+
+def test_through_the_causal_mask_a_later_token_changes_no_earlier_output() -> None:
+    """One self-attention under ``causal_mask``: changing position t moves outputs t.. only; without
+    the mask, it moves them all (the check bites)."""
+    torch.manual_seed(0)
+    attention = SelfAttention(Seq2SeqConfig(width=16, heads=2, dropout=0.0)).eval()
+    x = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(3))
+    mask, open_mask = causal_mask(6), torch.ones(1, 1, 6, 6, dtype=torch.bool)
+    before, open_before = attention(x, mask), attention(x, open_mask)
+    for t in range(6):
+        changed = x.clone()
+        changed[:, t] += 1.0
+        after = attention(changed, mask)
+        torch.testing.assert_close(after[:, :t], before[:, :t], rtol=0, atol=0)
+        assert not torch.allclose(after[:, t:], before[:, t:])
+        if t > 0:
+            assert not torch.allclose(attention(changed, open_mask)[:, :t], open_before[:, :t])
 
 
 def _copy_batch(generator: torch.Generator, n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:

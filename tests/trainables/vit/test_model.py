@@ -52,6 +52,8 @@ def test_a_width_not_divisible_by_heads_is_refused() -> None:
     ("dropout", 1.0, "0 <= dropout < 1"),
     ("dropout", -0.1, "0 <= dropout < 1"),
     ("mlp_ratio", 0.0, "> 0"),
+    ("mlp_ratio", True, "> 0"),  # a bool is not a rate, though True > 0
+    ("dropout", False, "0 <= dropout < 1"),
 ])
 def test_bad_values_are_refused_naming_the_field_value_and_rule(field, value, rule) -> None:
     with pytest.raises(ConfigError) as error:

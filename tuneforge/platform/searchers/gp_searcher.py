@@ -7,7 +7,6 @@ The only Tune-aware part of the GP searcher: it turns configs and results into a
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import warnings
@@ -20,6 +19,7 @@ from ray.tune.search import Searcher
 from ray.tune.utils.util import flatten_dict, unflatten_dict
 from scipy.stats import qmc
 
+from tuneforge._checks import is_number
 from tuneforge.platform.searchers._gp.bo import ACQUISITIONS, propose
 from tuneforge.platform.searchers._gp.gp import GPParams
 from tuneforge.platform.searchers._gp.stopped import comparable_values
@@ -126,7 +126,7 @@ class GPSearcher(Searcher):
         finite metric."""
         flat = flatten_dict(result, delimiter="/")
         value = flat.get(self._metric)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_number(value):
             return None
         iteration = flat.get(self.step_metric, 1)
         return [float(iteration), float(value) if self._mode == "max" else -float(value)]

@@ -16,8 +16,12 @@ Symbols: ``w`` the supernet's weights (:meth:`~.search_model.Supernet.weights`),
 architecture parameters (two (E, K) tensors), ``xi`` the weights' current learning rate (the
 paper's choice). A batch is ``(images (N, C, S, S) float, labels (N,) int64)``. The unrolled and
 perturbed weights are evaluated with ``torch.func.functional_call`` on copies of the BatchNorm
-buffers, so the model itself is never modified except by the optimiser's step. The unrolled step
-is plain SGD, as in eq. 7 (the DARTS repository adds the optimiser's momentum and weight decay).
+buffers, so those passes leave the model alone. The passes at the model's own weights (the
+first-order validation loss; second order, the training loss whose gradient unrolls the step) are
+plain forward passes: in train mode they update the BatchNorm running statistics, as any
+training-mode forward does. No pass changes a weight or an alpha: only the optimiser's step moves
+the alphas. The unrolled step is plain SGD, as in eq. 7 (the DARTS repository adds the optimiser's
+momentum and weight decay).
 """
 
 from __future__ import annotations
@@ -76,13 +80,13 @@ def hessian_vector_product(model: Supernet, vector: Sequence[torch.Tensor],
 
 
 def arch_gradients(model: Supernet, train_batch: Batch, val_batch: Batch, *, order: int,
-                   xi: float) -> tuple[list[torch.Tensor], float]:
+                   xi: float) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The gradient of the validation loss with respect to each alpha (first or second order)
-    and that loss (at ``w``, or at the unrolled ``w'``)."""
+    and that loss (at ``w``, or at the unrolled ``w'``; detached, 0-dim, on the model's device)."""
     alphas = model.arch_parameters()
     if order == 1:
         loss = loss_at(model, val_batch)
-        return _grad(loss, alphas), float(loss.detach())
+        return _grad(loss, alphas), loss.detach()
     assert order == 2, f"order must be 1 or 2, got {order}"
     weights = _named_weights(model)
     train_gradients = _grad(loss_at(model, train_batch), list(weights.values()))
@@ -92,14 +96,16 @@ def arch_gradients(model: Supernet, train_batch: Batch, val_batch: Batch, *, ord
     gradients = _grad(loss, [*alphas, *unrolled.values()])
     alpha_gradients, v = gradients[:len(alphas)], gradients[len(alphas):]
     hessian_v = hessian_vector_product(model, v, train_batch)
-    return [g - xi * h for g, h in zip(alpha_gradients, hessian_v, strict=True)], float(loss.detach())
+    return [g - xi * h for g, h in zip(alpha_gradients, hessian_v, strict=True)], loss.detach()
 
 
 def arch_step(model: Supernet, optimizer: torch.optim.Optimizer, train_batch: Batch, val_batch: Batch, *,
-              order: int, xi: float) -> float:
+              order: int, xi: float) -> torch.Tensor:
     """One step of the architecture optimiser (``optimizer`` holds the alphas alone) on a held-out
-    ``val_batch`` (and, second order, the weights' ``train_batch``); returns the validation loss.
-    Only the alphas change: the weights get no gradient and no step."""
+    ``val_batch`` (and, second order, the weights' ``train_batch``); returns the validation loss,
+    a 0-dim tensor on the model's device (reading it is a host sync: the trainable sums the
+    epoch's losses there and reads them once). Only the alphas change: the weights get no
+    gradient and no step (the BatchNorm running statistics do move, see the module's notes)."""
     gradients, loss = arch_gradients(model, train_batch, val_batch, order=order, xi=xi)
     optimizer.zero_grad(set_to_none=True)
     for alpha, gradient in zip(model.arch_parameters(), gradients, strict=True):

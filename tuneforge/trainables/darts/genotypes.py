@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from tuneforge._checks import is_int
+from tuneforge.errors import ConfigError
 from tuneforge.trainables.darts.operations import PRIMITIVES
 
 __all__ = ["DARTS_V1", "DARTS_V2", "GENOTYPES", "Genotype", "derive", "derive_cell", "n_edges",
@@ -59,17 +61,17 @@ class Genotype:
 
     @classmethod
     def from_dict(cls, value: Mapping[str, Any]) -> Genotype:
-        """A genotype from its JSON shape; ValueError naming the first problem (an unknown op,
+        """A genotype from its JSON shape; ConfigError naming the first problem (an unknown op,
         ``none``, an input a node cannot see, a node without exactly two inputs)."""
         if not isinstance(value, Mapping):
-            raise ValueError(f"a genotype is a mapping with normal, normal_concat, reduce and "
+            raise ConfigError(f"a genotype is a mapping with normal, normal_concat, reduce and "
                              f"reduce_concat, not {type(value).__name__}")
         missing = [key for key in ("normal", "normal_concat", "reduce", "reduce_concat") if key not in value]
         if missing:
-            raise ValueError(f"a genotype needs {', '.join(missing)}")
+            raise ConfigError(f"a genotype needs {', '.join(missing)}")
         normal, reduce = _cell(value["normal"], "normal"), _cell(value["reduce"], "reduce")
         if len(normal) != len(reduce):
-            raise ValueError(f"normal has {len(normal) // 2} nodes and reduce {len(reduce) // 2}; "
+            raise ConfigError(f"normal has {len(normal) // 2} nodes and reduce {len(reduce) // 2}; "
                              "both cells need the same number")
         steps = len(normal) // 2
         return cls(normal, _concat(value["normal_concat"], steps, "normal_concat"),
@@ -82,18 +84,18 @@ class Genotype:
 
 def _cell(pairs: Any, where: str) -> Cell:
     if not isinstance(pairs, Sequence) or isinstance(pairs, str) or not pairs or len(pairs) % 2:
-        raise ValueError(f"{where}: expected a non-empty list of [op, input] pairs, two per node")
+        raise ConfigError(f"{where}: expected a non-empty list of [op, input] pairs, two per node")
     cell = []
     for k, pair in enumerate(pairs):
         node = k // 2
         if not (isinstance(pair, Sequence) and len(pair) == 2):
-            raise ValueError(f"{where}[{k}]: expected [op, input], got {pair!r}")
+            raise ConfigError(f"{where}[{k}]: expected [op, input], got {pair!r}")
         op, source = pair
         if op not in PRIMITIVES or op == "none":
             valid = ", ".join(p for p in PRIMITIVES if p != "none")
-            raise ValueError(f"{where}[{k}]: unknown op {op!r}; valid: {valid}")
-        if isinstance(source, bool) or not isinstance(source, int) or not 0 <= source < 2 + node:
-            raise ValueError(f"{where}[{k}]: node {node} takes inputs 0..{1 + node}, got {source!r}")
+            raise ConfigError(f"{where}[{k}]: unknown op {op!r}; valid: {valid}")
+        if not is_int(source) or not 0 <= source < 2 + node:
+            raise ConfigError(f"{where}[{k}]: node {node} takes inputs 0..{1 + node}, got {source!r}")
         cell.append((str(op), int(source)))
     return tuple(cell)
 
@@ -102,7 +104,7 @@ def _concat(states: Any, steps: int, where: str) -> tuple[int, ...]:
     valid = range(2, 2 + steps)
     if (not isinstance(states, Sequence) or isinstance(states, str) or not states
             or any(isinstance(s, bool) or s not in valid for s in states)):
-        raise ValueError(f"{where}: expected intermediate states out of {list(valid)}, got {states!r}")
+        raise ConfigError(f"{where}: expected intermediate states out of {list(valid)}, got {states!r}")
     return tuple(int(s) for s in states)
 
 

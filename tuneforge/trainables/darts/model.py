@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tuneforge._checks import check_bool, check_number
 from tuneforge.trainables.darts.genotypes import Cell, Genotype
 from tuneforge.trainables.darts.operations import OPS, FactorizedReduce, ReLUConvBN
 from tuneforge.trainables.darts.search_model import check_network_shape, reduction_layers
@@ -45,12 +46,8 @@ class NetworkConfig:
     def __post_init__(self) -> None:
         check_network_shape(self, ("channels", "layers", "stem_multiplier", "image_size", "in_channels",
                                    "n_classes"))
-        if isinstance(self.drop_path, bool) or not isinstance(self.drop_path, (int, float)) \
-                or not 0 <= self.drop_path < 1:
-            raise ValueError(f"drop_path: {self.drop_path!r} is not allowed; "
-                             "it must satisfy 0 <= drop_path < 1")
-        if not isinstance(self.auxiliary, bool):
-            raise ValueError(f"auxiliary: {self.auxiliary!r} is not allowed; it must be true or false")
+        check_number("drop_path", self.drop_path, at_least=0, below=1)
+        check_bool("auxiliary", self.auxiliary)
 
 
 def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tuneforge._checks import check_positive_ints
+from tuneforge.errors import ConfigError
 from tuneforge.trainables.darts.genotypes import Genotype, derive, n_edges
 from tuneforge.trainables.darts.operations import OPS, PRIMITIVES, FactorizedReduce, ReLUConvBN
 
@@ -51,15 +53,12 @@ class SupernetConfig:
 
 def check_network_shape(config: Any, positive: tuple[str, ...]) -> None:
     """The checks a supernet's and a discrete network's config share: the ``positive`` fields are
-    positive integers, ``stem_stride`` is 1 or 2, ``channels`` is even. ValueError naming the field."""
-    for name in positive:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: {value!r} is not allowed; it must be a positive integer")
+    positive integers, ``stem_stride`` is 1 or 2, ``channels`` is even. ConfigError naming the field."""
+    check_positive_ints(config, positive)
     if config.stem_stride not in (1, 2) or isinstance(config.stem_stride, bool):
-        raise ValueError(f"stem_stride: {config.stem_stride!r} is not allowed; it must be 1 or 2")
+        raise ConfigError(f"stem_stride: {config.stem_stride!r} is not allowed; it must be 1 or 2")
     if config.channels % 2:
-        raise ValueError(f"channels: {config.channels} is not allowed; it must be even (a reduction "
+        raise ConfigError(f"channels: {config.channels} is not allowed; it must be even (a reduction "
                          "halves the side with two convolutions of channels / 2)")
 
 

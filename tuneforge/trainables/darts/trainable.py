@@ -27,7 +27,6 @@ model at the last.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tuneforge._checks import check_int, check_number
 from tuneforge.errors import ConfigError
 from tuneforge.trainables.darts.architect import arch_step
 from tuneforge.trainables.darts.genotypes import GENOTYPES, Genotype
@@ -52,7 +52,15 @@ from tuneforge.trainables.torch.classification import (
     channel_stats,
     predict,
 )
-from tuneforge.trainables.torch.loop import EpochRun, TrialState, batches, run_trial, split_config, unwrapped
+from tuneforge.trainables.torch.loop import (
+    EpochRun,
+    LossMean,
+    TrialState,
+    batches,
+    run_trial,
+    split_config,
+    unwrapped,
+)
 
 __all__ = ["DARTS", "DARTS_NET", "GENOTYPE_FILE", "SearchSettings", "train_darts", "train_darts_net"]
 
@@ -83,23 +91,13 @@ class SearchSettings:
         if self.order not in (1, 2) or isinstance(self.order, bool):
             raise ConfigError(f"order: {self.order!r} is not allowed; it must be 1 or 2")
         for name in ("arch_lr", "lr_min"):
-            if not (_is_number(getattr(self, name)) and getattr(self, name) > 0):
-                raise ConfigError(f"{name}: {getattr(self, name)!r} is not allowed; "
-                                  "it must be a positive number")
+            check_number(name, getattr(self, name), above=0)
         for name in ("arch_weight_decay", "auxiliary_weight"):
-            if not (_is_number(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ConfigError(f"{name}: {getattr(self, name)!r} is not allowed; it must be a number >= 0")
-        if not (_is_number(self.momentum) and 0 <= self.momentum < 1):
-            raise ConfigError(f"momentum: {self.momentum!r} is not allowed; "
-                              "it must satisfy 0 <= momentum < 1")
+            check_number(name, getattr(self, name), at_least=0)
+        check_number("momentum", self.momentum, at_least=0, below=1)
         for name in ("train_images", "val_images"):
-            n = getattr(self, name)
-            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 2):
-                raise ConfigError(f"{name}: {n!r} is not allowed; it must be an integer >= 2")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), minimum=2)
 
 
 def _settings(config: Mapping[str, Any]) -> SearchSettings:
@@ -122,11 +120,7 @@ class _DartsFamily(ImageClassification):
         return config
 
     def check_config(self, config: Mapping[str, Any]) -> None:
-        _settings(config)
-        try:
-            split_config(self, config)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        _settings(config)  # the network's config checks itself where split_config builds it
 
     def run_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """What ``tuneforge darts retrain`` reads back: the dataset, the training images' cap and
@@ -193,8 +187,7 @@ class DartsSearchFamily(_DartsFamily):
         half = len(labels) // 2
         rng = np.random.default_rng([run.settings.seed, run.epoch, 1])  # apart from run.shuffled's
         held_out = half + rng.permutation(len(labels) - half)
-        total = arch_total = 0.0
-        n_seen = 0
+        losses, arch_losses = LossMean(), LossMean()
         standardise = run.state.model.standardise
         for i, idx in enumerate(batches(half, run.batch_size, run.shuffled(half))):
             x, y = self.batch(run, images, labels, idx)
@@ -203,14 +196,14 @@ class DartsSearchFamily(_DartsFamily):
             x, y = self.batch(run, images, labels, held_out[start:start + run.batch_size])
             val_batch = standardise(x), y
             xi = run.state.schedulers["main"].get_last_lr()[0]
-            arch_total += arch_step(supernet, run.state.optimizers["arch"], train_batch, val_batch,
-                                    order=order, xi=xi) * len(idx)
+            arch_losses.add(arch_step(supernet, run.state.optimizers["arch"], train_batch, val_batch,
+                                      order=order, xi=xi), len(idx))
             with run.autocast():
                 loss = F.cross_entropy(supernet(train_batch[0]), train_batch[1])
             run.step(loss)
-            total += float(loss.detach()) * len(idx)
-            n_seen += len(idx)
-        return {"train_loss": total / n_seen, "arch_loss": arch_total / n_seen, "n_samples": float(n_seen)}
+            losses.add(loss, len(idx))
+        return {"train_loss": losses.value(), "arch_loss": arch_losses.value(),
+                "n_samples": float(losses.total_weight)}
 
     def epoch_artifacts(self, run: EpochRun, folder: Path) -> None:
         from tuneforge.trainables.darts.pictures import alphas_heatmap_png, cells_png
@@ -269,7 +262,7 @@ class DartsNetFamily(_DartsFamily):
         drop_prob = run.model_config.drop_path * (run.epoch - 1) / run.settings.n_epochs
         unwrapped(model).network.drop_prob = drop_prob
         auxiliary_weight = _settings(run.config).auxiliary_weight
-        total, n_seen = 0.0, 0
+        losses = LossMean()
         for idx in batches(len(labels), run.batch_size, run.shuffled(len(labels))):
             x, y = self.batch(run, images, labels, idx)
             with run.autocast():
@@ -279,9 +272,8 @@ class DartsNetFamily(_DartsFamily):
                 if auxiliary is not None:
                     loss = loss + auxiliary_weight * F.cross_entropy(auxiliary, y)
             run.step(loss)
-            total += float(loss.detach()) * len(idx)
-            n_seen += len(idx)
-        return {"train_loss": total / n_seen, "n_samples": float(n_seen)}
+            losses.add(loss, len(idx))
+        return {"train_loss": losses.value(), "n_samples": float(losses.total_weight)}
 
     def evaluate(self, run: EpochRun) -> dict[str, float]:
         metrics = super().evaluate(run)

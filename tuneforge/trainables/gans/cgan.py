@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tuneforge.trainables.gans.dcgan import DownStack, UpStack, check_positive_ints, dcgan_init, stages
+from tuneforge._checks import check_positive_ints
+from tuneforge.trainables.gans.dcgan import DownStack, UpStack, dcgan_init, stages
 
 __all__ = ["CGANConfig", "ConditionalDiscriminator", "ConditionalGenerator"]
 

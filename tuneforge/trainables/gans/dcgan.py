@@ -34,10 +34,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tuneforge._checks import check_positive_ints
 from tuneforge.errors import ConfigError
 
-__all__ = ["DCGANConfig", "Discriminator", "DownStack", "Generator", "UpStack", "check_positive_ints",
-           "dcgan_init", "discriminator_loss", "generator_loss", "stages"]
+__all__ = ["DCGANConfig", "Discriminator", "DownStack", "Generator", "UpStack", "dcgan_init",
+           "discriminator_loss", "generator_loss", "stages"]
 
 _MIN_SIDE = 4
 """The smallest first feature map: the image side is halved while even and the half is at least this."""
@@ -59,14 +60,6 @@ class DCGANConfig:
     def __post_init__(self) -> None:
         check_positive_ints(self, ("image_size", "channels", "latent_dim", "g_width", "d_width"))
         stages(self.image_size)
-
-
-def check_positive_ints(config: object, names: tuple[str, ...]) -> None:
-    """ConfigError for the first of ``names`` that is not a positive int on ``config``."""
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name}: {value!r} is not allowed; it must be a positive integer")
 
 
 def stages(image_size: int) -> tuple[int, int]:

@@ -6,7 +6,8 @@ of at least 8), the family's model config fields (``latent_dim``, ``g_width``, `
 cGAN's ``label_dim``; image size, channels and classes come from the dataset), the loop's
 :class:`~tuneforge.trainables.torch.loop.TrainSettings` (``lr`` is the generator's learning rate,
 ``batch_size``, ``epochs``, ``seed``, ...) and :class:`GANSettings` (``d_lr``, ``beta1``,
-``beta2``, ``n_critic``, ``gp_weight``, ``feature_seed``).
+``beta2``, ``n_critic``, ``gp_weight``, ``feature_seed``, ``ema_decay``: the decay of the averaged
+generator, the one that is scored, drawn and logged).
 
 An epoch is one pass of the training images through the discriminator (the critic): one
 discriminator step a batch, one generator step every ``n_critic`` batches and after the last.
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tuneforge.errors import ConfigError
+from tuneforge._checks import check_int, check_number
 from tuneforge.trainables.gans import cgan, dcgan, wgan_gp
 from tuneforge.trainables.gans.features import TrainedClassifier, feature_classifier
 from tuneforge.trainables.gans.metrics import SampleQuality
@@ -45,6 +46,7 @@ from tuneforge.trainables.images import ImageSplits, load_image_dataset, prepare
 from tuneforge.trainables.torch.classification import as_float
 from tuneforge.trainables.torch.loop import (
     EpochRun,
+    LossMean,
     TorchFamily,
     TrialState,
     batches,
@@ -88,25 +90,14 @@ class GANSettings:
     its first steps). It is the one that is scored, drawn and logged; 0 makes it the generator."""
 
     def __post_init__(self) -> None:
-        if self.d_lr is not None and not (_is_number(self.d_lr) and self.d_lr > 0):
-            raise ConfigError(f"d_lr: {self.d_lr!r} is not allowed; it must be a positive learning rate")
+        if self.d_lr is not None:
+            check_number("d_lr", self.d_lr, above=0)
         for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if not (_is_number(value) and 0 <= value < 1):
-                raise ConfigError(f"{name}: {value!r} is not allowed; it must satisfy 0 <= {name} < 1")
-        if isinstance(self.n_critic, bool) or not isinstance(self.n_critic, int) or self.n_critic < 1:
-            raise ConfigError(f"n_critic: {self.n_critic!r} is not allowed; it must be a positive integer")
-        if not (_is_number(self.gp_weight) and self.gp_weight >= 0):
-            raise ConfigError(f"gp_weight: {self.gp_weight!r} is not allowed; it must be a number >= 0")
-        if not (_is_number(self.ema_decay) and 0 <= self.ema_decay < 1):
-            raise ConfigError(f"ema_decay: {self.ema_decay!r} is not allowed; it must satisfy "
-                              "0 <= ema_decay < 1")
-        if isinstance(self.feature_seed, bool) or not isinstance(self.feature_seed, int):
-            raise ConfigError(f"feature_seed: {self.feature_seed!r} is not allowed; it must be an integer")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            check_number(name, getattr(self, name), at_least=0, below=1)
+        check_int("n_critic", self.n_critic, minimum=1)
+        check_number("gp_weight", self.gp_weight, at_least=0)
+        check_number("ema_decay", self.ema_decay, at_least=0, below=1)
+        check_int("feature_seed", self.feature_seed)
 
 
 class UnitImages(nn.Module):
@@ -148,8 +139,9 @@ def _moving_average(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch
     """``AveragedModel``'s ``avg_fn``: the exponential moving average with the warm-up above."""
 
     def average(averaged: torch.Tensor, current: torch.Tensor, n_averaged: torch.Tensor) -> torch.Tensor:
-        n = float(n_averaged)
-        weight = min(decay, (1 + n) / (10 + n))
+        # On the device: float(n_averaged) would be a host sync for every parameter at every step.
+        n = n_averaged.to(torch.float64)
+        weight = torch.clamp((1 + n) / (10 + n), max=decay)
         return averaged * weight + current * (1 - weight) if averaged.is_floating_point() else current
 
     return average
@@ -187,9 +179,10 @@ class GANFamily(TorchFamily):
 
     @abstractmethod
     def discriminator_loss(self, run: EpochRun, real: torch.Tensor, fake: torch.Tensor,
-                           labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+                           labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The discriminator's loss on a real and a generated batch (detached), and metrics to
-        average over the epoch besides ``d_loss``."""
+        average over the epoch besides ``d_loss``: 0-dim tensors, left on the device (the loop
+        reads the epoch's means once)."""
 
     @abstractmethod
     def generator_loss(self, run: EpochRun, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -256,8 +249,8 @@ class GANFamily(TorchFamily):
     def train_epoch(self, run: EpochRun) -> dict[str, float]:
         images, labels = run.data.splits.train_images, run.data.splits.train_labels
         nets, n_critic = run.state.model, self.gan_settings(run.config).n_critic
-        sums: dict[str, float] = defaultdict(float)
-        d_steps = g_steps = n_seen = 0
+        means: dict[str, LossMean] = defaultdict(LossMean)  # d_loss, extras: per critic step; g_loss
+        n_seen = 0
         order = run.shuffled(len(labels))
         last = math.ceil(len(order) / run.batch_size) - 1
         for i, idx in enumerate(batches(len(labels), run.batch_size, order)):
@@ -269,20 +262,18 @@ class GANFamily(TorchFamily):
                     fake = self.generate(nets["generator"], self.noise(run, len(idx)), classes)
                 d_loss, extra = self.discriminator_loss(run, real, fake, classes)
             run.step(d_loss, "discriminator")
-            sums["d_loss"] += float(d_loss.detach())
+            means["d_loss"].add(d_loss)
             for name, value in extra.items():
-                sums[name] += value
-            d_steps, n_seen = d_steps + 1, n_seen + len(idx)
+                means[name].add(value)
+            n_seen += len(idx)
             if (i + 1) % n_critic == 0 or i == last:  # every epoch ends with a generator step
                 with run.autocast():
                     fake = self.generate(nets["generator"], self.noise(run, len(idx)), classes)
                     g_loss = self.generator_loss(run, fake, classes)
                 run.step(g_loss, "generator")
                 nets["averaged_generator"].update_parameters(unwrapped(nets["generator"]))
-                sums["g_loss"] += float(g_loss.detach())
-                g_steps += 1
-        metrics = {name: total / (g_steps if name == "g_loss" else d_steps) for name, total in sums.items()}
-        return {**metrics, "n_samples": float(n_seen)}
+                means["g_loss"].add(g_loss)
+        return {**{name: mean.value() for name, mean in means.items()}, "n_samples": float(n_seen)}
 
     def evaluate(self, run: EpochRun) -> dict[str, float]:
         data = run.data
@@ -351,7 +342,7 @@ class DCGANFamily(GANFamily):
         return dcgan.Generator(model_config), dcgan.Discriminator(model_config)
 
     def discriminator_loss(self, run: EpochRun, real: torch.Tensor, fake: torch.Tensor,
-                           labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+                           labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         nets = run.state.model
         return dcgan.discriminator_loss(self.discriminate(nets, real, labels),
                                         self.discriminate(nets, fake, labels)), {}
@@ -387,12 +378,14 @@ class WGANGPFamily(GANFamily):
         return super().metrics() | {"wasserstein", "gradient_penalty"}
 
     def discriminator_loss(self, run: EpochRun, real: torch.Tensor, fake: torch.Tensor,
-                           labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+                           labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         critic = run.state.model["discriminator"]
-        penalty = wgan_gp.gradient_penalty(critic, real, fake, scale=run.scaler.get_scale())
+        # The loss scale as a tensor (1 without AMP): get_scale() would read it to the host each step.
+        scale = run.scaler.scale(torch.ones((), device=real.device))
+        penalty = wgan_gp.gradient_penalty(critic, real, fake, scale=scale)
         loss, wasserstein = wgan_gp.critic_loss(critic(real), critic(fake), penalty,
                                                 self.gan_settings(run.config).gp_weight)
-        return loss, {"wasserstein": float(wasserstein), "gradient_penalty": float(penalty.detach())}
+        return loss, {"wasserstein": wasserstein, "gradient_penalty": penalty.detach()}
 
     def generator_loss(self, run: EpochRun, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return wgan_gp.generator_loss(run.state.model["discriminator"](fake))

@@ -45,14 +45,14 @@ class Critic(Discriminator):
 
 
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
-                     fake: torch.Tensor, *, scale: float = 1.0,
+                     fake: torch.Tensor, *, scale: float | torch.Tensor = 1.0,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """``E[(||grad_x f(x_hat)||_2 - 1)^2]`` over ``x_hat = e * real + (1 - e) * fake``, e ~ U(0, 1)
     per sample (the paper's eq. 3), with the graph kept so that the penalty can be trained on.
 
     ``scale`` is a mixed-precision loss scale: the critic's output is multiplied by it before the
     gradient is taken and the gradient divided by it after (the GradScaler recipe for penalties);
-    1 without AMP."""
+    1 without AMP. A 0-dim tensor on the device spares the host sync of reading the scale."""
     e = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype, generator=generator)
     mixed = (e * real + (1 - e) * fake).requires_grad_(True)
     scores = critic(mixed)

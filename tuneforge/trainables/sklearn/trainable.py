@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from tuneforge._checks import is_int
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import SearchSpace
 from tuneforge.trainables._session import report
@@ -125,7 +126,7 @@ def check(space: SearchSpace) -> None:
     if "dataset" not in config:
         raise ConfigError("config.dataset: missing; name a bundled dataset or {path: f.csv, target: col}")
     folds = config.get("cv", _DEFAULT_FOLDS)
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+    if not is_int(folds, minimum=2):
         raise ConfigError(f"config.cv: expected an integer number of folds >= 2, got {folds!r}")
     if "scoring" in config:
         scoring = config["scoring"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from tuneforge._checks import is_int
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import CategoricalParam, SearchSpace
 from tuneforge.trainables._base import Trainable
@@ -57,7 +58,7 @@ def _check_config(family: TorchFamily, config: Mapping[str, Any], where: Any) ->
         raise ConfigError(f"{where}: {exc}") from None
     for name in ("epochs", "batch_size"):
         value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value, minimum=1):
             raise ConfigError(f"{where}: {name}: expected a positive integer, got {value!r}")
     if not settings.lr > 0:
         raise ConfigError(f"{where}: lr: expected a positive learning rate, got {settings.lr!r}")

@@ -24,7 +24,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from tuneforge.trainables.images import ImageSplits, load_image_dataset, prepare_square_dataset
-from tuneforge.trainables.torch.loop import EpochRun, TorchFamily, TrialState, batches, warmup_cosine
+from tuneforge.trainables.torch.loop import (
+    EpochRun,
+    LossMean,
+    TorchFamily,
+    TrialState,
+    batches,
+    warmup_cosine,
+)
 
 __all__ = ["ImageClassification", "NormalisedClassifier", "as_float", "channel_stats", "predict"]
 
@@ -106,7 +113,7 @@ class ImageClassification(TorchFamily):
 
     def train_epoch(self, run: EpochRun) -> dict[str, float]:
         data, model = run.data, run.state.model
-        total, n_seen = 0.0, 0
+        losses = LossMean()
         for idx in batches(len(data.train_labels), run.batch_size, run.shuffled(len(data.train_labels))):
             idx = np.sort(idx)  # sorted reads of a memory-mapped array are sequential
             images = as_float(data.train_images[idx], run.device)
@@ -114,9 +121,8 @@ class ImageClassification(TorchFamily):
             with run.autocast():
                 loss = F.cross_entropy(model(images), labels)
             run.step(loss)
-            total += float(loss.detach()) * len(idx)
-            n_seen += len(idx)
-        return {"train_loss": total / n_seen, "n_samples": float(n_seen)}
+            losses.add(loss, len(idx))
+        return {"train_loss": losses.value(), "n_samples": float(losses.total_weight)}
 
     def evaluate(self, run: EpochRun) -> dict[str, float]:
         data = run.data

@@ -57,8 +57,8 @@ from tuneforge.trainables._session import (
     world_size,
 )
 
-__all__ = ["LOOP_METRICS", "EpochRun", "TorchFamily", "TrainSettings", "TrialState", "batches", "run_trial",
-           "unwrapped", "warmup_cosine"]
+__all__ = ["LOOP_METRICS", "EpochRun", "LossMean", "TorchFamily", "TrainSettings", "TrialState", "batches",
+           "run_trial", "unwrapped", "warmup_cosine"]
 
 _CHECKPOINT_FILE = "state.pt"
 _MODEL_FOLDER = "model"
@@ -469,6 +469,31 @@ def warmup_cosine(warmup_steps: float, total_steps: int) -> Callable[[int], floa
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+class LossMean:
+    """The weighted mean of an epoch's batch losses, summed where the losses are.
+
+    :meth:`add` keeps the sum a tensor on the loss's device, so a step costs no host sync (a
+    ``float(loss)`` a batch would stall a GPU's queue every step); :meth:`value` reads it once, at
+    the epoch's end. The sum is float64, as the Python floats it replaces were, so the CPU's
+    numbers are the same to the bit."""
+
+    def __init__(self) -> None:
+        self._total: torch.Tensor | None = None
+        self.total_weight = 0
+
+    def add(self, loss: torch.Tensor, weight: int = 1) -> None:
+        """Add ``weight * loss`` (a 0-dim tensor; detached here) to the sum."""
+        if self._total is None:
+            self._total = torch.zeros((), dtype=torch.float64, device=loss.device)
+        self._total += loss.detach().double() * weight
+        self.total_weight += weight
+
+    def value(self) -> float:
+        """The sum over the weights: one host sync."""
+        assert self._total is not None, "value() of a LossMean nothing was added to"
+        return float(self._total) / self.total_weight
 
 
 def batches(n: int, batch_size: int, order: np.ndarray | None = None) -> Iterator[np.ndarray]:

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from tuneforge.errors import ConfigError
+from tuneforge.trainables.transformer.tokens import BOS, EOS, PAD, SPECIALS, UNK  # re-exported
 
 __all__ = [
     "BOS",
@@ -60,10 +61,6 @@ __all__ = [
     "tokenise",
 ]
 
-PAD, BOS, EOS, UNK = 0, 1, 2, 3
-"""The special ids every vocabulary starts with; PAD is 0 so that zero-filled batches are padding."""
-SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
-"""The special symbols, at the ids PAD, BOS, EOS and UNK."""
 TOKENISATIONS = ("chars", "words")
 """How a side of a TSV line becomes tokens: every character, or ``str.split()``'s words."""
 

@@ -6,9 +6,11 @@ encoder; the decoder reads the target so far (shifted right: it starts with BOS)
 self-attention and attends to the encoder's states; a linear head gives the next token's logits.
 This file holds only the modules and the decoding: no training, data, Ray or MLflow.
 
-Masks are boolean and mean "may attend" (True) as ``scaled_dot_product_attention`` takes them:
-every attention masks the padded keys, and the decoder's self-attention also masks the future,
-so position t sees positions 0..t only. (The seed document built a 0/-inf mask and then masked
+Masks are boolean and mean "may attend" (True) as ``scaled_dot_product_attention`` takes them,
+and come from two functions: :func:`padding_mask` (every attention masks the padded keys) and
+:func:`causal_mask` (the decoder's self-attention also masks the future, so position t sees
+positions 0..t only). A forward pass builds each once: the source's padding mask serves the
+encoder and the decoder's cross-attention. (The seed document built a 0/-inf mask and then masked
 where it was 0, so each position saw only the future; a test guards against that here.)
 
 Symbols and shapes:
@@ -31,10 +33,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tuneforge._checks import check_bool, check_number, check_positive_ints
 from tuneforge.errors import ConfigError
-from tuneforge.trainables.transformer.data import BOS, EOS, PAD  # the ids every vocabulary starts with
+from tuneforge.trainables.transformer.tokens import BOS, EOS, PAD
 
-__all__ = ["BOS", "EOS", "PAD", "Seq2SeqConfig", "Seq2SeqTransformer", "beam_search", "greedy_decode"]
+__all__ = ["BOS", "EOS", "PAD", "Seq2SeqConfig", "Seq2SeqTransformer", "beam_search", "causal_mask",
+           "greedy_decode", "padding_mask"]
 
 _LENGTH_PENALTY = 0.6
 """Beam search ranks finished hypotheses by log-probability / ((5 + length) / 6) ** 0.6, the length
@@ -71,32 +75,20 @@ class Seq2SeqConfig:
     """The output head shares the target embedding's weights (Press & Wolf 2017)."""
 
     def __post_init__(self) -> None:
-        for name in _POSITIVE_INT_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name}: {value!r} is not allowed; it must be a positive integer")
+        check_positive_ints(self, _POSITIVE_INT_FIELDS)
         if self.width % self.heads != 0:
             raise ConfigError(f"width: {self.width} is not divisible by heads {self.heads}; "
                               f"choose a multiple of {self.heads}")
-        if not (_is_real(self.ffn_ratio) and self.ffn_ratio > 0):
-            raise ConfigError(f"ffn_ratio: {self.ffn_ratio!r} is not allowed; it must be a finite number > 0")
+        check_number("ffn_ratio", self.ffn_ratio, above=0)
         for name in ("dropout", "label_smoothing"):
-            value = getattr(self, name)
-            if not (_is_real(value) and 0 <= value < 1):
-                raise ConfigError(f"{name}: {value!r} is not allowed; it must satisfy 0 <= {name} < 1")
+            check_number(name, getattr(self, name), at_least=0, below=1)
         for name in ("norm_first", "tie_embeddings"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name}: {getattr(self, name)!r} is not allowed; it must be true or false")
+            check_bool(name, getattr(self, name))
 
     @property
     def ffn_width(self) -> int:
         """Hidden width of each block's feed-forward net: round(D * ffn_ratio), at least 1."""
         return max(1, round(self.width * self.ffn_ratio))
-
-
-def _is_real(value: object) -> bool:
-    """A finite int or float, not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def sinusoidal_positions(length: int, width: int) -> torch.Tensor:
@@ -108,6 +100,17 @@ def sinusoidal_positions(length: int, width: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(positions * frequencies)
     table[:, 1::2] = torch.cos(positions * frequencies[: width // 2])
     return table
+
+
+def padding_mask(ids: torch.Tensor) -> torch.Tensor:
+    """ids (N, L) -> (N, 1, 1, L): True at the real tokens, the keys every query may attend to."""
+    return (ids != PAD)[:, None, None, :]
+
+
+def causal_mask(length: int, device: torch.device | None = None) -> torch.Tensor:
+    """(1, 1, T, T) for T = ``length``: True where key s <= query t, so that position t sees
+    positions 0..t only (the paper's masking of subsequent positions, section 3.2.3)."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril()[None, None]
 
 
 class Attention(nn.Module):
@@ -230,29 +233,27 @@ class Seq2SeqTransformer(nn.Module):
         scaled = embedding(ids) * math.sqrt(self.config.width)
         return self.embedding_dropout(scaled + self.positions[: ids.shape[1]])
 
-    def encode(self, source: torch.Tensor) -> torch.Tensor:
-        """source ids (N, S), PAD-padded -> memory (N, S, D)."""
-        mask = (source != PAD)[:, None, None, :]  # (N, 1, 1, S): every query sees the real keys
+    def encode(self, source: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
+        """source ids (N, S), PAD-padded, and their ``padding_mask`` (N, 1, 1, S) -> memory (N, S, D)."""
         x = self._embed(self.source_embedding, source)
         for block in self.encoder:
-            x = block(x, mask)
+            x = block(x, source_mask)
         return self.encoder_norm(x)
 
-    def decode(self, target: torch.Tensor, memory: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """target ids (N, T) (BOS first), memory (N, S, D) of ``source`` (N, S) -> logits (N, T, V);
-        the logits at t depend only on target[:, :t+1] and the real source tokens."""
-        n_target = target.shape[1]
-        causal = torch.ones(n_target, n_target, dtype=torch.bool, device=target.device).tril()  # (T, T)
-        self_mask = causal[None, None] & (target != PAD)[:, None, None, :]  # (N, 1, T, T)
-        cross_mask = (source != PAD)[:, None, None, :]  # (N, 1, 1, S)
+    def decode(self, target: torch.Tensor, memory: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
+        """target ids (N, T) (BOS first), memory (N, S, D) and the source's ``padding_mask``
+        (N, 1, 1, S) -> logits (N, T, V); the logits at t depend only on target[:, :t+1] and the
+        real source tokens."""
+        self_mask = causal_mask(target.shape[1], target.device) & padding_mask(target)  # (N, 1, T, T)
         y = self._embed(self.target_embedding, target)
         for block in self.decoder:
-            y = block(y, memory, self_mask, cross_mask)
+            y = block(y, memory, self_mask, source_mask)
         return self.head(self.decoder_norm(y))
 
     def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: source (N, S), target input (N, T) -> logits (N, T, V)."""
-        return self.decode(target, self.encode(source), source)
+        source_mask = padding_mask(source)
+        return self.decode(target, self.encode(source, source_mask), source_mask)
 
 
 @torch.no_grad()
@@ -261,11 +262,12 @@ def greedy_decode(model: Seq2SeqTransformer, source: torch.Tensor,
     """The most likely next token, step by step: source (N, S) -> ids (N, L) without BOS, each row
     ending at its first EOS (then PAD), L <= max_len + 1 (default the config's max_len)."""
     max_len = model.config.max_len if max_len is None else max_len
-    memory = model.encode(source)
+    source_mask = padding_mask(source)
+    memory = model.encode(source, source_mask)
     output = torch.full((len(source), 1), BOS, dtype=torch.long, device=source.device)
     done = torch.zeros(len(source), dtype=torch.bool, device=source.device)
     for _ in range(max_len + 1):
-        logits = model.decode(output, memory, source)[:, -1]  # (N, V)
+        logits = model.decode(output, memory, source_mask)[:, -1]  # (N, V)
         token = logits.argmax(-1).masked_fill(done, PAD)
         output = torch.cat([output, token[:, None]], dim=1)
         done |= token == EOS
@@ -284,15 +286,17 @@ def beam_search(model: Seq2SeqTransformer, source: torch.Tensor, width: int,
         raise ValueError(f"beam width {width} must be at least 1")
     max_len = model.config.max_len if max_len is None else max_len
     n_batch, device = len(source), source.device
-    memory = model.encode(source).repeat_interleave(width, dim=0)  # (N*B, S, D)
-    source = source.repeat_interleave(width, dim=0)
+    source_mask = padding_mask(source)
+    memory = model.encode(source, source_mask).repeat_interleave(width, dim=0)  # (N*B, S, D)
+    source_mask = source_mask.repeat_interleave(width, dim=0)  # (N*B, 1, 1, S)
     output = torch.full((n_batch * width, 1), BOS, dtype=torch.long, device=device)
     scores = torch.full((n_batch, width), -math.inf, device=device)
     scores[:, 0] = 0.0  # one live hypothesis per source at the start, so no beam is repeated
     lengths = torch.zeros(n_batch, width, device=device)  # tokens up to and including EOS
     done = torch.zeros(n_batch * width, dtype=torch.bool, device=device)
     for _ in range(max_len + 1):
-        log_probs = F.log_softmax(model.decode(output, memory, source)[:, -1].float(), dim=-1)  # (N*B, V)
+        logits = model.decode(output, memory, source_mask)[:, -1]
+        log_probs = F.log_softmax(logits.float(), dim=-1)  # (N*B, V)
         n_vocab = log_probs.shape[-1]
         # A finished hypothesis continues only with PAD, at no cost, and keeps its length.
         log_probs[done] = -math.inf

@@ -32,8 +32,16 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from tuneforge._checks import check_int
 from tuneforge.errors import ConfigError
-from tuneforge.trainables.torch.loop import EpochRun, TorchFamily, TrialState, run_trial, warmup_cosine
+from tuneforge.trainables.torch.loop import (
+    EpochRun,
+    LossMean,
+    TorchFamily,
+    TrialState,
+    run_trial,
+    warmup_cosine,
+)
 from tuneforge.trainables.transformer.data import (
     BOS,
     EOS,
@@ -193,8 +201,7 @@ class TransformerFamily(TorchFamily):
             config["dataset"], config.get("tokens"),
             max_len if isinstance(max_len, int) else Seq2SeqConfig.max_len, base_dir)
         beam = config.get("beam_width", _DEFAULT_BEAM)
-        if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
-            raise ConfigError(f"config.beam_width: {beam!r} is not allowed; it must be a positive integer")
+        check_int("config.beam_width", beam, minimum=1)
         data = load_sequence_dataset(config["dataset"], config.get("tokens"))
         config.update(source_vocab_size=len(data.source_vocab), target_vocab_size=len(data.target_vocab))
         return config
@@ -233,39 +240,41 @@ class TransformerFamily(TorchFamily):
                                   "target_vocab": data.target_vocab.to_json()})
 
     def _loss(self, run: EpochRun, sources: list[np.ndarray], targets: list[np.ndarray]
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean label-smoothed loss per target token, the logits, and the output ids (N, T)."""
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """Mean label-smoothed loss per target token, the logits, the output ids (N, T), and how
+        many of those are not PAD (counted on the host, before the ids go to the device)."""
         source = _padded(sources).to(run.device)
         target_in = _padded(targets, bos=True).to(run.device)  # BOS y1 .. yn
-        target_out = _padded(targets, eos=True).to(run.device)  # y1 .. yn EOS
+        target_out = _padded(targets, eos=True)  # y1 .. yn EOS
+        n_tokens = int((target_out != PAD).sum())
+        target_out = target_out.to(run.device)
         with run.autocast():
             logits = run.state.model(source, target_in)
         loss = F.cross_entropy(logits.float().flatten(0, 1), target_out.flatten(), ignore_index=PAD,
                                label_smoothing=run.model_config.label_smoothing)
-        return loss, logits, target_out
+        return loss, logits, target_out, n_tokens
 
     def train_epoch(self, run: EpochRun) -> dict[str, float]:
         train = run.data.train
         n = len(train.pair_sources)
         lengths = np.array([len(t) for t in train.pair_targets])
         rng = np.random.default_rng([run.settings.seed, run.epoch, 1])
-        total, n_tokens, n_pairs = 0.0, 0, 0
+        losses, n_pairs = LossMean(), 0  # weighted by target tokens
         for idx in length_batches(run.shuffled(n), lengths, run.batch_size, rng):
-            loss, _, target_out = self._loss(run, [train.pair_sources[i] for i in idx],
-                                             [train.pair_targets[i] for i in idx])
+            loss, _, _, n_tokens = self._loss(run, [train.pair_sources[i] for i in idx],
+                                              [train.pair_targets[i] for i in idx])
             run.step(loss)
-            tokens = int((target_out != PAD).sum())
-            total += float(loss.detach()) * tokens
-            n_tokens += tokens
+            losses.add(loss, n_tokens)
             n_pairs += len(idx)
-        return {"train_loss": total / n_tokens, "n_samples": float(n_pairs), "n_tokens": float(n_tokens)}
+        return {"train_loss": losses.value(), "n_samples": float(n_pairs),
+                "n_tokens": float(losses.total_weight)}
 
     def evaluate(self, run: EpochRun) -> dict[str, float]:
         val, model = run.data.val, run.state.model
         total, right, n_tokens = 0.0, 0, 0
         for start in range(0, len(val.pair_sources), _EVAL_BATCH):
             rows = slice(start, start + _EVAL_BATCH)
-            loss, logits, target_out = self._loss(run, val.pair_sources[rows], val.pair_targets[rows])
+            loss, logits, target_out, _ = self._loss(run, val.pair_sources[rows], val.pair_targets[rows])
             real = target_out != PAD
             total += float(loss) * int(real.sum())
             right += int(((logits.argmax(-1) == target_out) & real).sum())

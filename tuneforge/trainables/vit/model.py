@@ -20,13 +20,13 @@ Symbols and shapes:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tuneforge._checks import check_number, check_positive_ints
 from tuneforge.errors import ConfigError
 
 __all__ = ["MLP", "Attention", "Block", "PatchEmbedding", "ViTConfig", "VisionTransformer"]
@@ -61,10 +61,11 @@ class ViTConfig:
     dropout: float = 0.0  # budgets of a few epochs underfit: dropout slows them more than it regularises
 
     def __post_init__(self) -> None:
-        _check_positive_ints(self)
+        check_positive_ints(self, _POSITIVE_INT_FIELDS)
         _check_patch_size(self.patch_size, self.image_size)
         _check_heads(self.width, self.heads)
-        _check_rates(self.mlp_ratio, self.dropout)
+        check_number("mlp_ratio", self.mlp_ratio, above=0)
+        check_number("dropout", self.dropout, at_least=0, below=1)
 
     @property
     def n_patches(self) -> int:
@@ -82,13 +83,6 @@ class ViTConfig:
         return max(1, round(self.width * self.mlp_ratio))
 
 
-def _check_positive_ints(config: ViTConfig) -> None:
-    for name in _POSITIVE_INT_FIELDS:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name}: {value!r} is not allowed; it must be a positive integer")
-
-
 def _check_patch_size(patch_size: int, image_size: int) -> None:
     if image_size % patch_size != 0:
         divisors = ", ".join(str(d) for d in range(1, image_size + 1) if image_size % d == 0)
@@ -100,13 +94,6 @@ def _check_patch_size(patch_size: int, image_size: int) -> None:
 def _check_heads(width: int, heads: int) -> None:
     if width % heads != 0:
         raise ConfigError(f"width: {width} is not divisible by heads {heads}; choose a multiple of {heads}")
-
-
-def _check_rates(mlp_ratio: float, dropout: float) -> None:
-    if not (isinstance(mlp_ratio, (int, float)) and math.isfinite(mlp_ratio) and mlp_ratio > 0):
-        raise ConfigError(f"mlp_ratio: {mlp_ratio!r} is not allowed; it must be a finite number > 0")
-    if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-        raise ConfigError(f"dropout: {dropout!r} is not allowed; it must satisfy 0 <= dropout < 1")
 
 
 class PatchEmbedding(nn.Module):
