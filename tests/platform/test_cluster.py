@@ -73,12 +73,26 @@ class TwoNodes:
     temp_dir: str
 
     def stop(self) -> None:
-        """Stop both nodes (what each ``ray start --block`` started) and remove their temp dir."""
+        """Stop both nodes (what each ``ray start --block`` started), then any process of theirs
+        that outlived them (the agents of a raylet killed by SIGKILL are orphaned), and remove
+        their temp dir."""
         for process in reversed(self.nodes):
             if process.poll() is None:
                 process.terminate()
                 process.wait(timeout=60)
+        _kill_processes_with(f"RAY_TMPDIR={self.temp_dir}")
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _kill_processes_with(variable: str) -> None:
+    """SIGKILL every process whose environment holds ``variable`` (``NAME=value``; found in /proc).
+    The nodes' processes inherit their ``RAY_TMPDIR``; their command lines are retitled by Ray."""
+    for folder in Path("/proc").iterdir():
+        try:
+            if folder.name.isdigit() and variable.encode() in (folder / "environ").read_bytes().split(b"\0"):
+                os.kill(int(folder.name), signal.SIGKILL)
+        except OSError:  # gone meanwhile
+            continue
 
 
 @contextmanager

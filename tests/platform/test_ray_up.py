@@ -50,8 +50,11 @@ RAY_PROCESSES = ("raylet", "gcs_server", "tuneforge server", "ray::", "dashboard
 
 
 def _ours_running() -> list[str]:
-    done = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True)
-    return [line for line in done.stdout.splitlines() if any(name in line for name in RAY_PROCESSES)]
+    """The command lines of the Ray and tuneforge server processes alive here (zombies, which
+    hold nothing, left out)."""
+    done = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True)
+    return [args for stat, _, args in (line.strip().partition(" ") for line in done.stdout.splitlines())
+            if not stat.startswith("Z") and any(name in args for name in RAY_PROCESSES)]
 
 
 def _forget_stale_cluster_state() -> None:
