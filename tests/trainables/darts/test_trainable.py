@@ -6,7 +6,8 @@ darts retrain`` of that search (the derived genotype beside random ones, trained
 run that is not a DARTS search's and of data-parallel DARTS trials.
 
 One search and one retrain (a Ray search each, minutes on a busy CPU) serve every test of the
-module: the module-scoped fixture ``searched`` runs both."""
+module: the module-scoped fixture ``searched`` reads the session's smoke search (``smoke_search``,
+which the trainable contract reads too) and runs the retrain."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
@@ -26,7 +29,7 @@ from tests.conftest import parent_and_children
 from tuneforge.platform import cluster
 from tuneforge.platform.cli import main
 from tuneforge.platform.darts_retrain import _find_source
-from tuneforge.schema import Tags
+from tuneforge.schema import Tags, TrialStatus
 from tuneforge.trainables.darts.genotypes import Genotype
 from tuneforge.trainables.darts.operations import PRIMITIVES
 from tuneforge.trainables.darts.trainable import DARTS, DARTS_NET, SearchSettings, resolve_genotype
@@ -38,12 +41,12 @@ GENOTYPE_NAMES = {"derived", "random-1", "random-2"}
 
 @dataclass(frozen=True)
 class Searched:
-    """What the CLI did: the store, and each command's exit code and output."""
+    """The search and its retrain: the store, the search's result, and the retrain command's exit
+    code and output."""
 
     folder: Path
     tracking_uri: str
-    search_code: int
-    search_out: str
+    search: Any
     retrain_code: int
     retrain_out: str
     retrain_err: str
@@ -65,22 +68,21 @@ def _main(argv: list[str]) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def searched(ray_local, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Searched]:
-    """``tuneforge search darts-digits --smoke --trials 2 --seed 0``, then ``tuneforge darts retrain
-    PARENT_RUN --smoke --random 2``, in a fresh folder with its own SQLite store."""
+def searched(smoke_search, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Searched]:
+    """The session's ``--smoke`` search of darts-digits (``smoke_search``: 2 random trials, seed 0,
+    which the trainable contract reads too), then ``tuneforge darts retrain PARENT_RUN --smoke
+    --random 2`` into its store, from a fresh folder."""
+    search = smoke_search("darts-digits")
     folder = tmp_path_factory.mktemp("darts")
-    tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
             patch.delenv(name, raising=False)
-        storage = ["--tracking-uri", tracking_uri, "--storage", str(folder / "ray")]
-        search_code, search_out, _ = _main(
-            ["search", "darts-digits", "--smoke", "--trials", "2", "--seed", "0", *storage])
-        parent, _ = parent_and_children(tracking_uri, "darts-digits")
+        parent, _ = parent_and_children(search.tracking_uri, "darts-digits")
         retrain_code, retrain_out, retrain_err = _main(
-            ["darts", "retrain", parent.info.run_id, "--smoke", "--random", "2", *storage])
-    yield Searched(folder, tracking_uri, search_code, search_out, retrain_code, retrain_out, retrain_err)
+            ["darts", "retrain", parent.info.run_id, "--smoke", "--random", "2",
+             "--tracking-uri", search.tracking_uri, "--storage", str(folder / "ray")])
+    yield Searched(folder, search.tracking_uri, search.result, retrain_code, retrain_out, retrain_err)
 
 
 def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
@@ -173,8 +175,9 @@ def test_a_data_parallel_darts_search_is_refused_in_one_line_before_ray(tmp_path
 
 
 def test_the_smoke_search_finishes_two_trials(searched: Searched) -> None:
-    assert searched.search_code == 0, searched.search_out
-    assert "Search finished: 2 trials, 2 scored, 0 stopped early, 0 failed." in searched.search_out
+    assert searched.search.status is TrialStatus.FINISHED
+    assert len(searched.search.trials) == 2
+    assert all(np.isfinite(t.metrics["val_accuracy"]) for t in searched.search.trials), "both scored"
     parent, children = parent_and_children(searched.tracking_uri, "darts-digits")
     assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
     assert parent.info.status == "FINISHED" and parent.data.params["trainable"] == "darts"
