@@ -8,12 +8,13 @@ of their own and run in a pytest session of their own, where the shared Ray is n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError(f"tests marked own_ray use the shared ray_local: {mixed}")
 
 
+SHELL_VARIABLES = ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")
+"""What a user's shell may set that would choose a test's store or cluster for it."""
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests choose their own store and cluster: nothing leaks in from the shell."""
-    for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+    for name in SHELL_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+
+
+@contextlib.contextmanager
+def isolated_environment() -> Iterator[pytest.MonkeyPatch]:
+    """What ``_isolated_environment`` does for each test, for a fixture wider than a test; yields
+    the MonkeyPatch, undone on exit."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in SHELL_VARIABLES:
+            patch.delenv(name, raising=False)
+        yield patch
 
 
 @pytest.fixture(scope="session")
@@ -81,24 +96,29 @@ class SmokeSearch:
 def smoke_search(ray_local, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], SmokeSearch]:
     """``smoke_search(space)``: ``tuneforge search SPACE --algo random --trials 2 --seed 0`` (with
     ``--smoke`` for per-epoch families) into a store of its own, run once for the session: each
-    family's tests and the trainable conformance suite read the same search."""
+    family's tests and the trainable conformance suite read the same search. Its readers read:
+    a test that writes to its store (the DARTS retrain's experiment, a report logged to the parent
+    run) adds, and changes nothing the others read. A search that fails fails each reader, once."""
     import tuneforge
     from tuneforge.search_spaces import load_space
     from tuneforge.trainables import get_trainable
 
-    done: dict[str, SmokeSearch] = {}
+    done: dict[str, SmokeSearch | BaseException] = {}
 
     def search(space: str) -> SmokeSearch:
         if space not in done:
             folder = tmp_path_factory.mktemp(f"smoke-{space}")
             store, storage = f"sqlite:///{folder / 'mlflow.db'}", folder / "ray"
             smoke = get_trainable(load_space(space).trainable).smoke
-            with pytest.MonkeyPatch.context() as patch:  # as _isolated_environment does for each test
-                for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
-                    patch.delenv(name, raising=False)
-                result = tuneforge.search(space, algo="random", trials=2, seed=0, smoke=smoke,
-                                          tracking_uri=store, storage=storage)
-            done[space] = SmokeSearch(result, store, storage)
+            try:
+                with isolated_environment():
+                    result = tuneforge.search(space, algo="random", trials=2, seed=0, smoke=smoke,
+                                              tracking_uri=store, storage=storage)
+                done[space] = SmokeSearch(result, store, storage)
+            except Exception as failed:  # each reader fails on it, without searching again
+                done[space] = failed
+        if isinstance(done[space], BaseException):
+            raise done[space]
         return done[space]
 
     return search
@@ -129,25 +149,31 @@ from tuneforge.trainables import report
 
 
 def train(config):
-    # Each trial leaves a mark, then waits (at most a minute) until config["n"] trials have:
-    # trials that run at the same time meet; trials run one after another each wait a minute.
+    # Each trial leaves a mark, then waits (at most config["wait_s"]) until config["n"] trials
+    # have: trials that run at the same time meet; one alone waits it out and takes its mark
+    # away, so that a trial after it is alone too.
     folder = Path(config["folder"])
-    (folder / str(os.getpid())).touch()
-    deadline = time.monotonic() + 60
+    mark = folder / str(os.getpid())
+    mark.touch()
+    deadline = time.monotonic() + config["wait_s"]
     while len(list(folder.iterdir())) < config["n"] and time.monotonic() < deadline:
         time.sleep(0.05)
-    report({"met": float(len(list(folder.iterdir())) >= config["n"])})
+    met = len(list(folder.iterdir())) >= config["n"]
+    if not met:
+        mark.unlink()
+    report({"met": float(met)})
 """
 """A user trainable that shows trials running at once, without timing: see :func:`gathering_space`."""
 
 
-def gathering_space(folder: Path, n: int) -> Path:
-    """A space of :data:`GATHERING` trials (metric ``met``, max) that wait until ``n`` of them
-    have started, written in ``folder`` (with the trainable's file and its marks folder)."""
+def gathering_space(folder: Path, n: int, wait_s: float = 60) -> Path:
+    """A space of :data:`GATHERING` trials (metric ``met``, max) that wait, at most ``wait_s``,
+    until ``n`` of them have started, written in ``folder`` (with the trainable's file and its
+    marks folder)."""
     (folder / "marks").mkdir()
     write_space(folder, GATHERING, "gathering.py")
     return write_space(folder, f"trainable: gathering.py:train\nmetric: met\nmode: max\n"
-                               f"config: {{folder: {folder / 'marks'}, n: {n}}}\n"
+                               f"config: {{folder: {folder / 'marks'}, n: {n}, wait_s: {wait_s}}}\n"
                                "params:\n  x: {type: float, low: 0.0, high: 1.0}\n", "gathering.yaml")
 
 

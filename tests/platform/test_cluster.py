@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import parent_and_children
+from tests.conftest import isolated_environment, parent_and_children
 from tests.platform.test_cli import tuneforge
 from tests.platform.test_resume import epochs_run, vit_space
 from tuneforge.platform.cluster import _host_port
@@ -136,16 +136,15 @@ class Cluster:
 def cluster() -> Iterator[Cluster]:
     """Two nodes of 1 CPU each, for the whole module."""
     before = _address_file()
-    with pytest.MonkeyPatch.context() as patch:  # as _isolated_environment does for each test
-        for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
-            patch.delenv(name, raising=False)
-        with two_node_cluster() as nodes:
-            yield Cluster(nodes, before)
+    with isolated_environment(), two_node_cluster() as nodes:
+        yield Cluster(nodes, before)
 
 
 @pytest.fixture(scope="module")
 def two_nodes(cluster: Cluster) -> str:
     """The module's cluster's address, for the tests that run before its worker is lost."""
+    assert all(node.poll() is None for node in cluster.nodes.nodes), (
+        "the module's cluster is stopped: the lost-node tests, which stop it, must run after this one")
     return cluster.nodes.address
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.conftest import SHELL_VARIABLES
 from tests.platform.test_cli import RIDGE
 from tuneforge.platform import cluster
 from tuneforge.platform.cli import main
@@ -414,7 +415,7 @@ def test_every_row_has_its_own_name() -> None:
     assert len(ids) == len(set(ids)) >= 40
 
 
-_ENVIRONMENT = ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")
+_ENVIRONMENT = SHELL_VARIABLES
 SUBPROCESS_SAMPLE = ["file not UTF-8 (latin-1)", "duplicate top-level key", "seed 2**32 with bayes",
                      "sqlite file in /proc", "storage scheme foo"]
 

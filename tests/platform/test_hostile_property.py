@@ -39,6 +39,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import SHELL_VARIABLES
 from tuneforge.platform import runner
 from tuneforge.platform.cli import main
 from tuneforge.platform.planning import plan_search, prepare_trials
@@ -302,7 +303,7 @@ def test_the_console_script_refuses_generated_hostile_spaces(case: Case) -> None
             [str(Path(sys.executable).parent / "tuneforge"), "search", "space.yaml",
              "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}", "--storage", str(folder / "ray_results")],
             cwd=folder, capture_output=True, text=True, timeout=120,
-            env={k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")})
+            env={k: v for k, v in os.environ.items() if k not in SHELL_VARIABLES})
         lines = done.stderr.splitlines()
         assert done.returncode == 2, done.stderr
         assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr

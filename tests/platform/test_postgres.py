@@ -37,9 +37,9 @@ def postgres_uri() -> Iterator[str]:
 
 
 def _check_four_concurrent_trials(tracking_uri: str, folder: Path) -> None:
-    """Four trials at once (half a CPU each: four on 2 CPUs, each waiting until four have started),
-    every one recorded with its metrics; the local Ray takes the machine's CPUs, whatever their
-    number."""
+    """Four trials at once (half a CPU each: four on 2 CPUs; the first four each wait until four
+    have started, the last four find their marks), every one recorded with its metrics; the
+    local Ray takes the machine's CPUs, whatever their number."""
     done = tuneforge("search", str(gathering_space(folder, 4)), "--experiment", "gathering", "--trials", "8",
                      "--seed", "4", "--cpus-per-trial", "0.5", "--tracking-uri", tracking_uri, cwd=folder)
     assert done.returncode == 0, done.stderr

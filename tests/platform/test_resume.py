@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import parent_and_children
+from tests.conftest import isolated_environment, parent_and_children
 from tuneforge.dashboards import build_report
 from tuneforge.schema import TrialStatus
 
@@ -159,9 +159,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subpr
     own: the configurations a resumed random search must match, and a search with nothing to
     resume. A search in a fresh driver takes tens of seconds: the module runs it once."""
     folder = _folder(tmp_path_factory.mktemp("uninterrupted"))
-    with pytest.MonkeyPatch.context() as patch:  # as _isolated_environment does for each test
-        for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
-            patch.delenv(name, raising=False)
+    with isolated_environment():
         done = subprocess.run(_search_args(folder, "random"), cwd=folder, capture_output=True, text=True,
                               timeout=300)
     return folder, done

@@ -106,8 +106,10 @@ def _overlaps(trials) -> int:
 
 
 def test_max_concurrent_is_honoured(ray_local, tracking_uri, tmp_path) -> None:
-    one_at_a_time = tuneforge.search("svc-wine", trials=6, seed=1, max_concurrent=1,
-                                     tracking_uri=tracking_uri, storage=tmp_path / "ray")
+    """Two trials that wait (2 s at most) to meet each other, one at a time: neither meets."""
+    one_at_a_time = tuneforge.search(gathering_space(tmp_path, 2, wait_s=2), trials=2, seed=1,
+                                     max_concurrent=1, tracking_uri=tracking_uri, storage=tmp_path / "ray")
+    assert [t.metrics["met"] for t in one_at_a_time.trials] == [0.0, 0.0]
     assert _overlaps(one_at_a_time.trials) == 0
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import free_port, parent_and_children, wait_for_http
+from tests.conftest import free_port, isolated_environment, parent_and_children, wait_for_http
 from tests.platform.test_cli import tuneforge
 from tuneforge.errors import ConfigError
 from tuneforge.platform.tracking import check_tracking_uri
@@ -60,9 +60,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     through it (``tuneforge search ridge-diabetes --trials 3 --seed 1`` with a Ray token of its
     own): starting a server and a search takes tens of seconds, and the tests below only read them."""
     folder, token = tmp_path_factory.mktemp("server"), secrets.token_hex(32)
-    with pytest.MonkeyPatch.context() as patch:  # as _isolated_environment does for each test
-        for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
-            patch.delenv(name, raising=False)
+    with isolated_environment():
         url, process = start_server(folder)
         try:
             search = tuneforge("search", "ridge-diabetes", "--trials", "3", "--seed", "1",

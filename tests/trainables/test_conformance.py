@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tuneforge.schema import TrialStatus
 from tuneforge.search_spaces import load_space
 from tuneforge.trainables import get_trainable
 
@@ -108,7 +109,9 @@ class TestTrainableContract:
         """Read from the family's smoke search (``smoke_search``), as the runner ran its trials."""
         space = load_space(family.space)
         trainable = get_trainable(space.trainable)
-        trials = smoke_search(family.space).trial_results()
+        searched = smoke_search(family.space)
+        assert searched.result.status is TrialStatus.FINISHED
+        trials = searched.trial_results()
         assert len(trials) == 2
         for config, reported in trials.values():
             assert [r["training_iteration"] for r in reported] == list(range(1, len(reported) + 1))

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import parent_and_children
+from tests.conftest import isolated_environment, parent_and_children
 from tuneforge.platform import cluster
 from tuneforge.platform.cli import main
 from tuneforge.platform.darts_retrain import _find_source
@@ -74,10 +74,8 @@ def searched(smoke_search, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     --random 2`` into its store, from a fresh folder."""
     search = smoke_search("darts-digits")
     folder = tmp_path_factory.mktemp("darts")
-    with pytest.MonkeyPatch.context() as patch:
+    with isolated_environment() as patch:
         patch.chdir(folder)
-        for name in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
-            patch.delenv(name, raising=False)
         parent, _ = parent_and_children(search.tracking_uri, "darts-digits")
         retrain_code, retrain_out, retrain_err = _main(
             ["darts", "retrain", parent.info.run_id, "--smoke", "--random", "2",

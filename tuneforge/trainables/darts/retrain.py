@@ -38,7 +38,7 @@ def retrain_space(genotype: Mapping[str, Any], supernet_params: Mapping[str, str
     ``supernet_params`` are the source trial's run params as MLflow keeps them (text, mappings
     as JSON): its ``dataset`` and, where it had them, its images' caps and stem stride carry
     over; ``train_images`` replaces its cap. With ``n_random=2`` the grid is 3 trials:
-    ``derived``, ``random-1``, ``random-2``. ValueError for a genotype that is not one.
+    ``derived``, ``random-1``, ``random-2``. ConfigError for a genotype that is not one.
     """
     config = {"dataset": _param(supernet_params["dataset"]), "epochs": epochs, "channels": channels,
               "layers": layers, "seed": seed, "genotypes": _genotypes(genotype, n_random, seed)}
