@@ -41,6 +41,7 @@ from tuneforge.platform.planning import (
     prepare_trials,
 )
 from tuneforge.platform.tracking import ENDED, SCORED, SearchRecorder, TrialRecord, resolve_tracking_uri
+from tuneforge.platform.warm_start import typed_params as _typed_params
 from tuneforge.schema import Artifacts, Metrics, Tags, TrialStatus
 from tuneforge.search_spaces import SearchSpace, parse_space, space_document
 
@@ -261,23 +262,6 @@ def _check_resumable(saved: Any) -> None:
         state = ("is still running (driver " + run.data.tags.get(Tags.DRIVER, "?") + ")"
                  if run.info.status == TrialStatus.RUNNING.value else f"ended {run.info.status}")
         raise ConfigError(f"search {saved.name} {state}: nothing to resume")
-
-
-def _typed_params(space: SearchSpace, text: dict[str, str]) -> dict[str, Any]:
-    """A trial run's params (MLflow keeps text) as the values the search gave the trial."""
-    from tuneforge.platform._store_writer import param_value
-    from tuneforge.search_spaces import CategoricalParam, IntParam
-
-    values = {}
-    for param in space.params:
-        if param.name not in text:
-            continue
-        raw = text[param.name]
-        if isinstance(param, CategoricalParam):
-            values[param.name] = next((c for c in param.choices if param_value(param.name, c) == raw), raw)
-        else:
-            values[param.name] = int(raw) if isinstance(param, IntParam) else float(raw)
-    return values
 
 
 def _save_search(plan: SearchPlan, name: str, parent_run_id: str, recorder: SearchRecorder) -> None:
