@@ -19,12 +19,17 @@ layer (search spaces, trainables, platform, dashboards) can import it.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from tuneforge.errors import ConfigError
 
-__all__ = ["check_bool", "check_int", "check_number", "check_positive_ints", "is_int", "is_number"]
+__all__ = ["check_bool", "check_int", "check_number", "check_positive_ints", "is_int", "is_number",
+           "parse_duration"]
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def is_int(value: Any, minimum: int | None = None) -> bool:
@@ -90,3 +95,14 @@ def check_bool(name: str, value: Any) -> bool:
 
 def _refused(name: str, value: Any, rule: str) -> ConfigError:
     return ConfigError(f"{name}: {value!r} is not allowed; it must {rule}")
+
+
+def parse_duration(name: str, text: Any) -> float:
+    """Seconds in ``90s``, ``45m``, ``2h`` or ``600`` (seconds); ConfigError with one line,
+    ``<name>: expected a duration like 90s, 45m or 2h, got '10q'``, for anything else or a
+    duration that is not positive."""
+    match = _DURATION.fullmatch(str(text).strip().lower())
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else math.nan
+    if not 0 < seconds < math.inf:
+        raise ConfigError(f"{name}: expected a duration above 0 like 90s, 45m or 2h, got {text!r}")
+    return seconds

@@ -89,6 +89,13 @@ class Tags:
     """``NAME/VERSION`` in the Model Registry, with ``--register-model NAME``."""
     COMPARISON: Final = "tuneforge.comparison"
     """The id of the ``tuneforge compare`` that ran a search; it groups them."""
+    WARM_START: Final = "tuneforge.warm_start"
+    """A warm-started search's sources (``--warm-start``): their parent run ids, comma-separated."""
+    START_POINT: Final = "tuneforge.start_point"
+    """Parent run: the starting point the best trial is compared with (``the default config``,
+    ``starting point 2``); a trial's run: the starting point it evaluated."""
+    TIME_BUDGET_SPENT: Final = "tuneforge.time_budget_spent"
+    """Parent run: ``true`` when ``--time-budget`` ended the search."""
 
 
 HEARTBEAT_S: Final = 30.0
@@ -150,6 +157,11 @@ class Metrics:
     EPOCH: Final = "epoch"
     """A per-epoch trial's epoch, reported with each result (its MLflow step is the epoch too)."""
     SECONDS_PER_SUGGESTION: Final = "searcher_seconds_per_suggestion"
+    START_SCORE: Final = "start_score"
+    """The best starting point's score (:attr:`Tags.START_POINT` names it)."""
+    GAIN_OVER_START: Final = "gain_over_start"
+    """How much better the best trial is than the starting point, in the metric's units and
+    direction (positive: better, for ``max`` and ``min`` alike)."""
 
     @staticmethod
     def best(metric: str) -> str:

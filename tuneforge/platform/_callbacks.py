@@ -54,12 +54,15 @@ class TrialEvents(Callback):
     ``schedule``: the search's scheduler; a trial it stopped early is recorded STOPPED.
     ``step_metric``: the result key that is a result's MLflow step (the trainable's).
     ``run_params``: the trainable's params for a trial's run besides the searched ones.
+    ``budget``: the search's time budget (a :class:`~.budget.TimeBudget`); the trials still
+    running when it is spent are recorded STOPPED at the epoch they reached.
     """
 
-    def __init__(self, name: str, recorder: SearchRecorder, space: SearchSpace, n_trials: int,
+    def __init__(self, name: str, recorder: SearchRecorder, space: SearchSpace, n_trials: int | None,
                  notify: Callable[[Any], None], artifacts: Path, *, check_metric: bool = False,
                  schedule: Schedule | None = None, step_metric: str = "training_iteration",
-                 run_params: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None) -> None:
+                 run_params: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
+                 budget: Any = None) -> None:
         self.name = name
         """The Tune experiment's name: how a restored experiment finds this callback again."""
         self.recorder = recorder
@@ -72,6 +75,7 @@ class TrialEvents(Callback):
         self.schedule = schedule
         self.step_metric = step_metric
         self.run_params = run_params
+        self.budget = budget
         ended = [t for t in recorder.trials.values() if t.status in ENDED]
         self.n_ended = len(ended)
         """Trials ended so far (a resumed search counts those its recorder knew)."""
@@ -117,6 +121,18 @@ class TrialEvents(Callback):
                 self.on_trial_error(0, trials, trial)
         for trial_id in [t for t in self.recorder.trials if t not in known]:
             self.recorder.mark_lost(trial_id, "its configuration may have been tried again as another trial")
+        if self.budget is not None and self.budget.spent:
+            self._stopped_by_budget(trials)
+
+    def _stopped_by_budget(self, trials: list) -> None:
+        """The trials Tune stopped when the time budget was spent: STOPPED, with their last result."""
+        for trial in trials:
+            record = self.recorder.trials.get(trial.trial_id)
+            if trial.status == "TERMINATED" and record is not None and record.status not in ENDED:
+                self.recorder.end_trial(trial.trial_id, TrialStatus.STOPPED,
+                                        artifacts=self.artifacts / trial.trial_id,
+                                        no_score=self._no_score(record))
+                self._ended(trial)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if trial.trial_id in self.replayed:

@@ -65,8 +65,9 @@ class SearchOptions:
     """Tune's FailureConfig."""
     keep_checkpoints: int = field(default=2, metadata=_flag(
         "checkpoints kept per trial: the best N by the metric, and the latest (default 2)"))
-    scheduler: str = field(default="none", metadata=_flag(
-        "stop bad trials early: asha, hyperband, median or none (default none)"))
+    scheduler: str | None = field(default=None, metadata=_flag(
+        "stop bad trials early: asha, hyperband, median or none (default: asha for a family that "
+        "reports every epoch (vit, transformer, the GANs, darts), none for the others)"))
     """See :mod:`tuneforge.platform.schedulers`."""
     max_epochs: int | None = field(default=None, metadata=_flag(
         "the scheduler's longest trial in epochs (default: the space's max_epochs, else its "
@@ -74,6 +75,18 @@ class SearchOptions:
     grace_period: int | None = field(default=None, metadata=_flag(
         "epochs every trial runs before a scheduler may stop it (default: the space's "
         "grace_period, else 1)"))
+    start_from: str | None = field(default=None, metadata=_flag(
+        "evaluate these first: defaults (the family's default config, then the space's "
+        "start_from: list), space (only the space's list) or none (default: defaults for a family "
+        "that reports every epoch, space for the others)"))
+    """See :mod:`tuneforge.platform.starting_points`."""
+    warm_start: str | None = field(default=None, metadata=_flag(
+        "learn from earlier searches in the MLflow store: an experiment's name or id, or a search's "
+        "parent run id; bayes and optuna-* condition on their scored trials, random and grid start "
+        "from the best few", metavar="EXPERIMENT_OR_RUN_ID"))
+    time_budget: str | None = field(default=None, metadata=_flag(
+        "end the search after this long, counted from its first trial (90s, 45m, 2h); without "
+        "--trials, as many trials as fit", metavar="DURATION"))
     register_model: str | None = field(default=None, metadata=_flag(
         "register the best trial's model in the MLflow Model Registry as NAME", metavar="NAME"))
     grid_points: int = field(default=DEFAULT_GRID_POINTS, metadata=_flag(

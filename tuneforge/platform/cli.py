@@ -130,6 +130,8 @@ def _print_summary(result: Any) -> None:
         print(f"\nBest {result.metric}: {_fmt(result.best_score)}  (trial {best.trial_id}, "
               f"MLflow run {best.run_id})")
         print(f"Best config: {_params_text(result.best_config)}")
+        if result.gain is not None:
+            print(f"Against the start: {result.gain.text()}")
         if result.model_uri:
             print(f"Best model:  {result.model_uri}  (mlflow.pyfunc.load_model or the family's flavour)")
     print(f"Parent run: {result.parent_run_id} in experiment {result.experiment!r}")

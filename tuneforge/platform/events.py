@@ -31,6 +31,8 @@ class SearchStarted:
     experiment_path: str
     known: tuple[TrialRecord, ...] = ()
     """A resumed search's trials from before (ended, or in flight when it was interrupted)."""
+    time_used_s: float = 0.0
+    """Seconds of the time budget (``plan.time_budget_s``) a resumed search spent before."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ class TrialEnded:
 
     record: TrialRecord
     n_ended: int
-    n_trials: int
+    n_trials: int | None
+    """None: as many as the time budget allows."""
     best_score: float | None
     """Best value of the metric so far, None until a trial reports it."""
 

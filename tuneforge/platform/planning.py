@@ -17,18 +17,21 @@ import posixpath
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from tuneforge._checks import parse_duration
 from tuneforge._paths import check_writable
 from tuneforge.errors import ConfigError
 from tuneforge.platform._options import SearchOptions
 from tuneforge.platform.cluster import autoscaler_node_types, resolve_address
 from tuneforge.platform.schedulers import Schedule, plan_schedule
-from tuneforge.platform.searchers import Budget, SearchSetup, setup_search
+from tuneforge.platform.searchers import Budget, Evaluated, SearchSetup, setup_search
+from tuneforge.platform.starting_points import StartingPoints, plan_starting_points
 from tuneforge.platform.tracking import check_tracking_uri, resolve_tracking_uri
+from tuneforge.platform.warm_start import WarmStart, read_warm_start
 from tuneforge.search_spaces import SearchSpace, load_space
 from tuneforge.trainables import get_trainable
 from tuneforge.trainables._base import Trainable
@@ -70,6 +73,12 @@ class SearchPlan:
     local, else ./ray_results."""
     schedule: Schedule | None = None
     """The early-stopping scheduler and its budgets; None: every trial runs to its end."""
+    start: StartingPoints = field(default_factory=StartingPoints)
+    """The points every algorithm evaluates first (``--start-from``)."""
+    warm_start: WarmStart | None = None
+    """Earlier searches' trials the search learns from (``--warm-start``)."""
+    time_budget_s: float | None = None
+    """The search's wall-clock budget (``--time-budget``); None: none."""
 
     def experiment_path(self, name: str) -> str:
         """Where Tune keeps the experiment ``name``: a folder or a URI."""
@@ -95,13 +104,15 @@ def _check_options(options: SearchOptions) -> None:
         raise ConfigError(f"--keep-checkpoints: expected at least 1, got {options.keep_checkpoints}")
     if options.workers_per_trial < 1:
         raise ConfigError(f"--workers-per-trial: expected at least 1, got {options.workers_per_trial}")
+    if options.time_budget is not None:
+        parse_duration("--time-budget", options.time_budget)
 
 
 def _check_texts(options: SearchOptions) -> None:
     """An empty text flag would quietly mean its default; refuse it instead."""
     texts = {"--tracking-uri": options.tracking_uri, "--experiment": options.experiment,
              "--storage": None if options.storage is None else str(options.storage),
-             "--register-model": options.register_model}
+             "--register-model": options.register_model, "--warm-start": options.warm_start}
     for flag, text in texts.items():
         if text is not None and not text.strip():
             raise ConfigError(f"{flag}: expected a value, got an empty one (leave the flag out for "
@@ -174,16 +185,33 @@ def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None =
     schedule = plan_schedule(options.scheduler, space, family, max_epochs=options.max_epochs,
                              grace_period=options.grace_period, smoke=options.smoke)
     seed = options.seed if options.seed is not None else secrets.randbelow(2**31)
-    setup = setup_search(options.algo, space, Budget(trials=options.trials, seed=seed,
-                                                     grid_points=options.grid_points,
-                                                     step_metric=family.step_metric))
+    start = plan_starting_points(options.start_from, space, family)
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     check_tracking_uri(tracking_uri)
+    warm = None
+    if options.warm_start is not None:
+        warm = read_warm_start(options.warm_start, space, tracking_uri, smoke=options.smoke,
+                               step_metric=family.step_metric)
+        start = start.without([values for values, _ in warm.trials])  # scored before: not run again
+    time_budget_s = parse_duration("--time-budget", options.time_budget) if options.time_budget else None
+    budget = Budget(trials=options.trials, seed=seed, grid_points=options.grid_points,
+                    step_metric=family.step_metric, start=start.points,
+                    evaluated=_evaluated(warm), unlimited=time_budget_s is not None)
+    setup = setup_search(options.algo, space, budget)
     storage, local_dir = _storage(options.storage)
     return SearchPlan(space=space, trainable=family, setup=setup, options=options,
                       seed=seed, experiment=options.experiment or space.name,
                       tracking_uri=tracking_uri, address=resolve_address(options.address),
-                      storage=storage, local_dir=local_dir, schedule=schedule)
+                      storage=storage, local_dir=local_dir, schedule=schedule, start=start,
+                      warm_start=warm, time_budget_s=time_budget_s)
+
+
+def _evaluated(warm: WarmStart | None) -> tuple[Evaluated, ...]:
+    """A warm start's trials as the searchers take them."""
+    if warm is None:
+        return ()
+    return tuple(Evaluated(values, score, step)
+                 for (values, score), step in zip(warm.trials, warm.steps, strict=True))
 
 
 def limit_concurrency(plan: SearchPlan, most: int) -> SearchPlan:

@@ -47,7 +47,8 @@ class SearchProgress:
         self._search_started_at: float | None = None
         self._last_status_at = 0.0
         self._metric = ""
-        self._n_trials = 0
+        self._n_trials: int | None = 0
+        self._budget_s: float | None = None
         self._n_started = 0
         self._n_results = 0
         self._progress: dict[str, float] = {}
@@ -80,6 +81,8 @@ class SearchProgress:
     def _search_started(self, event: SearchStarted) -> None:
         self._search_started_at = self._last_status_at = time.monotonic()
         self._metric, self._n_trials = event.plan.space.metric, event.plan.setup.n_trials
+        if event.plan.time_budget_s is not None:
+            self._budget_s = event.plan.time_budget_s - event.time_used_s
         for line in _started_lines(event):
             self._print(line)
         ended = [record for record in event.known
@@ -90,7 +93,8 @@ class SearchProgress:
         for record in ended:
             self._ended[record.status] += 1
         if event.known:
-            self._print(f"Resuming: {len(ended)} of {self._n_trials} trials ended before, "
+            of = f" of {self._n_trials}" if self._n_trials else ""
+            self._print(f"Resuming: {len(ended)}{of} trials ended before, "
                         f"{len(event.known) - len(ended)} were running")
 
     def _trial_started(self, event: TrialStarted) -> None:
@@ -105,7 +109,9 @@ class SearchProgress:
         self._show_status()
 
     def _trial_ended(self, event: TrialEnded) -> None:
-        record, width = event.record, len(str(event.n_trials))
+        record = event.record
+        total = f"/{event.n_trials}" if event.n_trials else ""
+        width = len(str(event.n_trials)) if event.n_trials else 3
         self._ended[record.status] += 1
         self._progress[record.trial_id] = 1.0
         self._best = event.best_score
@@ -115,7 +121,7 @@ class SearchProgress:
             outcome = f"FAILED: {record.error}"
         best = f"best={format_value(event.best_score)}  " if event.best_score is not None else ""
         params = " ".join(f"{name}={format_value(value)}" for name, value in record.params.items())
-        self._print(f"[{event.n_ended:>{width}}/{event.n_trials}] {record.trial_id}  {outcome}  "
+        self._print(f"[{event.n_ended:>{width}}{total}] {record.trial_id}  {outcome}  "
                     f"{best}{params}")
         self._show_status(force=not self._is_live)
 
@@ -123,19 +129,30 @@ class SearchProgress:
         """The live status as text (also what a terminal's line shows, less the bar)."""
         n_ended = sum(self._ended.values())
         elapsed = time.monotonic() - (self._search_started_at or self._started_at)
-        done = sum(self._progress.values()) / self._n_trials if self._n_trials else 0.0
-        left = f"~{_duration(elapsed / done * (1 - done))} left" if 0 < done < 1 else ""
+        done = self._done()
+        if self._budget_s is not None:
+            left = f"{_duration(max(0.0, self._budget_s - elapsed))} of the time budget left"
+        else:
+            left = f"~{_duration(elapsed / done * (1 - done))} left" if 0 < done < 1 else ""
         best = f"best {self._metric}={format_value(self._best)}" if self._best is not None else ""
         ended = self._ended
-        counts = (f"running {self._n_started - n_ended}  pending {self._n_trials - self._n_started}  "
+        pending = f"pending {self._n_trials - self._n_started}  " if self._n_trials else ""
+        counts = (f"running {self._n_started - n_ended}  {pending}"
                   f"finished {ended[TrialStatus.FINISHED]}  stopped {ended[TrialStatus.STOPPED]}  "
                   f"failed {ended[TrialStatus.FAILED]}")
         parts = [counts, f"results {self._n_results}", f"{_duration(elapsed)} elapsed", left, best]
         return "  |  ".join(part for part in parts if part)
 
+    def _done(self) -> float:
+        """The fraction of the search done: of its time budget, else of its trials' work."""
+        if self._budget_s is not None:
+            elapsed = time.monotonic() - (self._search_started_at or self._started_at)
+            return min(1.0, elapsed / self._budget_s) if self._budget_s > 0 else 1.0
+        return sum(self._progress.values()) / self._n_trials if self._n_trials else 0.0
+
     def _show_status(self, *, force: bool = False) -> None:
         if self._is_live:
-            done = sum(self._progress.values()) / self._n_trials if self._n_trials else 0.0
+            done = self._done()
             filled = round(done * _BAR_WIDTH)
             bar = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done:4.0%}"
             self._out.write(f"{_CLEAR_LINE}{bar}  {self.status_line()}")
@@ -157,8 +174,10 @@ def _started_lines(event: SearchStarted) -> list[str]:
     stopping = (f", {schedule.name} (grace {schedule.grace_period}, max {schedule.max_epochs} epochs)"
                 if schedule else "")
     workers = f", {options.workers_per_trial} workers a trial" if options.workers_per_trial > 1 else ""
+    budget = f", {_duration(plan.time_budget_s)} budget" if plan.time_budget_s is not None else ""
+    trials = f"{plan.setup.n_trials} trials" if plan.setup.n_trials else "trials until the budget ends"
     lines = [f"Searching {space.name} ({plan.trainable.name}, {space.mode} {space.metric}) with "
-             f"{options.algo}: {plan.setup.n_trials} trials{seed}{stopping}{workers}"
+             f"{options.algo}: {trials}{budget}{seed}{stopping}{workers}"
              f"{', smoke budget' if options.smoke else ''}",
              f"  Ray:    {ray_text}, {len(cluster.node_resources)} node(s), {n_cpus:g} CPUs, {n_gpus:g} GPUs"]
     if cluster.dashboard_url:
@@ -168,4 +187,12 @@ def _started_lines(event: SearchStarted) -> list[str]:
     lines.append(f"  MLflow: {plan.tracking_uri}, experiment {plan.experiment!r}, "
                  f"parent run {event.parent_run_id}")
     lines.append(f"  Tune:   {event.experiment_path}")
+    if plan.start:
+        first = " ".join(f"{name}={format_value(value)}" for name, value in plan.start.points[0].items())
+        more = f", then {len(plan.start) - 1} more" if len(plan.start) > 1 else ""
+        lines.append(f"  Start:  {plan.start.labels[0]} ({first}){more}")
+    if plan.start.warning:
+        lines.append(f"  Note:   {plan.start.warning}")
+    if plan.warm_start is not None:
+        lines.append(f"  Warm:   {plan.warm_start.summary()}")
     return lines

@@ -42,6 +42,9 @@ class SavedSearch:
     """The space file, where there was one (a user trainable's file is found beside it)."""
     options: dict[str, Any]
     """Its :class:`SearchOptions`, with the seed it drew."""
+    time_used_s: float = 0.0
+    """Seconds of its ``--time-budget`` spent so far (written while it runs; a resumed search
+    gets what is left)."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, default=str)
@@ -81,7 +84,9 @@ def find_search(target: str | Path, tracking_uri: str) -> SavedSearch:
     if not runs:
         raise ConfigError(f"{target}: no interrupted search in MLflow experiment {str(target)!r} at "
                           f"{tracking_uri} (see tuneforge runs {target})")
-    return runs[0].saved()
+    saved = runs[0].saved()
+    local = Path(saved.local_dir) / Artifacts.SEARCH  # newer: it holds the time budget used
+    return SavedSearch.from_json(local.read_text(), str(local)) if local.is_file() else saved
 
 
 @dataclass(frozen=True)

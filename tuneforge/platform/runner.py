@@ -40,6 +40,7 @@ from tuneforge.platform.planning import (
     plan_search,
     prepare_trials,
 )
+from tuneforge.platform.starting_points import Gain, start_scores
 from tuneforge.platform.tracking import ENDED, SCORED, SearchRecorder, TrialRecord, resolve_tracking_uri
 from tuneforge.platform.warm_start import typed_params as _typed_params
 from tuneforge.schema import Artifacts, Metrics, Tags, TrialStatus
@@ -79,6 +80,8 @@ class SearchResult:
     best: TrialRecord | None = field(default=None)
     model_uri: str | None = None
     """The best trial's model (``runs:/<run_id>/model``) where one was logged."""
+    gain: Gain | None = None
+    """The best trial against the best starting point, where a starting point scored."""
 
     @property
     def best_config(self) -> dict[str, Any] | None:
@@ -176,10 +179,12 @@ def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
         name, experiment_path = (_start_search(plan, config, cluster, recorder) if saved is None
                                  else _reopen_search(plan, saved, recorder))
         notify(SearchStarted(plan, cluster, recorder.parent_run_id, experiment_path,
-                             known=tuple(recorder.trials.values())))
-        status, best, model_uri = _run(plan, config, name, recorder, notify,
-                                       restore=saved.experiment_path if saved else None)
-    return _result(plan, recorder, cluster, experiment_path, status, best, model_uri)
+                             known=tuple(recorder.trials.values()),
+                             time_used_s=saved.time_used_s if saved else 0.0))
+        status, best, model_uri, gain = _run(plan, config, name, recorder, notify,
+                                             restore=saved.experiment_path if saved else None,
+                                             time_used_s=saved.time_used_s if saved else 0.0)
+    return _result(plan, recorder, cluster, experiment_path, status, best, model_uri, gain)
 
 
 def _ray_cluster(plan: SearchPlan, saved: SavedSearch | None) -> AbstractContextManager[Cluster]:
@@ -215,10 +220,19 @@ def _start_search(plan: SearchPlan, config: dict[str, Any], cluster: Cluster,
     name = f"{plan.space.name}-{plan.options.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
     parent_run_id = recorder.start_search(
         run_name=name, params=_search_params(plan, config, cluster),
-        tags={Tags.RAY_RESULTS: plan.experiment_path(name), **dict(plan.options.tags)},
+        tags={Tags.RAY_RESULTS: plan.experiment_path(name), **_warm_start_tags(plan),
+              **dict(plan.options.tags)},
         artifacts={Artifacts.SPACE: _space_document(plan.space), **_family_artifacts(plan, config)})
     _save_search(plan, name, parent_run_id, recorder)
     return name, plan.experiment_path(name)
+
+
+def _warm_start_tags(plan: SearchPlan) -> dict[str, str]:
+    """Where the search was warm-started from: its sources' parent run ids (the lineage the MLflow
+    UI shows as a tag)."""
+    if plan.warm_start is None:
+        return {}
+    return {Tags.WARM_START: ",".join(plan.warm_start.source_run_ids)}
 
 
 def _reopen_search(plan: SearchPlan, saved: SavedSearch, recorder: SearchRecorder) -> tuple[str, str]:
@@ -234,12 +248,13 @@ def _family_artifacts(plan: SearchPlan, config: dict[str, Any]) -> dict[str, str
 
 
 def _result(plan: SearchPlan, recorder: SearchRecorder, cluster: Cluster, experiment_path: str,
-            status: TrialStatus, best: TrialRecord | None, model_uri: str | None) -> SearchResult:
+            status: TrialStatus, best: TrialRecord | None, model_uri: str | None,
+            gain: Gain | None) -> SearchResult:
     return SearchResult(metric=plan.space.metric, mode=plan.space.mode, status=status,
                         trials=tuple(recorder.trials.values()), experiment=plan.experiment,
                         experiment_id=recorder.experiment_id, parent_run_id=recorder.parent_run_id,
                         tracking_uri=plan.tracking_uri, cluster=cluster,
-                        experiment_path=experiment_path, best=best, model_uri=model_uri)
+                        experiment_path=experiment_path, best=best, model_uri=model_uri, gain=gain)
 
 
 def _progress_printer(progress: bool) -> Callable[[SearchEvent], None]:
@@ -284,41 +299,61 @@ def _save_search(plan: SearchPlan, name: str, parent_run_id: str, recorder: Sear
 
 
 def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRecorder,
-         notify: Callable[[SearchEvent], None], *,
-         restore: str | None = None) -> tuple[TrialStatus, TrialRecord | None, str | None]:
+         notify: Callable[[SearchEvent], None], *, restore: str | None = None,
+         time_used_s: float = 0.0) -> tuple[TrialStatus, TrialRecord | None, str | None, Gain | None]:
     """Fit the Tuner (a new one, or the one Tune saved at ``restore``), then close the search
-    whatever happened; its status, best trial and the best trial's model URI.
+    whatever happened; its status, best trial, the best trial's model URI and its gain over the
+    starting points.
 
     A new search's algorithm is built here, once, with the concurrency settled after Ray
-    started; a restored search's is the one Tune saved, whose time per suggestion is unknown."""
+    started; a restored search's is the one Tune saved, whose time per suggestion is unknown.
+    A time budget starts with ``time_used_s`` of it spent (a resumed search)."""
     from tuneforge.platform.searchers._timed import TimedSearch
 
     timer: TimedSearch | None = None
     status = TrialStatus.FAILED
+    budget = _time_budget(plan, name, time_used_s)
     try:
         if restore is None:
             timer = TimedSearch(plan.setup.make_search_alg(plan.options.max_concurrent))
-        _fit(plan, config, name, recorder, timer and timer.algorithm, notify, restore=restore)
-        status = _search_status(plan, recorder.trials.values())
+        _fit(plan, config, name, recorder, timer and timer.algorithm, notify, restore=restore, budget=budget)
+        status = _search_status(plan, recorder.trials.values(), budget_spent=bool(budget and budget.spent))
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C twice; SIGTERM (Ray's handler exits)
         status = TrialStatus.KILLED
         raise
     finally:
+        if budget is not None:
+            budget.save()
         seconds_per_suggestion = timer.seconds_per_suggestion if timer else 0.0
-        best, model_uri = _finish(plan, config, recorder, status, seconds_per_suggestion)
-    return status, best, model_uri
+        best, model_uri, gain = _finish(plan, config, recorder, status, seconds_per_suggestion,
+                                        budget_spent=bool(budget and budget.spent))
+    return status, best, model_uri, gain
 
 
-def _search_status(plan: SearchPlan, trials: Iterable[TrialRecord]) -> TrialStatus:
-    """KILLED unless every trial ended; then FINISHED if one scored, else FAILED."""
+def _time_budget(plan: SearchPlan, name: str, time_used_s: float) -> Any:
+    """The search's :class:`~.budget.TimeBudget` (what is left of it, for a resumed search), or
+    None without ``--time-budget``."""
+    if plan.time_budget_s is None:
+        return None
+    from tuneforge.platform.budget import TimeBudget
+
+    return TimeBudget(name, plan.time_budget_s, used=time_used_s,
+                      record=plan.local_dir / name / Artifacts.SEARCH)
+
+
+def _search_status(plan: SearchPlan, trials: Iterable[TrialRecord], *,
+                   budget_spent: bool = False) -> TrialStatus:
+    """KILLED unless every trial ended, or the time budget ended the search; then FINISHED if
+    one scored, else FAILED."""
     trials = list(trials)
-    if sum(t.status in ENDED for t in trials) < plan.setup.n_trials:
+    n_trials = plan.setup.n_trials
+    if not budget_spent and (n_trials is None or sum(t.status in ENDED for t in trials) < n_trials):
         return TrialStatus.KILLED
     return TrialStatus.FINISHED if _ranked(trials, plan.space.metric, plan.space.mode) else TrialStatus.FAILED
 
 
 def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRecorder,
-         searcher: Any, notify: Callable[[SearchEvent], None], *, restore: str | None) -> None:
+         searcher: Any, notify: Callable[[SearchEvent], None], *, restore: str | None, budget: Any) -> None:
     import ray
     from ray import tune
 
@@ -345,13 +380,14 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
     artifacts = plan.local_dir / name / _ARTIFACTS_FOLDER
     events = TrialEvents(name, recorder, space, setup.n_trials, notify, artifacts,
                          check_metric=plan.trainable.metrics is None, schedule=plan.schedule,
-                         step_metric=plan.trainable.step_metric, run_params=plan.trainable.run_params)
+                         step_metric=plan.trainable.step_metric, run_params=plan.trainable.run_params,
+                         budget=budget)
     inbox = open_inbox(name, artifacts)
     if restore:  # its callback is `events` again (TrialEvents.__reduce__), its searcher restored
         tuner = tune.Tuner.restore(restore, trainable, resume_unfinished=True,
                                    param_space={**config, **setup.param_space})
     else:
-        tuner = _new_tuner(plan, config, name, trainable, searcher, events)
+        tuner = _new_tuner(plan, config, name, trainable, searcher, events, budget)
     try:
         with _quiet_tune_output(lenient_metric=plan.trainable.metrics is None):
             tuner.fit()
@@ -360,9 +396,10 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
 
 
 def _new_tuner(plan: SearchPlan, config: dict[str, Any], name: str, trainable: Any, searcher: Any,
-               events: Any) -> Any:
-    """A Tuner for the plan: ``events`` records it; each trial's results are also in its Ray
-    folder (``progress.csv``, ``result.json``), not in TensorBoard files (MLflow has them)."""
+               events: Any, budget: Any) -> Any:
+    """A Tuner for the plan: ``events`` records it, ``budget`` (a stopper) ends it in time;
+    each trial's results are also in its Ray folder (``progress.csv``, ``result.json``), not in
+    TensorBoard files (MLflow has them)."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -375,7 +412,7 @@ def _new_tuner(plan: SearchPlan, config: dict[str, Any], name: str, trainable: A
             scheduler=plan.schedule.build() if plan.schedule else None,
             num_samples=setup.num_samples, reuse_actors=plan.trainable.reuse_actors),
         run_config=tune.RunConfig(
-            name=name, storage_path=plan.storage, verbose=0,
+            name=name, storage_path=plan.storage, verbose=0, stop=budget,
             callbacks=[events, CSVLoggerCallback(), JsonLoggerCallback()],
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=tune.CheckpointConfig(
@@ -435,9 +472,11 @@ def _quiet_tune_output(*, lenient_metric: bool) -> Iterator[None]:
 
 
 def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, status: TrialStatus,
-            seconds_per_suggestion: float) -> tuple[TrialRecord | None, str | None]:
-    """Close the parent run with the best trial, its config and model, the results table, and
-    the time the search algorithm took per suggestion; returns the best trial and its model."""
+            seconds_per_suggestion: float, *,
+            budget_spent: bool = False) -> tuple[TrialRecord | None, str | None, Gain | None]:
+    """Close the parent run with the best trial, its config and model, its gain over the
+    starting points, the results table, and the time the search algorithm took per suggestion;
+    returns the best trial, its model and its gain."""
     recorder.flush()
     trials = tuple(recorder.trials.values())
     ranked = _ranked(trials, plan.space.metric, plan.space.mode)
@@ -448,11 +487,15 @@ def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, 
                Metrics.TOTAL_ITERATIONS: float(sum(t.iterations for t in trials))}
     if seconds_per_suggestion:  # unknown to a resumed search (its algorithm is Tune's restored one)
         metrics[Metrics.SECONDS_PER_SUGGESTION] = seconds_per_suggestion
-    tags, model_uri = {}, None
+    tags, model_uri = ({Tags.TIME_BUDGET_SPENT: "true"} if budget_spent else {}), None
+    gain = _gain(plan, trials, best)
+    if gain is not None:
+        metrics.update({Metrics.START_SCORE: gain.start, Metrics.GAIN_OVER_START: gain.gain})
+        tags[Tags.START_POINT] = gain.start_label
     if best is not None:
         artifacts[Artifacts.BEST_CONFIG] = json.dumps(best.params, indent=2, default=repr)
         metrics[Metrics.best(plan.space.metric)] = best.metrics[plan.space.metric]
-        tags = {Tags.BEST_TRIAL_ID: best.trial_id, Tags.BEST_RUN_ID: best.run_id or ""}
+        tags.update({Tags.BEST_TRIAL_ID: best.trial_id, Tags.BEST_RUN_ID: best.run_id or ""})
         model_uri = _best_model(plan, {**config, **best.params}, recorder, best,
                                 refit=status is TrialStatus.FINISHED)
         if model_uri:
@@ -462,7 +505,25 @@ def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, 
         version = recorder.register_model(plan.options.register_model, model_uri)
         tags[Tags.REGISTERED_MODEL] = f"{plan.options.register_model}/{version}"
     recorder.end_search(status, metrics=metrics, tags=tags, artifacts=artifacts)
-    return best, model_uri
+    return best, model_uri, gain
+
+
+def _gain(plan: SearchPlan, trials: tuple[TrialRecord, ...], best: TrialRecord | None) -> Gain | None:
+    """The best trial against the best-scoring starting point (scored in this search, else by
+    the search it was warm-started from); None without either."""
+    if best is None or not plan.start:
+        return None
+    metric, mode = plan.space.metric, plan.space.mode
+    scored = [(t.params, score) for t in trials if (score := _score(t, metric)) is not None]
+    if plan.warm_start is not None:
+        scored += list(plan.warm_start.trials)
+    found = start_scores(plan.start, scored)
+    if not found:
+        return None
+    label, start = (max if mode == "max" else min)(found, key=lambda pair: pair[1])
+    first_start = min(t.started_at for t in trials)
+    return Gain(metric=metric, mode=mode, best=best.metrics[metric], start=start, start_label=label,
+                best_trial=best.name.split(":", 1)[0], after_s=(best.ended_at or time.time()) - first_start)
 
 
 def _copy_best_model(recorder: SearchRecorder, best: TrialRecord) -> None:
@@ -512,6 +573,11 @@ def _search_params(plan: SearchPlan, config: dict[str, Any], cluster: Cluster) -
     if plan.schedule is not None:
         params.update(scheduler=plan.schedule.name, max_epochs=plan.schedule.max_epochs,
                       grace_period=plan.schedule.grace_period)
+    params["start_points"] = ", ".join(plan.start.labels) or "none"
+    if plan.warm_start is not None:
+        params["warm_start"] = options.warm_start
+    if plan.time_budget_s is not None:
+        params["time_budget_s"] = plan.time_budget_s
     return {**params, **{f"config.{key}": value for key, value in config.items()}}
 
 

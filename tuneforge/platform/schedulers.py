@@ -4,7 +4,9 @@ A scheduler watches every trial's results and stops the ones that are clearly wo
 others at the same point, so the search spends its epochs on the promising ones. Its budgets
 come from the space (``max_epochs``, ``grace_period``), which the CLI may override, counted in
 the trainable's steps (its ``step_metric``): a torch family's ``epoch``, else Tune's
-``training_iteration``, one per result.
+``training_iteration``, one per result. A family that reports every epoch runs under ``asha``
+unless ``--scheduler`` says otherwise (each bundled space sets its ``grace_period``); the others
+under ``none``.
 
 - ``asha``: Ray Tune's ASHAScheduler (asynchronous successive halving): rungs at
   ``grace_period * 3**k`` epochs, where a trial goes on only if it is in the best third of
@@ -30,7 +32,7 @@ from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import IntParam, SearchSpace
 from tuneforge.trainables._base import SMOKE_EPOCHS, Trainable
 
-__all__ = ["SCHEDULERS", "Schedule", "plan_schedule"]
+__all__ = ["SCHEDULERS", "Schedule", "default_scheduler", "plan_schedule"]
 
 _REDUCTION_FACTOR = 3
 _MEDIAN_MIN_SAMPLES = 3
@@ -89,10 +91,20 @@ class Schedule:
         return int(result.get(self.time_attr, 0)) < self.max_epochs
 
 
-def plan_schedule(name: str, space: SearchSpace, trainable: Trainable, *, max_epochs: int | None = None,
-                  grace_period: int | None = None, smoke: bool = False) -> Schedule | None:
-    """The schedule of ``--scheduler name`` (None for ``none``), its budgets from the options,
-    else the space, else the config's ``epochs``; ConfigError with one line otherwise."""
+def default_scheduler(trainable: Trainable) -> str:
+    """``--scheduler``'s default: ``asha`` for a family that reports every epoch (vit,
+    transformer, the GANs, darts), ``none`` for the others (one result a trial, or a user's
+    function, which may report once)."""
+    return "asha" if trainable.iterative is True else "none"
+
+
+def plan_schedule(name: str | None, space: SearchSpace, trainable: Trainable, *,
+                  max_epochs: int | None = None, grace_period: int | None = None,
+                  smoke: bool = False) -> Schedule | None:
+    """The schedule of ``--scheduler name`` (None: :func:`default_scheduler`; no schedule for
+    ``none``), its budgets from the options, else the space, else the config's ``epochs``, else
+    the family's; ConfigError with one line otherwise."""
+    chosen, name = name is not None, name or default_scheduler(trainable)
     if name not in SCHEDULERS:
         raise ConfigError(f"--scheduler: unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
     where = space.source or space.name
@@ -104,17 +116,25 @@ def plan_schedule(name: str, space: SearchSpace, trainable: Trainable, *, max_ep
     if trainable.iterative is False:
         raise ConfigError(f"--scheduler {name}: trainable {trainable.name!r} reports once a trial, so there "
                           "is nothing to stop early; schedulers need a per-epoch family (vit, ...)")
-    longest = max_epochs or space.max_epochs or _config_epochs(space)
+    longest = max_epochs or space.max_epochs or _config_epochs(space) or _default_epochs(space, trainable)
     if longest is None:
         raise ConfigError(f"--scheduler {name}: {where} says nothing of how long a trial runs; give "
                           "--max-epochs, or max_epochs (or config.epochs) in the space")
     if smoke:
         longest = min(longest, SMOKE_EPOCHS)
     grace = grace_period or space.grace_period or 1
+    if not chosen and smoke:  # a smoke search's two epochs are shorter than a space's grace
+        grace = min(grace, longest)
     if grace > longest:
         raise ConfigError(f"--scheduler {name}: grace_period {grace} is more than max_epochs {longest}; "
                           "a trial would never be stopped early")
     return Schedule(name=name, max_epochs=longest, grace_period=grace, time_attr=trainable.step_metric)
+
+
+def _default_epochs(space: SearchSpace, trainable: Trainable) -> int | None:
+    """The epochs a trial runs when the space does not say: the family's default."""
+    epochs = trainable.defaults(space.config).get("epochs") if trainable.defaults else None
+    return epochs if is_int(epochs, minimum=1) else None
 
 
 def _config_epochs(space: SearchSpace) -> int | None:

@@ -62,6 +62,9 @@ class WarmStart:
     skipped: Mapping[str, int]
     """Why the other trials of those searches were skipped: reason -> number of trials, most
     first. A reason reads after its count (``2 without a score``)."""
+    steps: tuple[float, ...] = ()
+    """The step each used trial's score was reached at (its last ``step_metric``: a torch
+    family's epoch; 1 where the trial does not log it), in the order of ``trials``."""
 
     def best(self, k: int, mode: str) -> list[dict[str, Any]]:
         """The values of the ``k`` best trials by score (``mode`` ``max`` or ``min``), best
@@ -91,15 +94,17 @@ class WarmStart:
         return line
 
 
-def read_warm_start(source: str, space: SearchSpace, tracking_uri: str, *, smoke: bool = False) -> WarmStart:
+def read_warm_start(source: str, space: SearchSpace, tracking_uri: str, *, smoke: bool = False,
+                    step_metric: str = "training_iteration") -> WarmStart:
     """The scored trials that earlier searches in ``tracking_uri`` recorded, as points of ``space``.
 
     ``source`` is an MLflow experiment's name, else an experiment id, else a search's parent run
     id (or one of its trials' run ids: its search). Only searches of ``space.trainable`` are
     read; ``smoke`` says whether the new search runs with ``--smoke`` (whose trials are not
-    comparable to a full search's). Raises ConfigError, one line naming the flag, when the store
-    or ``source`` does not exist, or when no search of ``source`` has the same trainable.
-    Nothing is written to the store.
+    comparable to a full search's); ``step_metric`` is the trainable's count of steps, whose last
+    value says how far each trial trained (:attr:`WarmStart.steps`). Raises ConfigError, one
+    line naming the flag, when the store or ``source`` does not exist, or when no search of
+    ``source`` has the same trainable. Nothing is written to the store.
     """
     from tuneforge.platform._store_writer import store_exists
 
@@ -112,6 +117,7 @@ def read_warm_start(source: str, space: SearchSpace, tracking_uri: str, *, smoke
     trials_of = _trials_of(client, experiment_id, [search.info.run_id for search in searches])
     fixed_now = space_document(space)["config"]  # as a space.yaml holds it (objects as repr)
     used: list[tuple[dict[str, Any], float]] = []
+    steps: list[float] = []
     skipped: Counter[str] = Counter()
     for search in searches:
         document = _space_of(client, search.info.run_id)
@@ -122,8 +128,9 @@ def read_warm_start(source: str, space: SearchSpace, tracking_uri: str, *, smoke
                 skipped[point] += 1
             else:
                 used.append(point)
+                steps.append(float(run.data.metrics.get(step_metric, 1.0)))
     return WarmStart(source_run_ids=tuple(search.info.run_id for search in searches), trials=tuple(used),
-                     skipped=dict(skipped.most_common()))
+                     skipped=dict(skipped.most_common()), steps=tuple(steps))
 
 
 def typed_params(space: SearchSpace, text: Mapping[str, str]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from tuneforge.search_spaces.space import SearchSpace
 __all__ = ["bundled_spaces", "load_space", "parse_space", "read_yaml", "space_document"]
 
 _TOP_LEVEL_KEYS = {"trainable", "metric", "mode", "config", "params", "description", "max_epochs",
-                   "grace_period"}
+                   "grace_period", "start_from"}
 _REQUIRED_KEYS = ("trainable", "metric", "mode", "params")
 _MODES = ("max", "min")
 _NUMERIC_KEYS = {"type", "low", "high", "log", "step", "grid"}
@@ -110,7 +110,46 @@ def parse_space(data: Any, *, name: str, source: Path | None = None) -> SearchSp
         source=source,
         max_epochs=_optional_count(data, "max_epochs", where),
         grace_period=_optional_count(data, "grace_period", where),
+        start_from=_parse_start_from(data.get("start_from"), params, where),
     )
+
+
+def _parse_start_from(data: Any, params: tuple[Param, ...], where: str) -> tuple[dict[str, Any], ...]:
+    """The space's starting points: a list of mappings of searched params to values inside
+    their ranges (each may leave params out; the runner fills them from the family's defaults)."""
+    if data is None:
+        return ()
+    if not isinstance(data, list) or not all(isinstance(point, Mapping) for point in data):
+        raise ConfigError(f"{where}: start_from: expected a list of mappings like [{{lr: 0.003}}]")
+    by_name = {param.name: param for param in params}
+    points = []
+    for i, point in enumerate(data, start=1):
+        values = {}
+        for key, value in point.items():
+            param = by_name.get(key)
+            if param is None:
+                raise ConfigError(f"{where}: start_from[{i}]: unknown key {_shown(key)}; the space's params: "
+                                  f"{', '.join(by_name)}")
+            value = _start_value(param, value)
+            if not param.contains(value):
+                raise ConfigError(f"{where}: start_from[{i}].{key}: {_shown(value)} is outside the param's "
+                                  f"range ({param.describe()})")
+            values[key] = value
+        points.append(values)
+    return tuple(points)
+
+
+def _start_value(param: Param, value: Any) -> Any:
+    """A starting value as the param holds it: ``1e-3`` (a string to YAML 1.1) a float, ``4.0``
+    of an int param an int."""
+    if isinstance(param, FloatParam) and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return float(value)
+    if isinstance(param, FloatParam) and is_int(value):
+        return float(value)
+    if isinstance(param, IntParam) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _optional_count(data: Mapping, key: str, where: str) -> int | None:
@@ -312,4 +351,6 @@ def space_document(space: SearchSpace) -> dict[str, Any]:
     for key in ("max_epochs", "grace_period"):
         if getattr(space, key) is not None:
             document[key] = getattr(space, key)
+    if space.start_from:
+        document["start_from"] = [plain(point) for point in space.start_from]
     return document

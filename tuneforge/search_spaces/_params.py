@@ -102,6 +102,16 @@ class FloatParam:
         k = (value - self.low) / self.step
         return abs(k - round(k)) < 1e-6
 
+    def nearest(self, value: Any) -> float | None:
+        """The valid value nearest to ``value`` (clipped to the bounds, on the step); None for
+        a value that is not a finite number."""
+        if not is_number(value):
+            return None
+        clipped = min(max(float(value), self.low), self.high)
+        if self.step is None or self.contains(clipped):
+            return clipped
+        return self.decode(np.array(self.encode(clipped)))
+
     def encode(self, value: float) -> list[float]:
         if self.step is None:
             return [_to_unit(value, self.low, self.high, self.log)]
@@ -166,6 +176,13 @@ class IntParam:
             return False
         return self.low <= value <= self.high and (value - self.low) % self.step == 0
 
+    def nearest(self, value: Any) -> int | None:
+        """The valid value nearest to ``value`` (clipped to the bounds, rounded onto the step);
+        None for a value that is not a finite number."""
+        if not is_number(value):
+            return None
+        return self.decode(np.array(self.encode(min(max(value, self.low), self.high))))
+
     def encode(self, value: int) -> list[float]:
         return [_to_unit(value, *self._unit_bounds(), self.log)]
 
@@ -212,6 +229,16 @@ class CategoricalParam:
 
     def contains(self, value: Any) -> bool:
         return any(_same(choice, value) for choice in self.choices)
+
+    def nearest(self, value: Any) -> Any | None:
+        """``value`` if it is a choice, else the numeric choice nearest to a numeric ``value``;
+        None when there is no such choice."""
+        if self.contains(value):
+            return value
+        numbers = [c for c in self.choices if is_number(c)]
+        if not is_number(value) or not numbers:
+            return None
+        return min(numbers, key=lambda choice: abs(choice - value))
 
     def encode(self, value: Any) -> list[float]:
         one_hot = [0.0] * self.width

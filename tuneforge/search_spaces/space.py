@@ -36,6 +36,10 @@ class SearchSpace:
     (``--scheduler``); None: the config's ``epochs``."""
     grace_period: int | None = None
     """Iterations every trial runs before a scheduler may stop it; None: 1."""
+    start_from: tuple[Mapping[str, Any], ...] = ()
+    """Configurations to evaluate first (``start_from:``), each of searched values inside the
+    space; a param one leaves out takes the family's default (see
+    :mod:`tuneforge.platform.starting_points`)."""
 
     @property
     def param_names(self) -> tuple[str, ...]:

@@ -72,6 +72,10 @@ class Trainable:
     """Called by the platform on the driver when a trial starts, with its whole config: params
     for the trial's MLflow run besides its searched ones, which anyone using its logged model
     needs (a GAN generator's ``latent_dim`` and ``n_classes``, fixed or searched)."""
+    defaults: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    """Called on the driver before anything is created, with the space's fixed ``config``: the
+    value each setting takes when a space leaves it out (the family's default config), from
+    which ``--start-from defaults`` starts; None: the family has none (a user's function)."""
     code_dir: Path | None = None
     """A user's trainable file's folder, which the runner ships to every node (Ray's
     ``working_dir``)."""

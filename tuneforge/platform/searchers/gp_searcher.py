@@ -59,6 +59,7 @@ class GPSearcher(Searcher):
     def __init__(self, space: SearchSpace | None = None, metric: str | None = None,
                  mode: str | None = None, *, seed: int | None = None,
                  points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
+                 evaluated_rewards: Sequence[float] | None = None,
                  n_initial_points: int | None = None, acquisition: str = "logei",
                  step_metric: str = "training_iteration") -> None:
         super().__init__()
@@ -66,6 +67,10 @@ class GPSearcher(Searcher):
         self.space = space
         self.seed = seed
         self.points_to_evaluate = list(points_to_evaluate or [])
+        self.evaluated_rewards = list(evaluated_rewards) if evaluated_rewards is not None else None
+        if self.evaluated_rewards is not None and len(self.evaluated_rewards) != len(self.points_to_evaluate):
+            raise ValueError(f"evaluated_rewards: {len(self.evaluated_rewards)} rewards for "
+                             f"{len(self.points_to_evaluate)} points_to_evaluate; give one for each")
         self.n_initial_points = n_initial_points
         self.acquisition = acquisition
         self.step_metric = step_metric
@@ -131,6 +136,28 @@ class GPSearcher(Searcher):
         iteration = flat.get(self.step_metric, 1)
         return [float(iteration), float(value) if self._mode == "max" else -float(value)]
 
+    def add_evaluated_point(self, parameters: dict, value: float, error: bool = False,
+                            pruned: bool = False, intermediate_values: list[float] | None = None, *,
+                            step: float | None = None) -> None:
+        """Ray's contract for results obtained elsewhere (an earlier search): the point
+        ``parameters`` scored ``value`` and is conditioned on like a trial of this search, without
+        being run. ``error``: it failed (counts as the worst result); ``pruned``: a scheduler stopped
+        it (counts with ``value``, as a stopped trial does). Its learning curve is
+        ``intermediate_values`` (one per step, from 1) where given, else its one result at ``step``
+        (default 1), the step counted in ``step_metric`` as this search's results are."""
+        state = self._ready()
+        point = self.space.encode(flatten_dict(dict(parameters), delimiter="/")).tolist()
+        if error:
+            state["failed"].append(point)
+            return
+        sign = 1.0 if self._mode == "max" else -1.0
+        if intermediate_values:
+            curve = [[float(i), sign * float(v)] for i, v in enumerate(intermediate_values, start=1)]
+        else:
+            curve = [[float(step or 1), sign * float(value)]]
+        state["observed"].append([*point, curve[-1][1]])
+        state["observed_curves"].append(curve)
+
     def get_state(self) -> dict[str, Any]:
         """Everything needed to continue: plain builtins, JSON-ready."""
         state = dict(self._ready())
@@ -179,6 +206,10 @@ class GPSearcher(Searcher):
                        "observed": [], "observed_curves": [], "curves": {}, "failed": [],
                        "pending": {}, "n_sobol": 0, "n_proposed": 0,
                        "gp": None}
+        if self.evaluated_rewards is not None:  # Ray's contract: the points were evaluated already
+            points, self._state["queue"] = self._state["queue"], []
+            for point, reward in zip(points, self.evaluated_rewards, strict=True):
+                self.add_evaluated_point(point, reward)
         return self._state
 
     def _next_values(self, state: dict[str, Any]) -> dict[str, Any]:

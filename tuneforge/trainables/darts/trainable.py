@@ -113,6 +113,11 @@ class _DartsFamily(ImageClassification):
     train_defaults = MappingProxyType({"lr": 0.025, "weight_decay": 3e-4, "batch_size": 64,
                                        "grad_clip": 5.0, "warmup_epochs": 0.0})
 
+    def default_config(self) -> dict[str, Any]:
+        """The loop's defaults with :class:`SearchSettings`' (the paper's)."""
+        own = {f.name: f.default for f in fields(SearchSettings) if f.name in self.extra_keys}
+        return {**super().default_config(), **own}
+
     def prepare(self, config: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
         splits = prepare_square_dataset(config, base_dir, self.name)
         channels, side, _ = splits.image_shape

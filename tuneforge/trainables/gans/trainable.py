@@ -206,6 +206,13 @@ class GANFamily(TorchFamily):
     def check_config(self, config: Mapping[str, Any]) -> None:
         self.gan_settings(config)
 
+    def default_config(self) -> dict[str, Any]:
+        """The loop's defaults with the GAN settings' (``d_lr``: the generator's ``lr``)."""
+        defaults = super().default_config()
+        gan = self.gan_settings({})
+        own = {f.name: getattr(gan, f.name) for f in fields(GANSettings) if f.name in self.extra_keys}
+        return {**defaults, **own, "d_lr": gan.d_lr or defaults["lr"]}
+
     def run_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The logged generator's inputs: ``latent_dim`` (and the cGAN's ``n_classes``)."""
         _, model_config = split_config(self, config)

@@ -27,7 +27,7 @@ from tuneforge.trainables._session import report
 from tuneforge.trainables.datasets import check_dataset, load_dataset
 from tuneforge.trainables.sklearn.estimator import base_estimator, trial_estimator
 
-__all__ = ["check", "cross_validated", "final_model", "metrics", "prepare", "train_sklearn"]
+__all__ = ["check", "cross_validated", "defaults", "final_model", "metrics", "prepare", "train_sklearn"]
 
 _OWN_KEYS = ("estimator", "dataset", "cv", "scoring")
 _DEFAULT_FOLDS = 5
@@ -167,6 +167,12 @@ def prepare(space: SearchSpace) -> dict[str, Any]:
     config.setdefault("scoring", _default_scoring(space.metric, base))
     _check_scorers(_scorers(config))
     return config
+
+
+def defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The estimator's own defaults (``get_params``: ``svc__C`` of a pipeline), from which
+    ``--start-from defaults`` starts."""
+    return base_estimator(config["estimator"]).get_params()
 
 
 def metrics(config: Mapping[str, Any]) -> frozenset[str]:

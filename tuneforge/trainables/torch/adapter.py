@@ -24,7 +24,8 @@ def torch_trainable(family: TorchFamily, function: Callable[[dict[str, Any]], No
                      reuse_actors=family.reuse_actors, smoke=True, iterative=True,
                      data_parallel=family.data_parallel, step_metric="epoch",
                      search_artifacts=family.search_artifacts,
-                     run_params=family.run_params)
+                     run_params=family.run_params,
+                     defaults=lambda config: family.default_config())
 
 
 def prepare(family: TorchFamily, space: SearchSpace) -> dict[str, Any]:

@@ -262,6 +262,17 @@ class TorchFamily(ABC):
         ones, that a user of its logged model needs (a generator's latent size). Default: none."""
         return {}
 
+    def default_config(self) -> dict[str, Any]:
+        """The value each config key takes when a space leaves it out, where the family has one:
+        its model config's defaults (less ``derived``), :class:`TrainSettings`' with the family's
+        ``train_defaults``. A family with defaults of its own ``extra_keys`` adds them."""
+        def defaults(cls: type) -> dict[str, Any]:
+            return {f.name: f.default for f in dataclasses.fields(cls)
+                    if f.default is not dataclasses.MISSING}
+
+        model = {k: v for k, v in defaults(self.model_config).items() if k not in self.derived}
+        return {**model, **defaults(TrainSettings), **self.train_defaults}
+
     def config_keys(self) -> frozenset[str]:
         fields = {f.name for f in dataclasses.fields(self.model_config)} - set(self.derived)
         return frozenset(fields | {f.name for f in dataclasses.fields(TrainSettings)} | set(self.extra_keys))

@@ -206,6 +206,9 @@ class TransformerFamily(TorchFamily):
         config.update(source_vocab_size=len(data.source_vocab), target_vocab_size=len(data.target_vocab))
         return config
 
+    def default_config(self) -> dict[str, Any]:
+        return {**super().default_config(), "beam_width": _DEFAULT_BEAM}
+
     def metrics(self) -> frozenset[str]:
         return frozenset({"train_loss", "val_loss", "token_accuracy", "wer", "per", "tokens_per_s"})
 
