@@ -220,6 +220,14 @@ def _show(args: argparse.Namespace) -> int:
     width = max(len(name) for name in space.param_names)
     for param in space.params:
         print(f"  param {param.name:<{width}}  {param.describe()}  grid: {len(grid[param.name])} values")
+    if space.max_epochs or space.grace_period:
+        print(f"  epochs:    up to {space.max_epochs or space.config.get('epochs')}; a scheduler may stop "
+              f"a trial after {space.grace_period or 1}")
+    if space.start_from:
+        print(f"  start_from: {len(space.start_from)} point(s), after the family's default config")
+    if space.trial_minutes:
+        print(f"  one trial: about {space.trial_minutes:g} min on a 2-CPU machine (the default config, "
+              "measured; the space file says how); larger configs take longer")
     print(f"  unit-cube dimensions: {space.n_dims}")
     print(f"  grid size (--grid-points {args.grid_points}): {grid_size(space, args.grid_points)}")
     return 0

@@ -5,8 +5,8 @@ others at the same point, so the search spends its epochs on the promising ones.
 come from the space (``max_epochs``, ``grace_period``), which the CLI may override, counted in
 the trainable's steps (its ``step_metric``): a torch family's ``epoch``, else Tune's
 ``training_iteration``, one per result. A family that reports every epoch runs under ``asha``
-unless ``--scheduler`` says otherwise (each bundled space sets its ``grace_period``); the others
-under ``none``.
+unless ``--scheduler`` says otherwise (each bundled space sets its ``grace_period``); the others,
+and ``--smoke`` searches, under ``none``.
 
 - ``asha``: Ray Tune's ASHAScheduler (asynchronous successive halving): rungs at
   ``grace_period * 3**k`` epochs, where a trial goes on only if it is in the best third of
@@ -91,11 +91,11 @@ class Schedule:
         return int(result.get(self.time_attr, 0)) < self.max_epochs
 
 
-def default_scheduler(trainable: Trainable) -> str:
+def default_scheduler(trainable: Trainable, *, smoke: bool = False) -> str:
     """``--scheduler``'s default: ``asha`` for a family that reports every epoch (vit,
     transformer, the GANs, darts), ``none`` for the others (one result a trial, or a user's
-    function, which may report once)."""
-    return "asha" if trainable.iterative is True else "none"
+    function, which may report once) and for ``--smoke`` trials (two epochs: nothing to save)."""
+    return "asha" if trainable.iterative is True and not smoke else "none"
 
 
 def plan_schedule(name: str | None, space: SearchSpace, trainable: Trainable, *,
@@ -104,7 +104,7 @@ def plan_schedule(name: str | None, space: SearchSpace, trainable: Trainable, *,
     """The schedule of ``--scheduler name`` (None: :func:`default_scheduler`; no schedule for
     ``none``), its budgets from the options, else the space, else the config's ``epochs``, else
     the family's; ConfigError with one line otherwise."""
-    chosen, name = name is not None, name or default_scheduler(trainable)
+    name = name or default_scheduler(trainable, smoke=smoke)
     if name not in SCHEDULERS:
         raise ConfigError(f"--scheduler: unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
     where = space.source or space.name
@@ -123,8 +123,6 @@ def plan_schedule(name: str | None, space: SearchSpace, trainable: Trainable, *,
     if smoke:
         longest = min(longest, SMOKE_EPOCHS)
     grace = grace_period or space.grace_period or 1
-    if not chosen and smoke:  # a smoke search's two epochs are shorter than a space's grace
-        grace = min(grace, longest)
     if grace > longest:
         raise ConfigError(f"--scheduler {name}: grace_period {grace} is more than max_epochs {longest}; "
                           "a trial would never be stopped early")

@@ -24,7 +24,7 @@ from tuneforge.search_spaces.space import SearchSpace
 __all__ = ["bundled_spaces", "load_space", "parse_space", "read_yaml", "space_document"]
 
 _TOP_LEVEL_KEYS = {"trainable", "metric", "mode", "config", "params", "description", "max_epochs",
-                   "grace_period", "start_from"}
+                   "grace_period", "start_from", "trial_minutes"}
 _REQUIRED_KEYS = ("trainable", "metric", "mode", "params")
 _MODES = ("max", "min")
 _NUMERIC_KEYS = {"type", "low", "high", "log", "step", "grid"}
@@ -111,7 +111,19 @@ def parse_space(data: Any, *, name: str, source: Path | None = None) -> SearchSp
         max_epochs=_optional_count(data, "max_epochs", where),
         grace_period=_optional_count(data, "grace_period", where),
         start_from=_parse_start_from(data.get("start_from"), params, where),
+        trial_minutes=_optional_minutes(data, where),
     )
+
+
+def _optional_minutes(data: Mapping, where: str) -> float | None:
+    """``trial_minutes``: a positive number, or None when the key is absent."""
+    value = data.get("trial_minutes")
+    if value is None:
+        return None
+    if not is_number(value) or value <= 0:
+        raise ConfigError(f"{where}: trial_minutes: expected a positive number of minutes, "
+                          f"got {_shown(value)}")
+    return float(value)
 
 
 def _parse_start_from(data: Any, params: tuple[Param, ...], where: str) -> tuple[dict[str, Any], ...]:
@@ -353,4 +365,6 @@ def space_document(space: SearchSpace) -> dict[str, Any]:
             document[key] = getattr(space, key)
     if space.start_from:
         document["start_from"] = [plain(point) for point in space.start_from]
+    if space.trial_minutes is not None:
+        document["trial_minutes"] = space.trial_minutes
     return document

@@ -40,6 +40,9 @@ class SearchSpace:
     """Configurations to evaluate first (``start_from:``), each of searched values inside the
     space; a param one leaves out takes the family's default (see
     :mod:`tuneforge.platform.starting_points`)."""
+    trial_minutes: float | None = None
+    """What one trial of the family's default config costs, in minutes on 2 CPUs (measured, for
+    ``tuneforge show``); None: not known."""
 
     @property
     def param_names(self) -> tuple[str, ...]:
