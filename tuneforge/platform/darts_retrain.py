@@ -81,7 +81,9 @@ def retrain(run_id: str, *, n_random: int = 5, epochs: int = 10, channels: int =
     space = retrain_space(source.genotype, source.params, source_run_id=source.run_id, n_random=n_random,
                           epochs=epochs, channels=channels, layers=layers, seed=seed,
                           train_images=train_images)
+    # Each genotype is trained whole, once: no starting point, no early stopping.
     options = dataclasses.replace(options, algo="grid", trials=1, tracking_uri=tracking_uri, seed=seed,
+                                  start_from="none", scheduler="none",
                                   experiment=options.experiment or f"{source.experiment}-retrain",
                                   tags=(*options.tags, (SOURCE_TAG, source.run_id)))
     result = search(space, options, on_event=on_event)

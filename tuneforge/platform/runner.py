@@ -389,7 +389,8 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
     else:
         tuner = _new_tuner(plan, config, name, trainable, searcher, events, budget)
     try:
-        with _quiet_tune_output(lenient_metric=plan.trainable.metrics is None):
+        with _quiet_tune_output(lenient_metric=plan.trainable.metrics is None,
+                                max_pending=_max_pending(plan) if setup.n_trials is None else None):
             tuner.fit()
     finally:
         ray.kill(inbox)
@@ -443,14 +444,24 @@ def _replaying(function: Callable[[dict[str, Any]], None],
     return trainable
 
 
+def _max_pending(plan: SearchPlan) -> int:
+    """Trials a search without a count keeps waiting for resources: what the cluster can run at
+    once, and a few more (Tune's own default for random search is 200, each a trial the end of a
+    time budget cancels)."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    return max(4, math.ceil(cpus / plan.options.cpus_per_trial))
+
+
 @contextmanager
-def _quiet_tune_output(*, lenient_metric: bool) -> Iterator[None]:
+def _quiet_tune_output(*, lenient_metric: bool, max_pending: int | None = None) -> Iterator[None]:
     """Tune prints a banner and status tables even at ``verbose=0`` with its new output
     engine; the old engine is silent at 0. Progress is the caller's (``on_event``).
 
     ``lenient_metric``: a user's function may report without the space's metric, which would
     stop Tune's whole experiment; the trial is failed with that message instead (the callback),
-    and the search goes on."""
+    and the search goes on. ``max_pending``: Tune's most pending trials, where given."""
     settings = {_TUNE_OUTPUT_ENGINE: "0",
                 # Its warning that per-epoch checkpoints force saves of the experiment: they should.
                 "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
@@ -459,6 +470,8 @@ def _quiet_tune_output(*, lenient_metric: bool) -> Iterator[None]:
                 "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
     if lenient_metric:
         settings[_TUNE_STRICT_METRIC] = "1"
+    if max_pending is not None:
+        settings["TUNE_MAX_PENDING_TRIALS_PG"] = str(max_pending)
     saved = {key: os.environ.get(key) for key in settings}
     os.environ.update(settings)
     try:
