@@ -312,9 +312,10 @@ def test_the_planned_searchers_condition_on_every_earlier_trial(first_search, tm
     space = load_space(write_space(tmp_path, BAD_CORNER))
     options = SearchOptions(algo="bayes", seed=4, warm_start="first", tracking_uri=first_search.tracking_uri)
     plan = plan_search(space, options)
-    assert plan.start.points == (), "the first search scored the one starting point"
+    assert plan.start.labels == ("starting point 1",), "the gain is measured against it"
     searcher = plan.setup.make_search_alg(None)
     assert isinstance(searcher, GPSearcher)
+    assert searcher.points_to_evaluate == [], "the first search scored the one starting point"
     assert len(searcher.get_state()["observed"]) == 6
     optuna = plan_search(space, SearchOptions(algo="optuna-tpe", seed=4, warm_start="first",
                                               tracking_uri=first_search.tracking_uri))

@@ -97,6 +97,8 @@ class TrialEvents(Callback):
         return live_events, (self.name,)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.budget is not None:
+            self.budget.start()
         self.unsettled.discard(trial.trial_id)
         if trial.trial_id in self.replayed:
             return

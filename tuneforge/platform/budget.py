@@ -1,10 +1,10 @@
 """Wall-clock budgets: ``--time-budget 45m`` ends a search after that long.
 
-The budget counts from the start of the search's trial loop (Ray's start-up excluded) to its
-end. When it is spent, Ray Tune stops every trial still running (the runner records them STOPPED
-at the epoch they reached) and suggests no more. A resumed search gets what is left: the time
-used so far is kept in the search's ``search.json`` (``time_used_s``), written every few seconds
-while it runs.
+The budget counts from the start of the search's first trial (in a resumed search, of its first
+trial again) to its end. When it is spent, Ray Tune stops every trial still running (the runner
+records them STOPPED at the epoch they reached) and suggests no more. A resumed search gets what
+is left: the time used so far is kept in the search's ``search.json`` (``time_used_s``), written
+every few seconds while it runs.
 """
 
 from __future__ import annotations
@@ -60,11 +60,16 @@ class TimeBudget(Stopper):
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         return False
 
+    def start(self) -> None:
+        """Start the clock (the runner's callback, when the search's first trial starts)."""
+        if self._started is None:
+            self._started = time.monotonic()
+
     def stop_all(self) -> bool:
         """Called by Tune at every step of its loop: True once the budget is spent."""
         now = time.monotonic()
         if self._started is None:
-            self._started = now
+            return False
         if now - self._recorded_at >= _RECORD_EVERY_S:
             self.save()
             self._recorded_at = now

@@ -74,7 +74,8 @@ class SearchPlan:
     schedule: Schedule | None = None
     """The early-stopping scheduler and its budgets; None: every trial runs to its end."""
     start: StartingPoints = field(default_factory=StartingPoints)
-    """The points every algorithm evaluates first (``--start-from``)."""
+    """The points every algorithm evaluates first (``--start-from``), less those a warm start
+    scored already (``setup`` does not run them again); the gain is measured against them all."""
     warm_start: WarmStart | None = None
     """Earlier searches' trials the search learns from (``--warm-start``)."""
     time_budget_s: float | None = None
@@ -188,14 +189,14 @@ def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None =
     start = plan_starting_points(options.start_from, space, family)
     tracking_uri = resolve_tracking_uri(options.tracking_uri)
     check_tracking_uri(tracking_uri)
-    warm = None
+    warm, to_run = None, start
     if options.warm_start is not None:
         warm = read_warm_start(options.warm_start, space, tracking_uri, smoke=options.smoke,
                                step_metric=family.step_metric)
-        start = start.without([values for values, _ in warm.trials])  # scored before: not run again
+        to_run = start.without([values for values, _ in warm.trials])  # scored before: not run again
     time_budget_s = parse_duration("--time-budget", options.time_budget) if options.time_budget else None
     budget = Budget(trials=options.trials, seed=seed, grid_points=options.grid_points,
-                    step_metric=family.step_metric, start=start.points,
+                    step_metric=family.step_metric, start=to_run.points,
                     evaluated=_evaluated(warm), unlimited=time_budget_s is not None)
     setup = setup_search(options.algo, space, budget)
     storage, local_dir = _storage(options.storage)
