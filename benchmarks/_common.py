@@ -176,3 +176,16 @@ def append_json_line(path: Path, row: dict[str, Any],
 def write_json_lines(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Replace ``path``'s rows with ``rows`` (a benchmark's ``--replace`` drops what it measures again)."""
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def measure_and_report(args: Any, spaces: Iterable[str], measure: Callable[[Any, str], None],
+                       report: Callable[[Any, str], None]) -> None:
+    """For each space: ``measure`` it (unless ``args.report``), then ``report`` it from its results
+    file; Tune's and MLflow's chatter about frequent snapshots and copied models is turned off."""
+    # Tune warns of frequent experiment snapshots at every epoch of seconds-long trials.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per model copied
+    for space in spaces:
+        if not args.report:
+            measure(args, space)
+        report(args, space)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, append_json_line, machine, read_json_lines, search_in_folder
+from _common import RESULTS, append_json_line, machine, measure_and_report, read_json_lines, search_in_folder
 
 SPACES = ("vit-mnist", "vit-fashion-mnist", "dcgan-mnist")
 ARMS: dict[str, dict[str, Any]] = {
@@ -369,14 +368,8 @@ def main() -> None:
                         help="keep each arm's MLflow store and Ray folder in DIR/SPACE/ARM")
     parser.add_argument("--report", action="store_true", help="only the tables, checks and pictures")
     args = parser.parse_args()
-    # Tune warns of frequent experiment snapshots at every epoch of seconds-long trials.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per model copied
     args.budget = args.budget or (SMOKE_BUDGET if args.smoke else "30m")
-    for space in args.space or SPACES:
-        if not args.report:
-            measure(args, space)
-        report(args, space)
+    measure_and_report(args, args.space or SPACES, measure, report)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ what is missing (a seed that was cut off runs its three searches again).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, append_json_line, machine, read_json_lines, search_in_folder
+from _common import RESULTS, append_json_line, machine, measure_and_report, read_json_lines, search_in_folder
 
 SPACES = ("vit-digits", "svc-wine")
 WARM_SEED_OFFSET = 1000
@@ -211,15 +210,9 @@ def main() -> None:
                              "their own file")
     parser.add_argument("--report", action="store_true", help="only print the tables, from the file")
     args = parser.parse_args()
-    # Tune warns of frequent experiment snapshots at every epoch of seconds-long trials.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per model copied
     args.seeds = args.seeds or (SMOKE_SEEDS if args.smoke else 5)
     args.trials = args.trials or (SMOKE_TRIALS if args.smoke else 20)
-    for space in args.space or SPACES:
-        if not args.report:
-            measure(args, space)
-        report(args, space)
+    measure_and_report(args, args.space or SPACES, measure, report)
 
 
 if __name__ == "__main__":
