@@ -183,7 +183,8 @@ def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
                              time_used_s=saved.time_used_s if saved else 0.0))
         status, best, model_uri, gain = _run(plan, config, name, recorder, notify,
                                              restore=saved.experiment_path if saved else None,
-                                             time_used_s=saved.time_used_s if saved else 0.0)
+                                             time_used_s=saved.time_used_s if saved else 0.0,
+                                             local_dir=Path(saved.local_dir) if saved else None)
     return _result(plan, recorder, cluster, experiment_path, status, best, model_uri, gain)
 
 
@@ -299,20 +300,21 @@ def _save_search(plan: SearchPlan, name: str, parent_run_id: str, recorder: Sear
 
 
 def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRecorder,
-         notify: Callable[[SearchEvent], None], *, restore: str | None = None,
-         time_used_s: float = 0.0) -> tuple[TrialStatus, TrialRecord | None, str | None, Gain | None]:
+         notify: Callable[[SearchEvent], None], *, restore: str | None = None, time_used_s: float = 0.0,
+         local_dir: Path | None = None) -> tuple[TrialStatus, TrialRecord | None, str | None, Gain | None]:
     """Fit the Tuner (a new one, or the one Tune saved at ``restore``), then close the search
     whatever happened; its status, best trial, the best trial's model URI and its gain over the
     starting points.
 
     A new search's algorithm is built here, once, with the concurrency settled after Ray
     started; a restored search's is the one Tune saved, whose time per suggestion is unknown.
-    A time budget starts with ``time_used_s`` of it spent (a resumed search)."""
+    A time budget starts with ``time_used_s`` of it spent (a resumed search), and keeps the time
+    used in ``search.json`` in ``local_dir`` (default: the plan's folder of the search)."""
     from tuneforge.platform.searchers._timed import TimedSearch
 
     timer: TimedSearch | None = None
     status = TrialStatus.FAILED
-    budget = _time_budget(plan, name, time_used_s)
+    budget = _time_budget(plan, name, time_used_s, local_dir or plan.local_dir / name)
     try:
         if restore is None:
             timer = TimedSearch(plan.setup.make_search_alg(plan.options.max_concurrent))
@@ -330,15 +332,14 @@ def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
     return status, best, model_uri, gain
 
 
-def _time_budget(plan: SearchPlan, name: str, time_used_s: float) -> Any:
-    """The search's :class:`~.budget.TimeBudget` (what is left of it, for a resumed search), or
-    None without ``--time-budget``."""
+def _time_budget(plan: SearchPlan, name: str, time_used_s: float, folder: Path) -> Any:
+    """The search's :class:`~.budget.TimeBudget` (what is left of it, for a resumed search),
+    recording its use in ``folder``'s ``search.json``; None without ``--time-budget``."""
     if plan.time_budget_s is None:
         return None
     from tuneforge.platform.budget import TimeBudget
 
-    return TimeBudget(name, plan.time_budget_s, used=time_used_s,
-                      record=plan.local_dir / name / Artifacts.SEARCH)
+    return TimeBudget(name, plan.time_budget_s, used=time_used_s, record=folder / Artifacts.SEARCH)
 
 
 def _search_status(plan: SearchPlan, trials: Iterable[TrialRecord], *,
