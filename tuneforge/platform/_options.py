@@ -67,7 +67,7 @@ class SearchOptions:
         "checkpoints kept per trial: the best N by the metric, and the latest (default 2)"))
     scheduler: str | None = field(default=None, metadata=_flag(
         "stop bad trials early: asha, hyperband, median or none (default: asha for a family that "
-        "reports every epoch (vit, transformer, the GANs, darts), none for the others)"))
+        "reports every epoch (vit, transformer, the GANs, darts), none for the others and --smoke)"))
     """See :mod:`tuneforge.platform.schedulers`."""
     max_epochs: int | None = field(default=None, metadata=_flag(
         "the scheduler's longest trial in epochs (default: the space's max_epochs, else its "
