@@ -74,4 +74,4 @@ def _header(space: str, **options: object) -> str:
 def test_the_header_names_the_scheduler_and_workers_and_no_seed_for_a_grid() -> None:
     assert _header("ridge-diabetes", algo="grid").endswith("with grid: 10 trials")
     assert _header("vit-digits", trials=8, scheduler="asha", workers_per_trial=2).endswith(
-        "with random: 8 trials, seed 5, asha (grace 1, max 15 epochs), 2 workers a trial")
+        "with random: 8 trials, seed 5, asha (grace 3, max 15 epochs), 2 workers a trial")

@@ -102,8 +102,9 @@ def plan_schedule(name: str | None, space: SearchSpace, trainable: Trainable, *,
                   max_epochs: int | None = None, grace_period: int | None = None,
                   smoke: bool = False) -> Schedule | None:
     """The schedule of ``--scheduler name`` (None: :func:`default_scheduler`; no schedule for
-    ``none``), its budgets from the options, else the space, else the config's ``epochs``, else
-    the family's; ConfigError with one line otherwise."""
+    ``none``), its budgets from the options, else the space (not its ``grace_period`` under
+    ``smoke``), else the config's ``epochs``, else the family's; ConfigError with one line
+    otherwise."""
     name = name or default_scheduler(trainable, smoke=smoke)
     if name not in SCHEDULERS:
         raise ConfigError(f"--scheduler: unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
@@ -122,7 +123,8 @@ def plan_schedule(name: str | None, space: SearchSpace, trainable: Trainable, *,
                           "--max-epochs, or max_epochs (or config.epochs) in the space")
     if smoke:
         longest = min(longest, SMOKE_EPOCHS)
-    grace = grace_period or space.grace_period or 1
+    # A --smoke trial's two epochs are shorter than a space's grace, which is sized for full trials.
+    grace = grace_period or (None if smoke else space.grace_period) or 1
     if grace > longest:
         raise ConfigError(f"--scheduler {name}: grace_period {grace} is more than max_epochs {longest}; "
                           "a trial would never be stopped early")
