@@ -171,6 +171,7 @@ def lost_node(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Los
     search = subprocess.Popen(
         [str(Path(sys.executable).parent / "tuneforge"), "search", str(vit_space(tmp_path)),
          "--experiment", "vit-digits", "--trials", "2", "--seed", "0", "--max-failures", "2",
+         "--scheduler", "none",
          "--address", cluster.nodes.address, "--tracking-uri", store,
          "--storage", str(tmp_path / "ray_results")],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -231,7 +231,8 @@ def test_resume_refuses_what_it_cannot_continue(uninterrupted) -> None:
 
 
 def vit_space(folder: Path, epochs: int = 6) -> Path:
-    """The bundled vit-digits space, with ``epochs`` epochs a trial (about a second each)."""
+    """The bundled vit-digits space, with ``epochs`` epochs a trial (about a second each); a
+    search of it that counts epochs gives ``--scheduler none`` (its default, asha, stops some)."""
     from tuneforge.search_spaces import bundled_spaces
 
     text = bundled_spaces()["vit-digits"].read_text()
@@ -251,7 +252,7 @@ def epochs_run(results: Path, trial_id: str) -> list[int]:
 @pytest.mark.full  # make test: the lost node's trial goes on from its checkpoint (test_cluster.py)
 def test_a_torch_trial_killed_mid_search_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     args = [TUNEFORGE, "search", str(vit_space(tmp_path)), "--trials", "2", "--max-concurrent", "1",
-            "--seed", "0", "--experiment", "space", "--tracking-uri", _store(tmp_path),
+            "--seed", "0", "--scheduler", "none", "--experiment", "space", "--tracking-uri", _store(tmp_path),
             "--storage", str(tmp_path / "ray_results")]
     process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=SAVE_EVERY_SECOND)
