@@ -254,6 +254,16 @@ def test_the_gain_over_a_bad_starting_point_is_recorded_and_printed(first_search
             f"({start - best:.4g} better), found by trial ") in first_search.out
 
 
+def test_the_report_states_the_gain_over_the_starting_point(first_search, tmp_path) -> None:
+    from tuneforge.dashboards import build_report
+
+    [start] = [value for values, value in first_search.trials if values == BAD_CORNER_POINT]
+    gain = start - min(value for _, value in first_search.trials)
+    report = build_report("first", tracking_uri=first_search.tracking_uri, out_dir=tmp_path / "report")
+    html = report.read_text()
+    assert f"starting point 1 {format_value(start)} (gain {gain:+.4g})" in html
+
+
 NARROW_X1 = BAD_CORNER.replace("x1: {type: float, low: -5.0, high: 10.0}",
                                "x1: {type: float, low: -5.0, high: 2.5}")
 """The first search's space with x1's upper half cut off: trials beyond 2.5 do not fit it."""

@@ -53,6 +53,9 @@ class SearchData:
     """The parent run's own metrics (best_<metric>, searcher_seconds_per_suggestion...)."""
     results: str | None = None
     """The search's Ray results folder, which ``tuneforge resume`` continues."""
+    start_point: str | None = None
+    """The starting point the best trial is compared with (``the default config``), where one
+    scored; its score and the gain are ``metrics``' ``start_score`` and ``gain_over_start``."""
     pictures: dict[str, bytes] = field(default_factory=dict)
     """The best trial's family pictures: the newest PNG of each of its artifact folders
     (the ViT's ``confusion_matrix/epoch-0005.png``...), by path."""
@@ -178,6 +181,7 @@ def load_searches(experiment: str, tracking_uri: str, *, run_ids: Sequence[str] 
             start_ms=int(parent.info.start_time), space=space,
             trials=_trial_rows(client, found.experiment_id, parent.info.run_id, space, metric),
             metrics=dict(parent.data.metrics), results=parent.data.tags.get(Tags.RAY_RESULTS),
+            start_point=parent.data.tags.get(Tags.START_POINT),
             pictures=_pictures(client, best_run_id) if best_run_id else {}))
     return searches
 

@@ -187,13 +187,21 @@ def _trial_counts(search: SearchData) -> str:
     return f"{len(search.trials)} trials" + (f" ({', '.join(details)})" if details else "")
 
 
+def _against_start(search: SearchData) -> str:
+    """``, the default config 0.9807 (gain +0.0021)``: the best against the starting point."""
+    start, gain = search.metrics.get(Metrics.START_SCORE), search.metrics.get(Metrics.GAIN_OVER_START)
+    if search.start_point is None or start is None or gain is None:
+        return ""
+    return f", {html.escape(search.start_point)} {_fmt(start)} (gain {gain:+.4g})"
+
+
 def _search_section(search: SearchData, ui: str) -> str:
     best = search.best()
     best_text = _fmt(best.metrics[search.metric]) if best else "—"
     title = (f"<h2>Search {_run_link(ui, search, search.run_id, search.run_name)}</h2>"
              f"<p class='meta'>algorithm {html.escape(search.algo)}, seed {html.escape(search.seed)}, "
              f"{_trial_counts(search)}, status {html.escape(search.status)}; "
-             f"best {html.escape(search.metric)} {best_text}</p>")
+             f"best {html.escape(search.metric)} {best_text}{_against_start(search)}</p>")
     if search.status == "INTERRUPTED" and search.results:
         title += (f"<p class='meta'>Interrupted; continue it with <code>tuneforge resume "
                   f"{html.escape(search.results)}</code></p>")
