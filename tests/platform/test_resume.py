@@ -89,6 +89,15 @@ def _tune_trials(tmp_path: Path) -> dict[str, str]:
     return {trial["trial_id"]: trial["status"] for trial in trials}
 
 
+def _ready(tmp_path: Path, ended: int) -> bool:
+    """Ray Tune saved ``ended`` trials as ended and another as running, whose run is RUNNING."""
+    tune = _tune_trials(tmp_path)
+    running = {run.data.tags["tuneforge.trial_id"] for run in _trial_runs(tmp_path)
+               if run.info.status == "RUNNING"}
+    return list(tune.values()).count("TERMINATED") >= ended and any(
+        tune.get(trial_id) == "RUNNING" for trial_id in running)
+
+
 def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: signal.Signals) -> None:
     """Send ``how`` once Ray Tune saved ``ended`` trials as ended and another as running
     (whose run exists in MLflow, RUNNING). A SIGKILL loses what Tune did since its last save
@@ -96,13 +105,16 @@ def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: sign
     lost)."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
-        tune = _tune_trials(tmp_path)
-        running = {run.data.tags["tuneforge.trial_id"] for run in _trial_runs(tmp_path)
-                   if run.info.status == "RUNNING"}
-        if list(tune.values()).count("TERMINATED") >= ended and any(
-                tune.get(trial_id) == "RUNNING" for trial_id in running):
-            process.send_signal(how)
-            return
+        if _ready(tmp_path, ended):
+            # Checked again with the driver stopped, so that the running trial it saw cannot end
+            # (in Tune or in MLflow) between the check and the signal.
+            process.send_signal(signal.SIGSTOP)
+            try:
+                if _ready(tmp_path, ended):
+                    process.send_signal(how)  # a SIGTERM or SIGINT waits for the SIGCONT
+                    return
+            finally:
+                process.send_signal(signal.SIGCONT)
         time.sleep(0.2)
     raise AssertionError(f"the search never had {ended} trials ended and one running (exit {process.poll()})")
 
