@@ -3,6 +3,7 @@ trials in MLflow, the summary and the report, and a ViT search under ASHA."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,83 @@ def test_a_stopped_trial_s_result_is_its_last(ray_local, tracking_uri: str, tmp_
         assert trial.metrics["score"] == max(history, key=lambda m: m.step).value
     parent, _ = parent_and_children(tracking_uri, "space")
     assert parent.data.metrics["best_score"] == max(t.metrics["score"] for t in result.trials)
+
+
+# -- a space that searches epochs: rungs at fractions of each trial's own schedule (no Ray) --------
+
+EPOCHS_SEARCHED = """\
+trainable: vit
+metric: val_accuracy
+mode: max
+grace_period: 2
+config: {dataset: digits, patch_size: 4}
+params:
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+  epochs: {type: int, low: 8, high: 24}
+"""
+
+
+def _plan(tmp_path: Path, space: str, **options):
+    from tuneforge.platform.planning import SearchOptions, plan_search
+
+    return plan_search(write_space(tmp_path, space), SearchOptions(
+        algo="bayes", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", **options))
+
+
+class _Trial:
+    """What Ray's ASHA reads of a trial: its id."""
+
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+
+
+def _feed(scheduler, trial: _Trial, epochs: int, curve: list[float]) -> int:
+    """Report ``curve`` (one value an epoch) to ``scheduler`` as a torch trial of ``epochs``
+    epochs does; the epoch it was stopped at, or its last."""
+    from ray.tune.schedulers import TrialScheduler
+
+    scheduler.on_trial_add(None, trial)
+    for epoch, value in enumerate(curve, start=1):
+        result = {"val_accuracy": value, "epoch": float(epoch), "progress": epoch / epochs}
+        if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:
+            return epoch
+    return len(curve)
+
+
+def test_asha_compares_trials_of_searched_epochs_at_the_same_point_of_their_schedules(tmp_path) -> None:
+    plan = _plan(tmp_path, EPOCHS_SEARCHED)
+    schedule = plan.schedule
+    assert (schedule.name, schedule.fewest_epochs, schedule.max_epochs) == ("asha", 8, 24)
+    assert schedule.describe() == "asha (rungs at 25% and 75% of each trial's epochs, 8-24)"
+    assert plan.setup.make_search_alg(None).step_metric == "progress", "the GP's rule on stopped trials too"
+    scheduler = schedule.build()
+    scheduler.set_search_properties("val_accuracy", "max")
+    # An 8-epoch trial cools its learning rate early: at epoch 2 it is ahead of a 24-epoch trial of
+    # the same config, which ends better. At the same epoch ASHA would stop the longer one there.
+    short = [0.90, 0.94, 0.96, 0.97, 0.975, 0.978, 0.979, 0.980]
+    long = [0.89, 0.92, 0.93, 0.94, 0.95, 0.955, 0.96, 0.965, 0.97, 0.972, 0.975, 0.977,
+            0.979, 0.980, 0.981, 0.982, 0.983, 0.984, 0.985, 0.986, 0.986, 0.987, 0.987, 0.988]
+    assert _feed(scheduler, _Trial("short"), 8, short) == 8
+    assert _feed(scheduler, _Trial("long"), 24, long) == 24, "met at epoch 6 (25%) against epoch 2's 0.94"
+    worse = [0.80, 0.85, 0.88, 0.90, 0.91, 0.92, 0.93, 0.94]
+    assert _feed(scheduler, _Trial("worse"), 8, worse) == 2, "behind both at 25% of its epochs"
+    by_epoch = dataclasses.replace(schedule, fewest_epochs=None).build()
+    by_epoch.set_search_properties("val_accuracy", "max")
+    assert _feed(by_epoch, _Trial("short"), 8, short) == 8
+    assert _feed(by_epoch, _Trial("long"), 24, long) == 2, "what counting epochs would do"
+
+
+def test_a_fixed_epochs_space_keeps_asha_s_epoch_rungs(tmp_path) -> None:
+    plan = _plan(tmp_path, EPOCHS_SEARCHED.replace("  epochs: {type: int, low: 8, high: 24}\n", "")
+                 .replace("patch_size: 4}", "patch_size: 4, epochs: 8}"))
+    assert plan.schedule.fewest_epochs is None and plan.schedule.describe() == "asha (grace 2, max 8 epochs)"
+    assert plan.setup.make_search_alg(None).step_metric == "epoch"
+    smoke = _plan(tmp_path, EPOCHS_SEARCHED, smoke=True)
+    assert smoke.schedule is None, "--smoke searches run without a scheduler"
+
+
+def test_a_grace_period_beyond_the_fewest_searched_epochs_is_refused(tmp_path) -> None:
+    from tuneforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="grace_period 10 is more than the fewest epochs a trial runs"):
+        _plan(tmp_path, EPOCHS_SEARCHED.replace("grace_period: 2", "grace_period: 10"))

@@ -207,6 +207,7 @@ def _spaces(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from tuneforge.platform.schedulers import epochs_line
     from tuneforge.search_spaces import grid_size, load_space, to_grid
 
     space = load_space(args.space)
@@ -221,8 +222,7 @@ def _show(args: argparse.Namespace) -> int:
     for param in space.params:
         print(f"  param {param.name:<{width}}  {param.describe()}  grid: {len(grid[param.name])} values")
     if space.max_epochs or space.grace_period:
-        print(f"  epochs:    up to {space.max_epochs or space.config.get('epochs')}; a scheduler may stop "
-              f"a trial after {space.grace_period or 1}")
+        print(f"  epochs:    {epochs_line(space)}")
     if space.start_from:
         print(f"  start_from: {len(space.start_from)} point(s), after the family's default config")
     if space.trial_minutes:

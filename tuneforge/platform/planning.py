@@ -27,7 +27,7 @@ from tuneforge._paths import check_writable
 from tuneforge.errors import ConfigError
 from tuneforge.platform._options import SearchOptions
 from tuneforge.platform.cluster import autoscaler_node_types, resolve_address
-from tuneforge.platform.schedulers import Schedule, plan_schedule
+from tuneforge.platform.schedulers import Schedule, plan_schedule, progress_key
 from tuneforge.platform.searchers import Budget, Evaluated, SearchSetup, setup_search
 from tuneforge.platform.starting_points import StartingPoints, plan_starting_points
 from tuneforge.platform.tracking import check_tracking_uri, resolve_tracking_uri
@@ -192,11 +192,11 @@ def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None =
     warm, to_run = None, start
     if options.warm_start is not None:
         warm = read_warm_start(options.warm_start, space, tracking_uri, smoke=options.smoke,
-                               step_metric=family.step_metric)
+                               step_metric=progress_key(space, family))
         to_run = start.without([values for values, _ in warm.trials])  # scored before: not run again
     time_budget_s = parse_duration("--time-budget", options.time_budget) if options.time_budget else None
     budget = Budget(trials=options.trials, seed=seed, grid_points=options.grid_points,
-                    step_metric=family.step_metric, start=to_run.points,
+                    step_metric=progress_key(space, family), start=to_run.points,
                     evaluated=_evaluated(warm), unlimited=time_budget_s is not None)
     setup = setup_search(options.algo, space, budget)
     storage, local_dir = _storage(options.storage)

@@ -171,8 +171,7 @@ def _started_lines(event: SearchStarted) -> list[str]:
     ray_text = "local Ray" if cluster.is_local else f"Ray cluster {cluster.address}"
     seed = "" if options.algo == "grid" else f", seed {plan.seed}"  # a grid draws nothing
     schedule = plan.schedule
-    stopping = (f", {schedule.name} (grace {schedule.grace_period}, max {schedule.max_epochs} epochs)"
-                if schedule else "")
+    stopping = f", {schedule.describe()}" if schedule else ""
     workers = f", {options.workers_per_trial} workers a trial" if options.workers_per_trial > 1 else ""
     budget = f", {_duration(plan.time_budget_s)} budget" if plan.time_budget_s is not None else ""
     trials = f"{plan.setup.n_trials} trials" if plan.setup.n_trials else "trials until the budget ends"

@@ -32,15 +32,23 @@ from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import IntParam, SearchSpace
 from tuneforge.trainables._base import SMOKE_EPOCHS, Trainable
 
-__all__ = ["SCHEDULERS", "Schedule", "default_scheduler", "plan_schedule"]
+__all__ = ["PROGRESS", "SCHEDULERS", "Schedule", "default_scheduler", "epochs_line", "plan_schedule",
+           "progress_key"]
 
 _REDUCTION_FACTOR = 3
+_TORCH_LOOP_STEP = "epoch"
+"""The step metric of the torch loop, which also reports ``progress``."""
+PROGRESS = "progress"
 _MEDIAN_MIN_SAMPLES = 3
 
 
 def _asha(schedule: Schedule) -> Any:
     from ray.tune.schedulers import ASHAScheduler
 
+    if schedule.fewest_epochs is not None:  # rungs at fractions of each trial's own epochs
+        return ASHAScheduler(time_attr=PROGRESS, max_t=1.0,
+                             grace_period=schedule.grace_period / schedule.fewest_epochs,
+                             reduction_factor=_REDUCTION_FACTOR)
     return ASHAScheduler(time_attr=schedule.time_attr, max_t=schedule.max_epochs,
                          grace_period=schedule.grace_period, reduction_factor=_REDUCTION_FACTOR)
 
@@ -76,6 +84,24 @@ class Schedule:
     grace_period: int
     time_attr: str = "training_iteration"
     """The result key the scheduler counts steps by (the trainable's ``step_metric``)."""
+    fewest_epochs: int | None = None
+    """Set where the space searches ``epochs`` (the lowest it takes) and the trainable is the
+    torch loop: ``asha`` then counts each trial's ``progress`` (epochs done / its own epochs) and
+    places its rungs at ``grace_period / fewest_epochs`` of a trial and 3x that, so that trials of
+    different lengths meet at the same point of their learning-rate schedules. (At the same
+    epoch, a shorter trial has already cooled its learning rate and looks better than it will
+    end, so the longer trial would be stopped for being longer.)"""
+
+    def describe(self) -> str:
+        """The schedule in a few words, for the search's first lines: "asha (grace 2, max 8
+        epochs)", or "asha (rungs at 25% and 75% of each trial's epochs, 8-24)"."""
+        if self.fewest_epochs is None or self.name != "asha":
+            return f"{self.name} (grace {self.grace_period}, max {self.max_epochs} epochs)"
+        first = self.grace_period / self.fewest_epochs
+        rungs = [first * _REDUCTION_FACTOR ** k for k in range(8) if first * _REDUCTION_FACTOR ** k < 1]
+        shown = " and ".join(f"{rung:.0%}" for rung in rungs)
+        return (f"{self.name} (rungs at {shown} of each trial's epochs, "
+                f"{self.fewest_epochs}-{self.max_epochs})")
 
     def build(self) -> Any:
         """A fresh Ray Tune ``TrialScheduler``; the Tuner gives it the metric and mode."""
@@ -128,7 +154,43 @@ def plan_schedule(name: str | None, space: SearchSpace, trainable: Trainable, *,
     if grace > longest:
         raise ConfigError(f"--scheduler {name}: grace_period {grace} is more than max_epochs {longest}; "
                           "a trial would never be stopped early")
-    return Schedule(name=name, max_epochs=longest, grace_period=grace, time_attr=trainable.step_metric)
+    fewest = _searched_epochs_low(space) if progress_key(space, trainable) == PROGRESS and not smoke else None
+    if fewest is not None and grace > fewest:
+        raise ConfigError(f"--scheduler {name}: grace_period {grace} is more than the fewest epochs a trial "
+                          f"runs ({fewest}, epochs' low); a trial that short would never be stopped early")
+    return Schedule(name=name, max_epochs=longest, grace_period=grace, time_attr=trainable.step_metric,
+                    fewest_epochs=fewest)
+
+
+def progress_key(space: SearchSpace, trainable: Trainable) -> str:
+    """The result key that says how far a trial got, for schedulers and for the GP's rule on
+    stopped trials: ``progress`` (epochs done / the trial's own epochs) where a torch family's
+    space searches ``epochs``, so trials of different lengths compare at the same point of their
+    schedules; else the trainable's ``step_metric``."""
+    if trainable.step_metric == _TORCH_LOOP_STEP and _searched_epochs_low(space) is not None:
+        return PROGRESS
+    return trainable.step_metric
+
+
+def epochs_line(space: SearchSpace) -> str:
+    """How long the space's trials run and when a scheduler may stop one, for ``tuneforge show``:
+    "up to 8; a scheduler may stop a trial after 2", or, where ``epochs`` is searched, "8-24,
+    searched; asha may stop a trial after 25% of its epochs"."""
+    grace = space.grace_period or 1
+    low = _searched_epochs_low(space)
+    if low is None:
+        longest = space.max_epochs or _config_epochs(space)
+        return f"up to {longest}; a scheduler may stop a trial after {grace}"
+    return (f"{low}-{_config_epochs(space)}, searched; asha may stop a trial after {grace / low:.0%} of its "
+            f"epochs (hyperband and median after {grace})")
+
+
+def _searched_epochs_low(space: SearchSpace) -> int | None:
+    """The lowest value of a searched ``epochs``; None where the space fixes it."""
+    for param in space.params:
+        if param.name == "epochs" and isinstance(param, IntParam):
+            return int(param.low)
+    return None
 
 
 def _default_epochs(space: SearchSpace, trainable: Trainable) -> int | None:

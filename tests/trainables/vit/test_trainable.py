@@ -38,6 +38,7 @@ BAD = {
     "no dataset": (dataclasses.replace(load_space("vit-digits"), config={"epochs": 2}),
                    "config.dataset: missing"),
     "zero epochs": (_space(epochs=0), "epochs: expected a positive integer, got 0"),
+    "negative shift": (_space(max_shift=-1), "max_shift: -1 is not allowed; it must be an integer >= 0"),
     "width not divisible by a searched heads choice": (_space(width=30),
                                                        "width: 30 is not divisible by heads"),
     "patch choice that does not divide": (
@@ -51,3 +52,39 @@ def test_prepare_refuses_bad_settings_with_one_line(space, message: str) -> None
     with pytest.raises(ConfigError, match=message) as caught:
         get_trainable("vit").prepare(space)
     assert "\n" not in str(caught.value)
+
+
+def test_random_shift_moves_each_image_by_its_own_offset_within_max_shift() -> None:
+    import numpy as np
+    import torch
+
+    from tuneforge.trainables.torch.classification import random_shift
+
+    images = torch.rand(64, 1, 8, 8) + 1  # no zeros: a zero in the output is uncovered border
+    shifted = random_shift(images, 2, np.random.default_rng(0))
+    assert shifted.shape == images.shape
+    offsets = set()
+    for before, after in zip(images, shifted, strict=True):
+        [found] = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if torch.equal(_moved(before, dy, dx), after)]
+        offsets.add(found)
+    assert len(offsets) > 10, "offsets are drawn per image"
+    again = random_shift(images, 2, np.random.default_rng(0))
+    assert torch.equal(shifted, again), "the same draws for the same seed (a resumed trial)"
+    assert random_shift(images, 0, np.random.default_rng(0)) is images
+
+
+def _moved(image, dy: int, dx: int):
+    """``image`` (C, H, W) shown at ``(dy, dx)`` pixels from where it was, zeros where it left."""
+    import torch
+
+    out = torch.zeros_like(image)
+    height, width = image.shape[1:]
+    out[:, max(0, -dy):height - max(0, dy), max(0, -dx):width - max(0, dx)] = \
+        image[:, max(0, dy):height + min(0, dy), max(0, dx):width + min(0, dx)]
+    return out
+
+
+def test_max_shift_is_a_setting_with_default_zero() -> None:
+    assert VIT.default_config()["max_shift"] == 0
+    assert "max_shift" in VIT.config_keys()
