@@ -15,8 +15,9 @@ samples of the logged generator against the first 5,000 test images, on the tria
 classifier; where the best trial logged no model, as a trial stopped early may not, the best
 trial that did, with its rank, status and epochs); the best-so-far curve (seconds since
 the first trial started, at each trial's end, against the best validation metric so far); the
-trials and the wall time. Each finished arm is one line of a JSON-lines file per space, so an
-interrupted invocation goes on where it stopped (an arm that was cut off runs again from
+trials and the wall time. Each finished arm is one line of a JSON-lines file per space (keyed by
+the space file's digest too: an edited space is measured afresh), so an interrupted invocation
+goes on where it stopped (an arm that was cut off runs again from
 scratch). Then a table, issue 24's targets as PASS/FAIL lines, and one picture per space
 (``benchmarks/results/beat-defaults-SPACE.png``): each arm's best so far against wall time, the
 default config's score as a horizontal line.
@@ -30,6 +31,7 @@ default config's score as a horizontal line.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import shutil
 import sys
@@ -117,7 +119,15 @@ def picture_path(space: str, smoke: bool) -> Path:
 
 
 def _key(row: dict[str, Any]) -> tuple:
-    return row["space"], row["arm"], row["budget"], row["seed"], row["smoke"]
+    return row["space"], row.get("space_digest"), row["arm"], row["budget"], row["seed"], row["smoke"]
+
+
+def space_digest(space: str) -> str:
+    """The bundled space file's SHA-256, first 12 digits: arms of an edited space are measured
+    again, never mixed with arms of the space as it was."""
+    from tuneforge.search_spaces import load_space
+
+    return hashlib.sha256(load_space(space).source.read_bytes()).hexdigest()[:12]
 
 
 def _command(space: str, arm: str, args: argparse.Namespace) -> str:
@@ -223,7 +233,8 @@ def measure(args: argparse.Namespace, space: str) -> None:
     path = results_path(space, args.smoke)
     done = {_key(row) for row in read_json_lines(path)}
     for arm in args.arms:
-        row = {"space": space, "arm": arm, "budget": args.budget, "seed": args.seed, "smoke": args.smoke}
+        row = {"space": space, "space_digest": space_digest(space), "arm": arm, "budget": args.budget,
+               "seed": args.seed, "smoke": args.smoke}
         if _key(row) in done:
             print(f"{space} {arm}: in {path.name} already", file=sys.stderr)
             continue
@@ -260,10 +271,12 @@ def _cell(value: float | None, spec: str = ".4f") -> str:
 
 
 def report(args: argparse.Namespace, space: str) -> None:
+    digest = space_digest(space)
     rows = {row["arm"]: row for row in read_json_lines(results_path(space, args.smoke))
-            if (row["budget"], row["seed"]) == (args.budget, args.seed)}
+            if (row["budget"], row["seed"], row.get("space_digest")) == (args.budget, args.seed, digest)}
     if not rows:
-        print(f"\n{space}: no results for budget {args.budget}, seed {args.seed}")
+        print(f"\n{space}: no results for budget {args.budget}, seed {args.seed} and the space as it is "
+              f"now ({digest})")
         return
     any_row = next(iter(rows.values()))
     print(f"\n### {space}: three arms, {args.budget} each{' (smoke)' if args.smoke else ''}\n")

@@ -219,3 +219,11 @@ def test_argument_errors_are_one_line_and_exit_2(argv, message, tmp_path, monkey
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.startswith(message) and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_show_says_when_a_space_that_searches_epochs_may_be_stopped(capsys) -> None:
+    assert main(["show", "vit-mnist"]) == 0
+    out = capsys.readouterr().out
+    assert "param epochs        int   [8, 24]" in out
+    assert "epochs:    8-24, searched; asha may stop a trial after 25% of its epochs" in out
+    assert "start_from: 1 point(s), after the family's default config" in out
