@@ -18,6 +18,7 @@ layer (search spaces, trainables, platform, dashboards) can import it.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Iterable
@@ -25,11 +26,18 @@ from typing import Any
 
 from tuneforge.errors import ConfigError
 
-__all__ = ["check_bool", "check_int", "check_number", "check_positive_ints", "is_int", "is_number",
-           "parse_duration"]
+__all__ = ["check_bool", "check_int", "check_number", "check_positive_ints", "did_you_mean", "is_int",
+           "is_number", "parse_duration"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """"; did you mean 'X'?" with the choice closest to a mistyped ``value`` (difflib's ratio of
+    at least 0.6), or "" where none is close: the tail of a refusal's one line."""
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def is_int(value: Any, minimum: int | None = None) -> bool:

@@ -51,6 +51,8 @@ class Tags:
 
     PARENT_RUN_ID: Final = "mlflow.parentRunId"
     """MLflow's own: a trial's run names its search's parent run."""
+    NOTE: Final = "mlflow.note.content"
+    """MLflow's own: a run's description, Markdown the run page shows; a search's summary."""
     ROLE: Final = "tuneforge.role"
     """What a run is: one of :class:`Roles`."""
     TRIAL_ID: Final = "tuneforge.trial_id"

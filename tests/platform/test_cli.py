@@ -227,3 +227,55 @@ def test_show_says_when_a_space_that_searches_epochs_may_be_stopped(capsys) -> N
     assert "param epochs        int   [8, 24]" in out
     assert "epochs:    8-24, searched; asha may stop a trial after 25% of its epochs" in out
     assert "start_from: 1 point(s), after the family's default config" in out
+
+
+DID_YOU_MEAN = {  # name: (arguments, the end of the one line)
+    "bundled space": (["search", "rf-digit"], "; did you mean 'rf-digits'?"),
+    "space file without .yaml": (["search", "nope"], "; did you mean 'nope.yaml'?"),
+    "flag": (["search", "nope.yaml", "--trails", "3"],
+             "unrecognized arguments: --trails 3; did you mean '--trials'? (see tuneforge search --help)"),
+    "flag of another command": (["runs", "--tracking-url", "x"],
+                                "did you mean '--tracking-uri'? (see tuneforge runs --help)"),
+    "algorithm": (["search", "nope.yaml", "--algo", "bayse"], "; did you mean 'bayes'?"),
+    "scheduler": (["search", "nope.yaml", "--scheduler", "ash"], "; did you mean 'asha'?"),
+}
+
+
+@pytest.mark.parametrize(("argv", "ending"), DID_YOU_MEAN.values(), ids=DID_YOU_MEAN.keys())
+def test_a_near_miss_is_refused_with_the_closest_name(argv, ending, tmp_path, monkeypatch, capsys) -> None:
+    write_space(tmp_path, RIDGE, "nope.yaml")
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own refusals exit from inside the parser
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert err.rstrip("\n").endswith(ending), err
+
+
+def test_no_suggestion_where_nothing_is_close(capsys) -> None:
+    assert main(["search", "zzzzqqq"]) == 2
+    assert "did you mean" not in capsys.readouterr().err
+
+
+def test_every_command_has_a_description_and_an_example() -> None:
+    from tuneforge.platform.cli import _parser
+
+    parser = _parser()
+    commands = dict(parser.commands.choices)
+    darts = commands.pop("darts")
+    commands["darts retrain"] = darts._subparsers._group_actions[0].choices["retrain"]
+    for name, command in commands.items():
+        assert command.description, f"tuneforge {name} --help has no description"
+        assert command.epilog and "tuneforge " in command.epilog, f"tuneforge {name} --help has no example"
+
+
+def test_server_takes_the_tracking_uri_as_every_command_does() -> None:
+    from tuneforge.platform.cli import _parser
+
+    for flag in ("--tracking-uri", "--backend-store-uri"):  # MLflow's name is kept
+        args = _parser().parse_args(["server", flag, "sqlite:///x.db"])
+        assert args.backend_store_uri == "sqlite:///x.db"
+    compare = _parser().parse_args(["compare", "branin", "--gpus-per-trial", "1", "--smoke"])
+    assert compare.gpus_per_trial == 1.0 and compare.smoke is True

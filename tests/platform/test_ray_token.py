@@ -132,7 +132,7 @@ def test_search_prints_progress_and_a_summary(sampled: Sampled) -> None:
     progress = [line[:5] for line in out.splitlines() if line.startswith("[")]
     assert progress == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
     assert "Top 4 trials by cv_neg_rmse (max)" in out and "Best config: alpha=" in out
-    assert f"tuneforge server --backend-store-uri sqlite:///{folder / 'mlflow.db'}" in out
+    assert f"tuneforge server --tracking-uri sqlite:///{folder / 'mlflow.db'}" in out
     assert "Traceback" not in sampled.err
     # The default store and results folder are in the working directory.
     client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")

@@ -221,6 +221,8 @@ def test_sigterm_and_ctrl_c_print_the_resume_command_and_resume(tmp_path: Path, 
     assert "*** SIGTERM received" not in first.stderr  # no C++ stack dump
     parent, _ = parent_and_children(_store(tmp_path), "space")
     assert parent.info.status == "KILLED"
+    note = parent.data.tags["mlflow.note.content"]  # the run page's description
+    assert note.endswith(f"Interrupted; continue with `tuneforge resume {folder}`.")
 
     resumed = _resume(tmp_path, str(folder))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

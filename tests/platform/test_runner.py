@@ -13,6 +13,7 @@ import pytest
 import tuneforge
 from tests.conftest import gathering_space, parent_and_children, write_space
 from tuneforge.platform.events import TrialEnded
+from tuneforge.platform.progress import format_value
 
 RIDGE_GRID = """\
 trainable: sklearn
@@ -62,6 +63,11 @@ def test_random_search_records_a_parent_and_a_child_per_trial(ray_local, trackin
     table = pd.read_csv(io.StringIO(_artifact_text(tracking_uri, parent.info.run_id, "results.csv")))
     assert len(table) == 6 and set(table["status"]) == {"FINISHED"}
     assert "trainable: sklearn" in _artifact_text(tracking_uri, parent.info.run_id, "space.yaml")
+    note = parent.data.tags["mlflow.note.content"]  # the run page's description
+    assert note.startswith("**ridge-diabetes**, random search: FINISHED, 6 trials (0 stopped early, "
+                           "0 failed).")
+    assert f"**Best cv_neg_rmse: {format_value(result.best_score)}**, trial {result.best.trial_id} (" in note
+    assert f"Best model: `{result.model_uri}`." in note and "--smoke" not in note
 
     kinds = [type(e).__name__ for e in events]
     n_stages = kinds.index("SearchStarted")

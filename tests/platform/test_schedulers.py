@@ -104,7 +104,9 @@ def test_an_asha_search_of_the_vit_records_its_stopped_trials(ray_local, tmp_pat
     assert all(c.data.metrics["epoch"] == 2.0 and Tags.STATUS not in c.data.tags for c in finished)
     assert parent.data.metrics[Metrics.N_TRIALS_STOPPED] == len(stopped)
     assert parent.data.metrics[Metrics.TOTAL_ITERATIONS] == len(stopped) + 2 * len(finished)
-    assert f"8 trials, 8 scored, {len(stopped)} stopped early, 0 failed." in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"8 trials, 8 scored, {len(stopped)} stopped early, 0 failed." in out
+    assert "Smoke search: " in out and "choose no model. Drop --smoke for a real search." in out
     html = build_report("vit-digits", tracking_uri=tracking_uri, out_dir=tmp_path / "report").read_text()
     epochs = len(stopped) + 2 * len(finished)
     assert f"8 trials ({len(stopped)} stopped early, {epochs} epochs in all)" in html

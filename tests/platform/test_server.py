@@ -107,9 +107,9 @@ def test_the_server_answers_only_on_loopback_and_to_its_own_host_names(served: S
 
 
 def test_a_server_is_not_a_backend_store(tmp_path: Path) -> None:
-    done = tuneforge("server", "--backend-store-uri", "http://127.0.0.1:1", cwd=tmp_path, timeout=60)
+    done = tuneforge("server", "--tracking-uri", "http://127.0.0.1:1", cwd=tmp_path, timeout=60)
     assert done.returncode == 2
-    assert done.stderr.startswith("error: --backend-store-uri: 'http://127.0.0.1:1' is not a database")
+    assert done.stderr.startswith("error: --tracking-uri: 'http://127.0.0.1:1' is not a database")
 
 
 def test_an_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:

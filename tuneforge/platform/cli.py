@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, get_args, get_type_hints
 
+from tuneforge._checks import did_you_mean
 from tuneforge.errors import ConfigError
 from tuneforge.schema import TrialStatus
 
@@ -117,6 +118,9 @@ def _print_summary(result: Any) -> None:
     unscored = f", {n_unscored} without a score (a NaN or infinite {result.metric})" if n_unscored else ""
     print(f"\nSearch {result.status.lower()}: {len(result.trials)} trials, {len(ranked)} scored, "
           f"{n_stopped} stopped early, {n_failed} failed{unscored}.")
+    if result.smoke:
+        print("Smoke search: two epochs a trial on a small subset check that the set-up runs end to end; "
+              "its scores say nothing of the configs and choose no model. Drop --smoke for a real search.")
     if ranked:
         names = list(ranked[0].params)
         header = ["rank", "trial", result.metric, *names]
@@ -140,7 +144,7 @@ def _print_summary(result: Any) -> None:
         print(f"  MLflow UI: {result.tracking_uri.rstrip('/')}/#/experiments/{result.experiment_id}"
               f"/runs/{result.parent_run_id}")
     else:
-        print(f"  tuneforge server --backend-store-uri {result.tracking_uri}   (MLflow UI at "
+        print(f"  tuneforge server --tracking-uri {result.tracking_uri}   (MLflow UI at "
               "http://127.0.0.1:5000)")
     if result.cluster.is_local:
         print(f"  Ray results: {result.experiment_path} (the local Ray and its dashboard stopped "
@@ -275,7 +279,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     options = SearchOptions(max_concurrent=args.max_concurrent, experiment=args.experiment,
                             tracking_uri=args.tracking_uri, address=args.address,
-                            cpus_per_trial=args.cpus_per_trial, storage=args.storage)
+                            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                            smoke=args.smoke, storage=args.storage)
     started = time.monotonic()
 
     def on_search(result: Any, index: int, total: int) -> None:
@@ -339,8 +344,23 @@ class _OneLineParser(argparse.ArgumentParser):
     ``error: tuneforge search: ...``, and exit 2, like every other bad input; ``--help`` still
     prints the usage."""
 
+    commands: argparse._SubParsersAction | None = None
+    """The subcommands' parsers (the top-level parser's), to name a mistyped flag's command."""
+
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
+        """argparse's, but an unknown flag is refused by its command's parser, with the closest
+        flag it has: "unrecognized arguments: --trails 3; did you mean '--trials'?"."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            choices = self.commands.choices if self.commands else {}
+            command = choices.get(getattr(parsed, "command", None), self)
+            flag = next((extra.split("=")[0] for extra in extras if extra.startswith("-")), "")
+            hint = did_you_mean(flag, command._option_string_actions) if flag else ""
+            command.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return parsed
 
 
 _Commands = argparse._SubParsersAction
@@ -353,7 +373,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = _OneLineParser(prog="tuneforge", description="Ray Tune searches, tracked in MLflow.")
     parser.add_argument("--version", action="version", version=f"tuneforge {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.commands = parser.add_subparsers(dest="command", required=True)
     for add_command in _COMMANDS:
         add_command(commands)
     return parser
@@ -361,7 +381,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_search(commands: _Commands) -> None:
     run = commands.add_parser("search", help="run a search on a space",
-                              description="Run a search on Ray Tune, recorded in MLflow.")
+                              description="Run a search on Ray Tune, recorded in MLflow.",
+                              epilog="examples: tuneforge search rf-digits --trials 20; tuneforge search "
+                                     "vit-digits --smoke --trials 4; tuneforge search vit-mnist --algo bayes "
+                                     "--time-budget 30m")
     run.add_argument("space", help=_SPACE_HELP)
     _add_option_flags(run)
     run.set_defaults(handler=_search)
@@ -400,7 +423,8 @@ def _add_resume(commands: _Commands) -> None:
         description="Continue an interrupted search (its driver killed, Ctrl-C, a reboot) through Ray "
                     "Tune's Tuner.restore: ended trials are kept, running ones resume from their last "
                     "checkpoint, the restored search algorithm suggests the rest; the same MLflow parent "
-                    "run and child runs continue.")
+                    "run and child runs continue.",
+        epilog="example: tuneforge resume vit-mnist (the experiment's newest interrupted search)")
     resuming.add_argument("target", help="the search's Ray results folder (ray_results/<space>-<algo>-"
                                           "<time>), or its MLflow experiment (its newest interrupted search)")
     resuming.add_argument("--tracking-uri", help="MLflow store, when TARGET is an experiment (default: "
@@ -411,21 +435,29 @@ def _add_resume(commands: _Commands) -> None:
 
 def _add_runs(commands: _Commands) -> None:
     runs = commands.add_parser("runs", help="list an experiment's searches, their status and how to "
-                                            "continue an interrupted one")
+                                            "continue an interrupted one",
+                               description="List an experiment's searches (newest first): status, "
+                                           "algorithm, trials, best score, and the command that "
+                                           "continues an interrupted one.",
+                               epilog="example: tuneforge runs rf-digits")
     runs.add_argument("experiment", help="the MLflow experiment (by default a search's space name)")
     runs.add_argument("--tracking-uri", help="MLflow store (default: as searches)")
     runs.set_defaults(handler=_runs)
 
 
 def _add_spaces(commands: _Commands) -> None:
-    commands.add_parser("spaces", help="list the bundled spaces").set_defaults(handler=_spaces)
+    commands.add_parser("spaces", help="list the bundled spaces",
+                        description="List the spaces shipped with tuneforge, with what each searches; "
+                                    "`tuneforge show NAME` prints one in full.",
+                        epilog="example: tuneforge spaces").set_defaults(handler=_spaces)
 
 
 def _add_compare(commands: _Commands) -> None:
     comparison = commands.add_parser(
         "compare", help="run several algorithms on one space, same budget and seeds, and report",
         description="Compare search algorithms on one space: every algorithm runs the same budget "
-                    "for each seed; each search is its own MLflow parent run; one report.")
+                    "for each seed; each search is its own MLflow parent run; one report.",
+        epilog="example: tuneforge compare branin --algos bayes,random --trials 20 --seeds 3")
     comparison.add_argument("space", help=_SPACE_HELP)
     comparison.add_argument("--algos", default="bayes,optuna-tpe,optuna-gp,random",
                             help="comma-separated (default: bayes,optuna-tpe,optuna-gp,random)")
@@ -438,6 +470,10 @@ def _add_compare(commands: _Commands) -> None:
     comparison.add_argument("--tracking-uri", help="MLflow store (default: as searches)")
     comparison.add_argument("--address", help="Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     comparison.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
+    comparison.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0)")
+    comparison.add_argument("--smoke", action="store_true",
+                            help="per-epoch families: 2 epochs a trial on a small subset, to check the "
+                                 "set-up (its scores choose nothing)")
     comparison.add_argument("--storage", help="Ray Tune results folder (default: ./ray_results)")
     comparison.add_argument("--out", help="report folder (default: ./reports/EXPERIMENT-ID)")
     comparison.set_defaults(handler=_compare)
@@ -446,13 +482,15 @@ def _add_compare(commands: _Commands) -> None:
 def _add_darts(commands: _Commands) -> None:
     darts = commands.add_parser("darts", help="DARTS: retrain a searched architecture",
                                 description="DARTS commands (the supernet search is `tuneforge search "
-                                            "darts-fashion-mnist`, or any space of trainable darts).")
+                                            "darts-fashion-mnist`, or any space of trainable darts).",
+                                epilog="example: tuneforge darts retrain PARENT_RUN_ID --smoke")
     retraining = darts.add_subparsers(dest="darts_command", required=True).add_parser(
         "retrain", help="train a search's derived genotype and random ones from scratch, and compare",
         description="Train the genotype a darts trial derived (RUN_ID: its MLflow run, or its search's "
                     "parent run for the best trial) and N random genotypes of the same space from "
                     "scratch, same budget, as Tune trials; the comparison of their test accuracies and "
-                    "sizes goes on the new search's parent run.")
+                    "sizes goes on the new search's parent run.",
+        epilog="example: tuneforge darts retrain PARENT_RUN_ID --random 5 --epochs 10")
     retraining.add_argument("run_id", metavar="RUN_ID",
                             help="a darts trial's run id, or its search's parent run id")
     retraining.add_argument("--random", type=int, default=5,
@@ -478,7 +516,8 @@ def _add_darts(commands: _Commands) -> None:
 
 def _add_report(commands: _Commands) -> None:
     report = commands.add_parser("report", help="write an HTML report of an experiment's searches",
-                                 description="Build a self-contained HTML report from MLflow.")
+                                 description="Build a self-contained HTML report from MLflow.",
+                                 epilog="example: tuneforge report rf-digits")
     report.add_argument("experiment", help="the MLflow experiment (a search's --experiment, by default "
                                            "its space's name)")
     report.add_argument("--out", help="folder for report.html (default: ./reports/EXPERIMENT)")
@@ -491,10 +530,12 @@ def _add_report(commands: _Commands) -> None:
 def _add_server(commands: _Commands) -> None:
     server = commands.add_parser("server", help="serve the MLflow UI and tracking API on the store",
                                  description="Start an MLflow tracking server (UI, API and artifacts) "
-                                             "on tuneforge's store.")
-    server.add_argument("--backend-store-uri",
-                        help="database of runs (default: as searches: $MLFLOW_TRACKING_URI if it is "
-                             "a database, else sqlite:///mlflow.db); postgresql://... works too")
+                                             "on tuneforge's store.",
+                                 epilog="example: tuneforge server (then open http://127.0.0.1:5000)")
+    server.add_argument("--tracking-uri", "--backend-store-uri", dest="backend_store_uri",
+                        help="database of runs, as every other command names it (default: as searches: "
+                             "$MLFLOW_TRACKING_URI if it is a database, else sqlite:///mlflow.db); "
+                             "postgresql://... works too; --backend-store-uri is MLflow's name for it")
     server.add_argument("--host", default="127.0.0.1",
                         help="interface to bind (default 127.0.0.1; 0.0.0.0 for every interface). Beyond "
                              "loopback, MLflow's basic auth is on: user admin, the password of "
@@ -515,7 +556,12 @@ def _add_server(commands: _Commands) -> None:
 def _add_show(commands: _Commands) -> None:
     from tuneforge.search_spaces.adapters import DEFAULT_GRID_POINTS
 
-    show = commands.add_parser("show", help="print a space as parsed, with its grid size")
+    show = commands.add_parser("show", help="print a space as parsed, with its grid size",
+                               description="Print a space as tuneforge parsed it: its trainable, metric, "
+                                           "fixed config, each searched param with its range, its "
+                                           "epochs and starting points, the cost of one trial where "
+                                           "measured, and its grid size.",
+                               epilog="example: tuneforge show vit-mnist")
     show.add_argument("space", help=_SPACE_HELP)
     show.add_argument("--grid-points", type=int, default=DEFAULT_GRID_POINTS)
     show.set_defaults(handler=_show)

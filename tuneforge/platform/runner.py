@@ -82,6 +82,9 @@ class SearchResult:
     """The best trial's model (``runs:/<run_id>/model``) where one was logged."""
     gain: Gain | None = None
     """The best trial against the best starting point, where a starting point scored."""
+    smoke: bool = False
+    """A ``--smoke`` search: its trials ran two epochs on a small subset, so its scores check
+    the set-up and say nothing of the configs."""
 
     @property
     def best_config(self) -> dict[str, Any] | None:
@@ -255,7 +258,8 @@ def _result(plan: SearchPlan, recorder: SearchRecorder, cluster: Cluster, experi
                         trials=tuple(recorder.trials.values()), experiment=plan.experiment,
                         experiment_id=recorder.experiment_id, parent_run_id=recorder.parent_run_id,
                         tracking_uri=plan.tracking_uri, cluster=cluster,
-                        experiment_path=experiment_path, best=best, model_uri=model_uri, gain=gain)
+                        experiment_path=experiment_path, best=best, model_uri=model_uri, gain=gain,
+                        smoke=plan.options.smoke)
 
 
 def _progress_printer(progress: bool) -> Callable[[SearchEvent], None]:
@@ -327,8 +331,9 @@ def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
         if budget is not None:
             budget.save()
         seconds_per_suggestion = timer.seconds_per_suggestion if timer else 0.0
+        spent = bool(budget and budget.spent)
         best, model_uri, gain = _finish(plan, config, recorder, status, seconds_per_suggestion,
-                                        budget_spent=bool(budget and budget.spent))
+                                        plan.experiment_path(name), budget_spent=spent)
     return status, best, model_uri, gain
 
 
@@ -486,11 +491,12 @@ def _quiet_tune_output(*, lenient_metric: bool, max_pending: int | None = None) 
 
 
 def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, status: TrialStatus,
-            seconds_per_suggestion: float, *,
+            seconds_per_suggestion: float, experiment_path: str, *,
             budget_spent: bool = False) -> tuple[TrialRecord | None, str | None, Gain | None]:
     """Close the parent run with the best trial, its config and model, its gain over the
-    starting points, the results table, and the time the search algorithm took per suggestion;
-    returns the best trial, its model and its gain."""
+    starting points, the results table, the time the search algorithm took per suggestion, and
+    a description in Markdown (what the MLflow run page shows first); returns the best trial,
+    its model and its gain."""
     recorder.flush()
     trials = tuple(recorder.trials.values())
     ranked = _ranked(trials, plan.space.metric, plan.space.mode)
@@ -518,8 +524,34 @@ def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, 
     if model_uri and plan.options.register_model:
         version = recorder.register_model(plan.options.register_model, model_uri)
         tags[Tags.REGISTERED_MODEL] = f"{plan.options.register_model}/{version}"
+    tags[Tags.NOTE] = _note(plan, status, trials, best, gain, model_uri, experiment_path)
     recorder.end_search(status, metrics=metrics, tags=tags, artifacts=artifacts)
     return best, model_uri, gain
+
+
+def _note(plan: SearchPlan, status: TrialStatus, trials: tuple[TrialRecord, ...], best: TrialRecord | None,
+          gain: Gain | None, model_uri: str | None, experiment_path: str) -> str:
+    """The parent run's description: the search's summary in Markdown."""
+    from tuneforge.platform.progress import format_value
+    from tuneforge.platform.resume import resume_command
+
+    metric = plan.space.metric
+    counts = {state: sum(t.status is state for t in trials) for state in TrialStatus}
+    lines = [f"**{plan.space.name}**, {plan.options.algo} search: {status.value}, {len(trials)} trials "
+             f"({counts[TrialStatus.STOPPED]} stopped early, {counts[TrialStatus.FAILED]} failed)."]
+    if plan.options.smoke:
+        lines.append("A `--smoke` search: its scores check the set-up and choose no model.")
+    if best is not None:
+        config = ", ".join(f"`{name}={format_value(value)}`" for name, value in best.params.items())
+        lines.append(f"**Best {metric}: {format_value(best.metrics[metric])}**, trial {best.trial_id} "
+                     f"({config}).")
+    if gain is not None:
+        lines.append(f"Against the start: {gain.text()}.")
+    if model_uri:
+        lines.append(f"Best model: `{model_uri}`.")
+    if status is TrialStatus.KILLED:
+        lines.append(f"Interrupted; continue with `{resume_command(experiment_path)}`.")
+    return "\n\n".join(lines)
 
 
 def _gain(plan: SearchPlan, trials: tuple[TrialRecord, ...], best: TrialRecord | None) -> Gain | None:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tuneforge._checks import is_int
+from tuneforge._checks import did_you_mean, is_int
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import IntParam, SearchSpace
 from tuneforge.trainables._base import SMOKE_EPOCHS, Trainable
@@ -133,7 +133,8 @@ def plan_schedule(name: str | None, space: SearchSpace, trainable: Trainable, *,
     otherwise."""
     name = name or default_scheduler(trainable, smoke=smoke)
     if name not in SCHEDULERS:
-        raise ConfigError(f"--scheduler: unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
+        raise ConfigError(f"--scheduler: unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}"
+                          f"{did_you_mean(name, SCHEDULERS)}")
     where = space.source or space.name
     for flag, value in (("--max-epochs", max_epochs), ("--grace-period", grace_period)):
         if value is not None and value < 1:

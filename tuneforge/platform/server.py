@@ -99,7 +99,7 @@ def _backend_store(uri: str | None) -> str:
         store = uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     scheme = urlparse(store).scheme.split("+")[0]
     if scheme not in _DATABASE_SCHEMES:
-        raise ConfigError(f"--backend-store-uri: {store!r} is not a database; use sqlite:///path.db "
+        raise ConfigError(f"--tracking-uri: {store!r} is not a database; use sqlite:///path.db "
                           "or postgresql://user:password@host/db")
     check_tracking_uri(store)
     return store

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tuneforge._checks import is_int, is_number
+from tuneforge._checks import did_you_mean, is_int, is_number
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces._params import CategoricalParam, FloatParam, IntParam, Param
 from tuneforge.search_spaces._yaml import load_yaml
@@ -51,11 +51,19 @@ def load_space(source: str | Path) -> SearchSpace:
     if not path.is_file():
         bundled = bundled_spaces()
         if str(source) not in bundled:
-            raise ConfigError(
-                f"{source}: no such space file or bundled space; bundled: {', '.join(sorted(bundled))}"
-            )
+            raise ConfigError(f"{source}: no such space file or bundled space; bundled: "
+                              f"{', '.join(sorted(bundled))}{_suggestion(path, bundled)}")
         path = bundled[str(source)]
     return parse_space(read_yaml(path), name=path.stem, source=path)
+
+
+def _suggestion(path: Path, bundled: Mapping[str, Path]) -> str:
+    """The file the user may have meant (``my_space`` for ``my_space.yaml``), else the closest
+    bundled space's name, as "; did you mean ...?"; "" where nothing is close."""
+    for suffix in (".yaml", ".yml"):
+        if path.suffix != suffix and path.with_name(path.name + suffix).is_file():
+            return f"; did you mean {str(path) + suffix!r}?"
+    return did_you_mean(str(path), bundled)
 
 
 def read_yaml(path: Path) -> Any:

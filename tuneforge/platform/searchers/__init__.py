@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuneforge._checks import did_you_mean
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import (
     CategoricalParam,
@@ -237,7 +238,8 @@ ALGORITHMS: dict[str, Callable[[SearchSpace, Budget], SearchSetup]] = {
 def check_algorithm(algo: str, flag: str = "--algo") -> None:
     """ConfigError, listing the valid names, unless ``algo`` is one of :data:`ALGORITHMS`."""
     if algo not in ALGORITHMS:
-        raise ConfigError(f"{flag}: unknown algorithm {algo!r}; valid: {', '.join(ALGORITHMS)}")
+        raise ConfigError(f"{flag}: unknown algorithm {algo!r}; valid: {', '.join(ALGORITHMS)}"
+                          f"{did_you_mean(algo, ALGORITHMS)}")
 
 
 def setup_search(algo: str, space: SearchSpace, budget: Budget) -> SearchSetup:
