@@ -76,6 +76,34 @@ def test_mlflow_ui_shows_the_search_and_its_trials(recorded, browser, tmp_path: 
         stop_server(server)
 
 
+def test_the_printed_link_opens_on_the_trials_ranked_by_their_metric(recorded, browser,
+                                                                     tmp_path: Path) -> None:
+    from tuneforge.dashboards.mlflow_ui import trials_url
+
+    result, store = recorded
+    url, server = start_server(tmp_path, "--tracking-uri", store)
+    try:
+        page = browser
+        page.goto(trials_url(url, result.experiment_id, result.parent_run_id), wait_until="load")
+        rows = page.locator("[role=row]", has_text=re.compile(r"trial \d+: "))  # no click: the first screen
+        rows.nth(N_TRIALS - 1).wait_for(timeout=60_000)
+        assert rows.count() == N_TRIALS, "the search's trials, not its collapsed parent"
+        header = page.locator("[role=columnheader]").all_inner_texts()
+        assert any(result.metric in text for text in header), header
+        assert any("svc__C" in text for text in header), header  # a searched param's column
+        texts = rows.all_inner_texts()
+        assert result.best.name in texts[0], f"ranked best first: {texts[0]}"
+        assert re.search(r"0\.9\d", texts[0]), "the metric's value is on the first screen"
+        assert page.get_by_text("Traces").count() == 0, "the Model training view, not GenAI's"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "mlflow-ui-trials.png"))
+        page.goto(trials_url(url, result.experiment_id, result.parent_run_id, charts=True), wait_until="load")
+        page.get_by_text(result.metric).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(SCREENSHOTS / "mlflow-ui-charts.png"))
+    finally:
+        stop_server(server)
+
+
 def test_report_pictures_render(recorded, browser, tmp_path: Path) -> None:
     result, store = recorded
     report = build_report(result.experiment, tracking_uri=store, out_dir=tmp_path / "report")

@@ -77,7 +77,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 def test_search_through_the_server_records_runs_and_serves_artifacts(served: Served, tmp_path: Path) -> None:
     server, done = served.url, served.search
     assert done.returncode == 0, done.stderr
-    assert f"MLflow UI: {server}/#/experiments/" in done.stdout
+    assert f"MLflow UI, the trials ranked: {server}/#/experiments/" in done.stdout
+    assert "workflowType=machine_learning" in done.stdout
     client = MlflowClient(server)
     _, children = parent_and_children(server, "ridge-diabetes")
     assert len(children) == 3

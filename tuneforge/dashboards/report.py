@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge._tracking_uri import check_tracking_uri, resolve_tracking_uri
+from tuneforge.dashboards import mlflow_ui
 from tuneforge.dashboards._data import SearchData, best_so_far, load_searches
 from tuneforge.dashboards._plots import (
     comparison_png,
@@ -44,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 _REPORT_FILE = "report.html"
 _COMPARISON_PNG, _COMPARISON_CSV, _COMPARISON_MD = "comparison.png", "comparison.csv", "comparison.md"
-_DEFAULT_UI = "http://127.0.0.1:5000"  # where `tuneforge server` serves the MLflow UI
 _MIN_TRIALS_FOR_IMPORTANCE = 8  # fANOVA's forest says little about fewer trials
 _TOP_TRIALS = 10
 
@@ -157,7 +157,17 @@ def _fmt(value: object) -> str:
 
 
 def _run_link(ui: str, search: SearchData, run_id: str, text: str) -> str:
-    url = f"{ui.rstrip('/')}/#/experiments/{search.experiment_id}/runs/{run_id}"
+    return _link(mlflow_ui.run_url(ui, search.experiment_id, run_id), text)
+
+
+def _trials_links(ui: str, search: SearchData) -> str:
+    """Links to the search's trials in the MLflow UI: ranked in a table, and in its charts."""
+    table = mlflow_ui.trials_url(ui, search.experiment_id, search.run_id)
+    charts = mlflow_ui.trials_url(ui, search.experiment_id, search.run_id, charts=True)
+    return f"{_link(table, 'the trials, ranked')}, {_link(charts, 'their charts')}"
+
+
+def _link(url: str, text: str) -> str:
     return f'<a href="{html.escape(url)}">{html.escape(text)}</a>'
 
 
@@ -201,7 +211,8 @@ def _search_section(search: SearchData, ui: str) -> str:
     title = (f"<h2>Search {_run_link(ui, search, search.run_id, search.run_name)}</h2>"
              f"<p class='meta'>algorithm {html.escape(search.algo)}, seed {html.escape(search.seed)}, "
              f"{_trial_counts(search)}, status {html.escape(search.status)}; "
-             f"best {html.escape(search.metric)} {best_text}{_against_start(search)}</p>")
+             f"best {html.escape(search.metric)} {best_text}{_against_start(search)}</p>"
+             f"<p class='meta'>In the MLflow UI: {_trials_links(ui, search)}</p>")
     if search.status == "INTERRUPTED" and search.results:
         title += (f"<p class='meta'>Interrupted; continue it with <code>tuneforge resume "
                   f"{html.escape(search.results)}</code></p>")
@@ -268,7 +279,7 @@ def _load_checked(experiment: str, tracking_uri: str | None,
 def _write_report(experiment: str, searches: Sequence[SearchData], *, tracking_uri: str, folder: Path,
                   ui_url: str | None) -> Path:
     """Write ``<folder>/report.html`` (the folder is made if missing) and return its path."""
-    ui = ui_url or (tracking_uri if tracking_uri.startswith(("http://", "https://")) else _DEFAULT_UI)
+    ui = mlflow_ui.ui_url(tracking_uri, ui_url)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / _REPORT_FILE
     path.write_text(render(experiment, searches, tracking_uri=tracking_uri, ui=ui))

@@ -115,6 +115,9 @@ class StoreWriter:
             self.client.log_text(self.parent_run_id, text, name)
         return self.experiment_id, self.parent_run_id
 
+    def set_experiment_tag(self, name: str, value: str) -> None:
+        self.client.set_experiment_tag(self.experiment_id, name, value)
+
     def _get_or_create_experiment(self) -> str:
         """The experiment's id, restoring it if deleted, creating it if missing. Another driver
         may create it between the look-up and the creation: then it is looked up again."""

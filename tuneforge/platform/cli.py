@@ -109,6 +109,7 @@ _interrupts = _Interrupts()
 
 
 def _print_summary(result: Any) -> None:
+    from tuneforge.dashboards.mlflow_ui import trials_url, ui_url
     from tuneforge.platform.runner import SCORED
 
     ranked = result.ranked()
@@ -140,12 +141,12 @@ def _print_summary(result: Any) -> None:
             print(f"Best model:  {result.model_uri}  (mlflow.pyfunc.load_model or the family's flavour)")
     print(f"Parent run: {result.parent_run_id} in experiment {result.experiment!r}")
     print("\nLook further:")
-    if result.tracking_uri.startswith(("http://", "https://")):
-        print(f"  MLflow UI: {result.tracking_uri.rstrip('/')}/#/experiments/{result.experiment_id}"
-              f"/runs/{result.parent_run_id}")
-    else:
-        print(f"  tuneforge server --tracking-uri {result.tracking_uri}   (MLflow UI at "
-              "http://127.0.0.1:5000)")
+    ui = ui_url(result.tracking_uri)
+    if not result.tracking_uri.startswith(("http://", "https://")):
+        print(f"  tuneforge server --tracking-uri {result.tracking_uri}   (the MLflow UI, then open:)")
+    print(f"  MLflow UI, the trials ranked: {trials_url(ui, result.experiment_id, result.parent_run_id)}")
+    print(f"  their charts:                 "
+          f"{trials_url(ui, result.experiment_id, result.parent_run_id, charts=True)}")
     if result.cluster.is_local:
         print(f"  Ray results: {result.experiment_path} (the local Ray and its dashboard stopped "
               "with the search)")
@@ -180,10 +181,13 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from tuneforge.dashboards.mlflow_ui import trials_url, ui_url
     from tuneforge.platform.resume import list_searches, resume_command
     from tuneforge.platform.tracking import resolve_tracking_uri
 
-    runs = list_searches(args.experiment, resolve_tracking_uri(args.tracking_uri))
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    ui = ui_url(tracking_uri)
+    runs = list_searches(args.experiment, tracking_uri)
     if not runs:
         print(f"no searches in experiment {args.experiment!r}")
         return 0
@@ -192,8 +196,11 @@ def _runs(args: argparse.Namespace) -> int:
     for run in runs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at))
         print(f"{run.name:<{width}}  {run.status:<11}  {run.n_trials:>6}  {started}  {run.run_id}")
+        print(f"{'':<{width}}  trials in the MLflow UI: {trials_url(ui, run.experiment_id, run.run_id)}")
         if run.interrupted and run.results:
             print(f"{'':<{width}}  continue with: {resume_command(run.results)}")
+    if not tracking_uri.startswith(("http://", "https://")):
+        print(f"(the MLflow UI: tuneforge server --tracking-uri {tracking_uri})")
     return 0
 
 
@@ -241,7 +248,9 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
+    from tuneforge.dashboards.mlflow_ui import trials_url
     from tuneforge.platform import server
+    from tuneforge.platform.resume import newest_search
 
     config = server.ServerConfig(backend_store_uri=args.backend_store_uri, host=args.host, port=args.port,
                                  artifacts_destination=args.artifacts_destination, workers=args.workers,
@@ -258,6 +267,10 @@ def _server(args: argparse.Namespace) -> int:
         print(f"warning: --insecure: no authentication; anyone who reaches {config.host}:{config.port} "
               "can read and change every run in the store", file=sys.stderr)
     print(f"  log searches to it:  tuneforge search SPACE --tracking-uri {config.url}")
+    newest = newest_search(store)
+    if newest is not None:
+        print(f"  the newest search, {newest.name}, its trials: "
+              f"{trials_url(config.url, newest.experiment_id, newest.run_id)}")
     if config.host == "127.0.0.1":
         print(f"  from another machine: ssh -L {config.port}:127.0.0.1:{config.port} THIS_HOST, "
               f"then open {config.url}")

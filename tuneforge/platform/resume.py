@@ -94,6 +94,7 @@ class SearchRun:
     """One search of an experiment, as ``tuneforge runs`` lists it."""
 
     run_id: str
+    experiment_id: str
     name: str
     status: str
     """MLflow's status, or INTERRUPTED for a RUNNING search whose driver is gone."""
@@ -116,6 +117,36 @@ class SearchRun:
             raise ConfigError(f"search {self.name} ({self.run_id}) has no {Artifacts.SEARCH}: it cannot "
                               f"be resumed ({type(exc).__name__})") from None
         return SavedSearch.from_json(Path(text).read_text(), f"run {self.run_id}")
+
+
+@dataclass(frozen=True)
+class NewestSearch:
+    """The search a store's newest parent run is: what ``tuneforge server`` links to."""
+
+    experiment_id: str
+    run_id: str
+    name: str
+
+
+def newest_search(tracking_uri: str) -> NewestSearch | None:
+    """The newest search in the store, of any experiment; None in a new store, or where the
+    store cannot be read now (the server is then what says why)."""
+    from mlflow import MlflowClient
+
+    from tuneforge.platform._store_writer import store_exists
+
+    try:
+        if not store_exists(tracking_uri):
+            return None
+        client = MlflowClient(tracking_uri)
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        runs = experiments and client.search_runs(experiments, f"tags.`{Tags.ROLE}` = '{Roles.SEARCH}'",
+                                                  order_by=["attributes.start_time DESC"], max_results=1)
+    except Exception:  # a link is a convenience: the server starts regardless
+        return None
+    if not runs:
+        return None
+    return NewestSearch(runs[0].info.experiment_id, runs[0].info.run_id, runs[0].info.run_name)
 
 
 def list_searches(experiment: str, tracking_uri: str) -> list[SearchRun]:
@@ -142,7 +173,8 @@ def list_searches(experiment: str, tracking_uri: str) -> list[SearchRun]:
         status = run.info.status
         if status == TrialStatus.RUNNING.value and interrupted(status, tags, now):
             status = "INTERRUPTED"
-        listed.append(SearchRun(run_id=run.info.run_id, name=run.info.run_name, status=status,
+        listed.append(SearchRun(run_id=run.info.run_id, experiment_id=found.experiment_id,
+                                name=run.info.run_name, status=status,
                                 started_at=run.info.start_time / 1000,
                                 n_trials=trials.get(run.info.run_id, 0),
                                 results=tags.get(Tags.RAY_RESULTS), client=client))

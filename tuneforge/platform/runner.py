@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneforge.dashboards.mlflow_ui import trials_view
 from tuneforge.errors import ConfigError
 from tuneforge.platform.cluster import (
     Cluster,
@@ -227,6 +228,9 @@ def _start_search(plan: SearchPlan, config: dict[str, Any], cluster: Cluster,
         tags={Tags.RAY_RESULTS: plan.experiment_path(name), **_warm_start_tags(plan),
               **dict(plan.options.tags)},
         artifacts={Artifacts.SPACE: _space_document(plan.space), **_family_artifacts(plan, config)})
+    space = plan.space  # the MLflow UI's view of the trials, which the printed links open
+    recorder.set_experiment_tag(*trials_view(parent_run_id, name, space.metric, space.mode,
+                                             space.param_names))
     _save_search(plan, name, parent_run_id, recorder)
     return name, plan.experiment_path(name)
 

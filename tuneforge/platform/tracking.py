@@ -111,6 +111,10 @@ class SearchRecorder:
         self._start_heartbeat()
         return self.parent_run_id
 
+    def set_experiment_tag(self, name: str, value: str) -> None:
+        """Tag the search's experiment (a shared view of the MLflow UI), before the trials start."""
+        self._call("set_experiment_tag", name, value)
+
     def resume_search(self, parent_run_id: str, params_of: Any) -> None:
         """Continue the search ``parent_run_id`` (``tuneforge resume``): the parent is RUNNING
         again, driven by this process; each trial it recorded is known again, with its one run,
