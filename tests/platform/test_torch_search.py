@@ -3,6 +3,7 @@ per-epoch metrics and artifacts, the trained model in MLflow, storage folders an
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,14 @@ def test_vit_smoke_search_logs_each_epoch_and_a_model_that_predicts_raw_images(
         history = client.get_metric_history(child.info.run_id, "val_accuracy")
         assert sorted(m.step for m in history) == [1, 2], "one value per epoch, at its epoch"
         assert {"train_loss", "val_loss", "samples_per_s", "peak_rss_mb", "epoch"} <= set(child.data.metrics)
+        system = {k: v for k, v in child.data.metrics.items() if k.startswith("system/")}  # the UI's tab
+        assert set(system) == {"system/process_cpu_utilization_percentage",
+                               "system/process_memory_rss_megabytes", "system/system_memory_usage_megabytes",
+                               "system/system_memory_usage_percentage"}
+        assert 0 < system["system/process_cpu_utilization_percentage"] <= 100 * os.cpu_count() + 1
+        assert 100 < system["system/process_memory_rss_megabytes"] <= child.data.metrics["peak_rss_mb"] + 1
+        assert 0 < system["system/system_memory_usage_percentage"] < 100
+        assert len(client.get_metric_history(child.info.run_id, "system/process_memory_rss_megabytes")) == 2
         assert _artifacts(client, child.info.run_id, "confusion_matrix") == {
             "confusion_matrix/epoch-0001.png", "confusion_matrix/epoch-0002.png"}
         assert "model/MLmodel" in _artifacts(client, child.info.run_id, "model")

@@ -11,7 +11,8 @@ owns everything else, so a fix here fixes every family:
   of the trial's epochs done), ``epoch_s``, ``samples_per_s`` (training samples a second, all
   workers' together; and ``tokens_per_s`` where the family counts tokens), ``peak_rss_mb``
   (the trial process's peak memory), ``workers`` (how many
-  train it) and ``device`` (a string, e.g. ``"cpu"``, ``"cuda:0"``: where it trained), a
+  train it) and ``device`` (a string, e.g. ``"cpu"``, ``"cuda:0"``: where it trained), the
+  ``system/...`` metrics of the MLflow UI's system-metrics tab (:func:`system_metrics`), a
   checkpoint, and the family's pictures;
 - a checkpoint holds the model, optimisers, LR schedulers, the AMP scaler, every RNG state, the
   family's ``extras`` (a vocabulary) and the epoch, so a trial stopped after epoch k and resumed
@@ -30,8 +31,10 @@ every rank reports each epoch. A single-process trial is the one-worker case and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import random
 import tempfile
 import time
@@ -357,6 +360,7 @@ def _training_model(run: EpochRun) -> Iterator[None]:
 
 
 def _timed_epoch(family: TorchFamily, run: EpochRun) -> dict[str, Any]:
+    cpu_started = time.process_time()
     with _training_model(run):
         run.state.model.train()
         started = time.perf_counter()
@@ -371,9 +375,53 @@ def _timed_epoch(family: TorchFamily, run: EpochRun) -> dict[str, Any]:
     if run.rank == 0:
         with torch.no_grad():
             metrics.update(family.evaluate(run))
+    wall = time.perf_counter() - started
     return {**metrics, "epoch": float(run.epoch), "progress": run.epoch / run.settings.n_epochs,
             "epoch_s": seconds, "samples_per_s": n_samples / seconds, "peak_rss_mb": _peak_rss_mb(),
-            "workers": float(run.world_size), "device": str(run.device)}
+            "workers": float(run.world_size), "device": str(run.device),
+            **system_metrics(run.device, time.process_time() - cpu_started, wall)}
+
+
+def system_metrics(device: torch.device, cpu_s: float, wall_s: float) -> dict[str, float]:
+    """What the MLflow UI's "System metrics" tab plots (metrics named ``system/...``) for the
+    epoch just done: the trial process's CPU use (``cpu_s`` of CPU time over ``wall_s``, in % of
+    one core: 200 is two cores busy), its resident memory now, the machine's memory in use, and
+    on CUDA the GPU's memory held by torch and its utilisation (where NVML is there to say)."""
+    metrics = {"system/process_cpu_utilization_percentage": 100.0 * cpu_s / max(wall_s, 1e-9)}
+    rss = _rss_mb()
+    if rss is not None:
+        metrics["system/process_memory_rss_megabytes"] = rss
+    memory = _machine_memory_mb()
+    if memory is not None:
+        used, total = memory
+        metrics["system/system_memory_usage_megabytes"] = used
+        metrics["system/system_memory_usage_percentage"] = 100.0 * used / total
+    if device.type == "cuda":
+        index = device.index or 0
+        metrics[f"system/gpu_{index}_memory_usage_megabytes"] = torch.cuda.memory_reserved(device) / 2**20
+        with contextlib.suppress(Exception):  # torch reads utilisation through NVML, which may be missing
+            metrics[f"system/gpu_{index}_utilization_percentage"] = float(torch.cuda.utilization(device))
+    return metrics
+
+
+def _rss_mb() -> float | None:
+    """The process's resident memory now, from Linux's /proc (None elsewhere)."""
+    try:
+        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _machine_memory_mb() -> tuple[float, float] | None:
+    """The machine's memory in use and in all (MiB), as ``free`` counts it (total less available),
+    from Linux's /proc/meminfo; None elsewhere."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        total, available = (int(fields[key].split()[0]) / 1024 for key in ("MemTotal", "MemAvailable"))
+    except (OSError, KeyError, ValueError):
+        return None
+    return total - available, total
 
 
 def _mean_over_workers(metrics: dict[str, float], run: EpochRun) -> dict[str, float]:
