@@ -43,7 +43,8 @@ def test_piped_progress_prints_stages_trial_lines_and_status_lines() -> None:
     assert any(line.startswith("[1/4] a  cv_neg_rmse=-55  best=-55") for line in lines)
     assert any(line.startswith("[2/4] b  FAILED: ValueError: boom") for line in lines)
     status = [line for line in lines if line.startswith("  status: ")]
-    assert len(status) == 2, "one status line per ended trial when piped (and every interval_s)"
+    assert len(status) == 3, "piped: when the first trial starts, per ended trial, every interval_s"
+    assert "running 1  pending 3" in status[0]
     assert "running 0  pending 2  finished 1  stopped 0  failed 1" in status[-1]
     assert "results 1" in status[-1] and "best cv_neg_rmse=-55" in status[-1]
     assert "left" in status[-1], "half the trials ended: an estimate of the time left"
@@ -62,13 +63,29 @@ def test_a_terminal_gets_one_redrawn_line_with_a_bar() -> None:
     assert "\n" not in last, "the status line is redrawn in place, not printed"
 
 
-def _header(space: str, **options: object) -> str:
+def _lines(space: str, **options: object) -> list[str]:
     out = io.StringIO()
     plan = plan_search(space, SearchOptions(seed=5, **options))
     cluster = Cluster(address="127.0.0.1:6379", dashboard_url=None, is_local=True,
                       node_resources=({"CPU": 2.0},), job_name="test")
     SearchProgress(stream=out, live=False)(SearchStarted(plan, cluster, "parent-run", "/tmp/x"))
-    return out.getvalue().splitlines()[0]
+    return out.getvalue().splitlines()
+
+
+def _header(space: str, **options: object) -> str:
+    return _lines(space, **options)[0]
+
+
+def test_a_full_size_search_says_what_it_will_cost_and_points_to_smoke() -> None:
+    lines = _lines("vit-mnist", trials=8, cpus_per_trial=1)
+    [cost] = [line for line in lines if line.startswith("  Cost:")]
+    assert cost == ("  Cost:   about 3.5 min a trial of the default config on 2 CPUs; 8 trials, 2 at a time: "
+                    "~14m00s (less where a scheduler stops trials); --smoke checks the set-up in a minute "
+                    "or two")
+    [budgeted] = [line for line in _lines("vit-mnist", time_budget="30m") if line.startswith("  Cost:")]
+    assert "the time budget (30m00s) bounds the search" in budgeted
+    assert not [line for line in _lines("vit-mnist", trials=2, smoke=True) if line.startswith("  Cost:")]
+    assert not [line for line in _lines("ridge-diabetes") if line.startswith("  Cost:")], "no measured cost"
 
 
 def test_the_header_names_the_scheduler_and_workers_and_no_seed_for_a_grid() -> None:

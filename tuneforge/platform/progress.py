@@ -100,7 +100,7 @@ class SearchProgress:
     def _trial_started(self, event: TrialStarted) -> None:
         self._n_started += 1
         self._progress[event.record.trial_id] = 0.0
-        self._show_status()
+        self._show_status(force=self._n_started == 1)  # the trials are running: say so at once
 
     def _trial_result(self, event: TrialResult) -> None:
         self._n_results += 1
@@ -194,4 +194,27 @@ def _started_lines(event: SearchStarted) -> list[str]:
         lines.append(f"  Note:   {plan.start.warning}")
     if plan.warm_start is not None:
         lines.append(f"  Warm:   {plan.warm_start.summary()}")
+    cost = _cost_line(plan, n_cpus)
+    if cost:
+        lines.append(f"  Cost:   {cost}")
     return lines
+
+
+def _cost_line(plan: Any, n_cpus: float) -> str | None:
+    """What a full-size search will take, from the space's measured ``trial_minutes`` (the
+    default config on a 2-CPU machine): a trial, and all of them where their number is known;
+    None for a ``--smoke`` search or a space that says nothing of its cost."""
+    space, options = plan.space, plan.options
+    if options.smoke or not space.trial_minutes:
+        return None
+    at_once = max(1, int(n_cpus // options.cpus_per_trial)) if options.cpus_per_trial else 1
+    if options.max_concurrent:
+        at_once = min(at_once, options.max_concurrent)
+    text = f"about {space.trial_minutes:g} min a trial of the default config on 2 CPUs"
+    if plan.time_budget_s is not None:
+        text += f"; the time budget ({_duration(plan.time_budget_s)}) bounds the search"
+    elif plan.setup.n_trials:
+        total = plan.setup.n_trials * space.trial_minutes * 60 / at_once
+        text += (f"; {plan.setup.n_trials} trials, {at_once} at a time: ~{_duration(total)} "
+                 "(less where a scheduler stops trials)")
+    return text + "; --smoke checks the set-up in a minute or two"
