@@ -343,7 +343,8 @@ ROWS = [
     row("cpus per trial abc", BRANIN, "--cpus-per-trial", "abc",
         message="argument --cpus-per-trial: invalid float value: 'abc'"),
     row("unknown flag", BRANIN, "--frobnicate",
-        message="error: tuneforge: unrecognized arguments: --frobnicate"),
+        message="error: tuneforge search: unrecognized arguments: --frobnicate (see tuneforge search "
+                "--help)"),
     row("flag without its value", BRANIN, "--algo", message="argument --algo: expected one argument"),
 ]
 
