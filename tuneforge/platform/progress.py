@@ -194,20 +194,24 @@ def _started_lines(event: SearchStarted) -> list[str]:
         lines.append(f"  Note:   {plan.start.warning}")
     if plan.warm_start is not None:
         lines.append(f"  Warm:   {plan.warm_start.summary()}")
-    cost = _cost_line(plan, n_cpus)
+    cost = _cost_line(plan, cluster)
     if cost:
         lines.append(f"  Cost:   {cost}")
     return lines
 
 
-def _cost_line(plan: Any, n_cpus: float) -> str | None:
+def _cost_line(plan: Any, cluster: Any) -> str | None:
     """What a full-size search will take, from the space's measured ``trial_minutes`` (the
     default config on a 2-CPU machine): a trial, and all of them where their number is known;
     None for a ``--smoke`` search or a space that says nothing of its cost."""
     space, options = plan.space, plan.options
     if options.smoke or not space.trial_minutes:
         return None
-    at_once = max(1, int(n_cpus // options.cpus_per_trial)) if options.cpus_per_trial else 1
+    from tuneforge.platform.cluster import TrialResources, concurrent_trials
+
+    trial = TrialResources(cpus=options.cpus_per_trial, gpus=options.gpus_per_trial,
+                           workers=options.workers_per_trial)
+    at_once = concurrent_trials(cluster, trial)
     if options.max_concurrent:
         at_once = min(at_once, options.max_concurrent)
     text = f"about {space.trial_minutes:g} min a trial of the default config on 2 CPUs"

@@ -188,10 +188,13 @@ def epochs_line(space: SearchSpace) -> str:
 
 def _searched_epochs_low(space: SearchSpace) -> int | None:
     """The lowest value of a searched ``epochs``; None where the space fixes it."""
-    for param in space.params:
-        if param.name == "epochs" and isinstance(param, IntParam):
-            return int(param.low)
-    return None
+    param = _searched_epochs(space)
+    return int(param.low) if param is not None else None
+
+
+def _searched_epochs(space: SearchSpace) -> IntParam | None:
+    """The space's searched ``epochs``, if it searches it."""
+    return next((p for p in space.params if p.name == "epochs" and isinstance(p, IntParam)), None)
 
 
 def _default_epochs(space: SearchSpace, trainable: Trainable) -> int | None:
@@ -205,7 +208,5 @@ def _config_epochs(space: SearchSpace) -> int | None:
     epochs = space.config.get("epochs")
     if is_int(epochs):
         return epochs
-    for param in space.params:
-        if param.name == "epochs" and isinstance(param, IntParam):
-            return int(param.high)
-    return None
+    param = _searched_epochs(space)
+    return int(param.high) if param is not None else None
