@@ -205,3 +205,49 @@ def test_a_grace_period_beyond_the_fewest_searched_epochs_is_refused(tmp_path) -
 
     with pytest.raises(ConfigError, match="grace_period 10 is more than the fewest epochs a trial runs"):
         _plan(tmp_path, EPOCHS_SEARCHED.replace("grace_period: 2", "grace_period: 10"))
+
+
+class _Controller:
+    """What Ray's HyperBand asks of Tune's controller when a bracket ends: to stop a trial."""
+
+    def __init__(self) -> None:
+        self.stopped: list[str] = []
+
+    def stop_trial(self, trial) -> None:
+        from ray.tune.experiment import Trial
+
+        self.stopped.append(trial.trial_id)
+        trial.temporary_state.saving_to = None
+        trial.set_status(Trial.TERMINATED)
+
+
+def test_hyperband_stops_a_trial_still_saving_when_its_bracket_ends() -> None:
+    """The race that hung a CI run (Ray 2.60, ``_ray_fixes``): two trials reach the end of their
+    bracket together; the first is told to pause and is still saving when the second's result ends
+    the bracket. Stopped then, else it pauses in a bracket that never resumes it and Tune waits
+    forever. Real Ray trials and scheduler; the race is set up by hand, as it only happens under
+    load."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from tuneforge.platform import _ray_fixes
+    from tuneforge.platform.schedulers import Schedule
+
+    _ray_fixes.install()
+    scheduler = Schedule(name="hyperband", max_epochs=4, grace_period=1).build()
+    scheduler.set_search_properties("score", "max")
+    first, second = Trial("curves", stub=True), Trial("curves", stub=True)
+    controller = _Controller()
+    for trial in (first, second):  # the first bracket: two trials, no halving, to epoch 4
+        scheduler.on_trial_add(controller, trial)
+        trial.set_status(Trial.RUNNING)
+    for epoch in (1, 2, 3):
+        for trial in (first, second):
+            result = {"score": 0.5, "training_iteration": epoch}
+            assert scheduler.on_trial_result(controller, trial, result) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(controller, first, {"score": 0.6, "training_iteration": 4}) \
+        == TrialScheduler.PAUSE, "the other has not reached the bracket's end"
+    first.temporary_state.saving_to = object()  # Tune saves it before it is PAUSED
+    assert scheduler.on_trial_result(controller, second, {"score": 0.7, "training_iteration": 4}) \
+        == TrialScheduler.STOP
+    assert controller.stopped == [first.trial_id] and first.status == Trial.TERMINATED

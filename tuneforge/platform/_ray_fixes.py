@@ -14,6 +14,7 @@ __all__ = ["install"]
 def install() -> None:
     """Install every work-around (a second call changes nothing)."""
     _forget_tasks_of_cancelled_actors()
+    _stop_saving_trials_when_a_bracket_ends()
 
 
 def _forget_tasks_of_cancelled_actors() -> None:
@@ -36,3 +37,28 @@ def _forget_tasks_of_cancelled_actors() -> None:
 
     remove_actor._tuneforge_fix = True
     RayActorManager.remove_actor = remove_actor
+
+
+def _stop_saving_trials_when_a_bracket_ends() -> None:
+    """Ray 2.60's HyperBand ``_Bracket.cleanup_full`` stops the bracket's PAUSED trials when its
+    last trial reaches the end, but not one that is still saving on its way to PAUSED (the rest
+    of ``_process_bracket`` treats ``PAUSED or is_saving`` alike). Two trials that reach the
+    bracket's end together under load meet it: the first is told to pause, the second ends the
+    bracket while the first's save is in flight, the first then pauses in a finished bracket that
+    never unpauses it, and Tune waits for it forever ("No trial is running and no new trial has
+    been started")."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers.hyperband import _Bracket
+
+    original = _Bracket.cleanup_full
+    if getattr(original, "_tuneforge_fix", False):
+        return
+
+    def cleanup_full(self: Any, tune_controller: Any) -> None:
+        for trial in self.current_trials():
+            if trial.is_saving and trial.status != Trial.PAUSED:
+                tune_controller.stop_trial(trial)
+        original(self, tune_controller)
+
+    cleanup_full._tuneforge_fix = True
+    _Bracket.cleanup_full = cleanup_full
