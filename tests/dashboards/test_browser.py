@@ -14,14 +14,14 @@ import pytest
 import tuneforge
 from tests.conftest import needs
 from tests.platform.test_server import start_server, stop_server
-from tuneforge.dashboards import build_report
+from tuneforge.dashboards import REPORT_ARTIFACT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(os.environ.get("TUNEFORGE_CI_ARTIFACTS", Path(__file__).parents[2] / "ci-artifacts"))
 # The flags this machine's closed network wants (no background connections, no QUIC).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-N_TRIALS = 4
+N_TRIALS = 8  # enough for the report's importances
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +106,69 @@ def test_the_printed_link_opens_on_the_trials_ranked_by_their_metric(recorded, b
         stop_server(server)
 
 
-def test_report_pictures_render(recorded, browser, tmp_path: Path) -> None:
+def _watch(page) -> list[str]:
+    """What a self-contained page must not do, as it happens: console errors, uncaught
+    exceptions, requests beyond the file itself and its data: URIs."""
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("request", lambda request: None if request.url.startswith(("file:", "data:"))
+            else problems.append(f"request {request.url}"))
+    return problems
+
+
+def _logged_report(store: str, parent_run_id: str, folder: Path) -> Path:
+    from mlflow import MlflowClient
+
+    return Path(MlflowClient(store).download_artifacts(parent_run_id, REPORT_ARTIFACT, str(folder)))
+
+
+def test_the_report_s_plots_render_and_hover_offline(recorded, browser, tmp_path: Path) -> None:
+    """The report the search logged to its parent run: every plot drawn, a hover names the trial
+    and its params, nothing fetched, no console error."""
     result, store = recorded
-    report = build_report(result.experiment, tracking_uri=store, out_dir=tmp_path / "report")
     page = browser
-    page.goto(report.as_uri(), wait_until="load")
-    images = page.locator("img")
-    assert images.count() == 3  # history, parallel coordinates, parameter effects
-    widths = images.evaluate_all("imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
-    assert all(width > 300 for width in widths), widths
-    assert page.get_by_role("link", name=result.best.name).count() == 1
+    problems = _watch(page)
+    page.goto(_logged_report(store, result.parent_run_id, tmp_path).as_uri(), wait_until="load")
+    plots = page.locator(".js-plotly-plot")
+    # best over time; Optuna's history, parallel coordinates, slice, contour, importances, EDF
+    assert plots.count() == 7
+    sizes = plots.evaluate_all("ps => ps.map(p => p.querySelector('.main-svg').getBoundingClientRect()"
+                               ".height)")
+    assert all(height > 200 for height in sizes), sizes
+    titles = plots.evaluate_all("ps => ps.map(p => p.layout.title.text)")
+    assert titles[0] == "Best cv_accuracy so far against wall time" and "Hyperparameter importances" in titles
+    points = plots.first.locator(".scatterlayer .trace").first.locator(".point")
+    assert points.count() == N_TRIALS
+    points.last.hover(force=True)  # the last trial to end: no other point is drawn over it
+    label = page.locator(".hoverlayer .hovertext").first
+    label.wait_for(timeout=5_000)
+    text = label.text_content()
+    named = [t for t in result.trials if t.trial_id in text]
+    assert len(named) == 1, text  # the trial, as the CLI names it, and its params
+    assert all(f"{name}: " in text for name in named[0].params), text
+    best = result.best
+    assert page.get_by_role("link", name=best.trial_id).count() == 1, "the top trials, linked to MLflow"
+    assert problems == []
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "report.png"), full_page=True)
+
+
+def test_the_report_of_a_vit_search_has_learning_curves_and_a_picture_slider(smoke_search, browser,
+                                                                              tmp_path: Path) -> None:
+    search = smoke_search("vit-digits")
+    page = browser
+    problems = _watch(page)
+    report = _logged_report(search.tracking_uri, search.result.parent_run_id, tmp_path)
+    page.goto(report.as_uri(), wait_until="load")
+    titles = page.locator(".js-plotly-plot").evaluate_all("ps => ps.map(p => p.layout.title.text)")
+    assert any(title.startswith("Learning curves") for title in titles), titles
+    slider = page.locator(".slides input[type=range]")
+    assert slider.count() == 1, "the confusion matrix of each epoch"
+    caption = page.locator(".slides .caption")
+    assert caption.inner_text() == "confusion_matrix/epoch-0002.png"
+    newest = page.locator(".slides img").get_attribute("src")
+    slider.fill("0")
+    assert caption.inner_text() == "confusion_matrix/epoch-0001.png"
+    assert page.locator(".slides img").get_attribute("src") != newest
+    assert problems == []

@@ -72,7 +72,10 @@ def test_random_search_records_a_parent_and_a_child_per_trial(ray_local, trackin
     kinds = [type(e).__name__ for e in events]
     n_stages = kinds.index("SearchStarted")
     assert n_stages == 4 and set(kinds[:n_stages]) == {"Stage"}, "start-up stages come first"
-    assert sorted(kinds[n_stages + 1:]) == ["TrialEnded"] * 6 + ["TrialResult"] * 6 + ["TrialStarted"] * 6
+    assert sorted(kinds[n_stages + 1:-1]) == ["TrialEnded"] * 6 + ["TrialResult"] * 6 + ["TrialStarted"] * 6
+    assert events[-1].text == "writing the report (report/index.html of the parent run)"
+    report = _artifact_text(tracking_uri, parent.info.run_id, "report/index.html")
+    assert report.count("<h2>Search ") == 1 and "class='plot'" in report
     ended = [e for e in events if isinstance(e, TrialEnded)]
     assert [e.n_ended for e in ended] == [1, 2, 3, 4, 5, 6] and all(e.n_trials == 6 for e in ended)
     assert ended[-1].best_score == result.best_score

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from tuneforge.dashboards.report import (
+    REPORT_ARTIFACT,
     build_comparison_report,
     build_report,
     param_importances,
     summarise_algorithms,
 )
 
-__all__ = ["build_comparison_report", "build_report", "param_importances", "summarise_algorithms"]
+__all__ = ["REPORT_ARTIFACT", "build_comparison_report", "build_report", "param_importances",
+           "summarise_algorithms"]

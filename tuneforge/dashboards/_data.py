@@ -16,6 +16,9 @@ from tuneforge.search_spaces import CategoricalParam, FloatParam, IntParam, Sear
 
 __all__ = ["SearchData", "TrialRow", "best_so_far", "load_searches"]
 
+_MAX_PICTURES = 30
+"""Pictures a report shows of one artifact folder (a GAN's samples of each epoch)."""
+
 
 @dataclass(frozen=True)
 class TrialRow:
@@ -31,6 +34,15 @@ class TrialRow:
     """The metric at each step (epoch) of a per-epoch trial, in step order; empty otherwise."""
     stopped: bool = False
     """Stopped early by a scheduler (tag ``tuneforge.status=STOPPED``)."""
+    trial_id: str = ""
+    """Ray Tune's trial id (``5d747_00010``), as the CLI names the trial."""
+    end_ms: int = 0
+    """When the run ended (ms since the epoch); 0 while it runs."""
+
+    @property
+    def label(self) -> str:
+        """The trial's name as the CLI prints it: its Ray trial id, else its run's name."""
+        return self.trial_id or self.name
 
 
 @dataclass(frozen=True)
@@ -56,9 +68,10 @@ class SearchData:
     start_point: str | None = None
     """The starting point the best trial is compared with (``the default config``), where one
     scored; its score and the gain are ``metrics``' ``start_score`` and ``gain_over_start``."""
-    pictures: dict[str, bytes] = field(default_factory=dict)
-    """The best trial's family pictures: the newest PNG of each of its artifact folders
-    (the ViT's ``confusion_matrix/epoch-0005.png``...), by path."""
+    pictures: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
+    """The best trial's family pictures by artifact folder (the ViT's ``confusion_matrix``, a
+    GAN's ``samples``): each folder's PNGs as (path, bytes), oldest first (one an epoch), at most
+    ``_MAX_PICTURES`` of them, the last always the newest."""
 
     def values(self) -> np.ndarray:
         """The metric of each trial, in start order; NaN where it has none. Shape (n_trials,)."""
@@ -129,12 +142,15 @@ def _trial_rows(client: Any, experiment_id: str, parent_id: str, space: SearchSp
                      start_ms=int(run.info.start_time or 0),
                      params={name: _typed(params.get(name), text) for name, text in run.data.params.items()},
                      metrics=dict(run.data.metrics), curve=_curve(client, run, metric),
-                     stopped=run.data.tags.get(Tags.STATUS) == TrialStatus.STOPPED.value) for run in runs]
+                     stopped=run.data.tags.get(Tags.STATUS) == TrialStatus.STOPPED.value,
+                     trial_id=run.data.tags.get(Tags.TRIAL_ID, ""), end_ms=int(run.info.end_time or 0))
+            for run in runs]
     return tuple(sorted(rows, key=lambda row: (row.start_ms, row.name)))
 
 
-def _pictures(client: Any, run_id: str) -> dict[str, bytes]:
-    """The newest PNG of each artifact folder of a run (not the model's)."""
+def _pictures(client: Any, run_id: str) -> dict[str, list[tuple[str, bytes]]]:
+    """The PNGs of each artifact folder of a run (not the model's), oldest first: every one up
+    to ``_MAX_PICTURES``, else that many spread evenly, the newest last."""
     import tempfile
     from pathlib import Path
 
@@ -143,9 +159,12 @@ def _pictures(client: Any, run_id: str) -> dict[str, bytes]:
         if not folder.is_dir or folder.path == Artifacts.MODEL:
             continue
         pngs = sorted(f.path for f in client.list_artifacts(run_id, folder.path) if f.path.endswith(".png"))
+        if len(pngs) > _MAX_PICTURES:
+            pngs = [pngs[round(i)] for i in np.linspace(0, len(pngs) - 1, _MAX_PICTURES)]
         if pngs:
             with tempfile.TemporaryDirectory() as tmp:
-                pictures[pngs[-1]] = Path(client.download_artifacts(run_id, pngs[-1], tmp)).read_bytes()
+                pictures[folder.path] = [
+                    (path, Path(client.download_artifacts(run_id, path, tmp)).read_bytes()) for path in pngs]
     return pictures
 
 

@@ -1,14 +1,16 @@
-"""The comparison report: one self-contained HTML page per MLflow experiment.
+"""The report: one self-contained, interactive HTML page per MLflow experiment.
 
-Per search: the optimisation history with the best so far, for per-epoch trainables the
-learning curve of every trial (stopped trials marked where they stopped), parallel coordinates
-of params against the metric, each param's effect (a marginal view, and its fANOVA importance
-from Optuna), the top trials linked to their MLflow runs, and the best trial's pictures (the
-newest of each kind its family draws, e.g. the ViT's confusion matrix). Across the searches of the experiment
-(the same space, by tuneforge's convention): the algorithms' best-so-far curves and a table of
-final bests, their spread, and the trials each needed to reach a common target. Pictures are
-PNGs inside the page, so the one file is the whole report. ``tuneforge compare`` adds its
-picture and table beside the page (:func:`build_comparison_report`).
+Per search (``_figures``, plotly): the best so far against wall time and the gain over the
+starting point; for per-epoch trainables the learning curve of every trial (stopped trials
+marked where they stopped); Optuna's optimisation history, parallel coordinates, slice, contour,
+parameter importances (PED-ANOVA and fANOVA) and empirical distribution, drawn from an in-memory
+study of the search's trials; the top trials linked to their MLflow runs; and the best trial's
+pictures (its family's: the ViT's confusion matrix, a GAN's samples of each epoch under a
+slider). Across the searches of the experiment (the same space, by tuneforge's convention): the
+algorithms' best-so-far curves and a table of final bests, their spread, and the trials each
+needed to reach a common target. plotly.js and the pictures are inside the page: the one file
+is the whole report, and it opens with no network. ``tuneforge compare`` adds its picture and
+table beside the page (:func:`build_comparison_report`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import base64
 import csv
 import html
 import io
+import json
 import logging
 import math
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,15 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge._tracking_uri import check_tracking_uri, resolve_tracking_uri
-from tuneforge.dashboards import mlflow_ui
+from tuneforge.dashboards import _figures, mlflow_ui
 from tuneforge.dashboards._data import SearchData, best_so_far, load_searches
-from tuneforge.dashboards._plots import (
-    comparison_png,
-    effects_png,
-    history_png,
-    learning_curves_png,
-    parallel_png,
-)
+from tuneforge.dashboards._plots import comparison_png
 from tuneforge.schema import Metrics, TrialStatus
 
 __all__ = ["AlgorithmSummary", "build_comparison_report", "build_report", "param_importances",
@@ -44,8 +42,9 @@ __all__ = ["AlgorithmSummary", "build_comparison_report", "build_report", "param
 logger = logging.getLogger(__name__)
 
 _REPORT_FILE = "report.html"
+REPORT_ARTIFACT = "report/index.html"
+"""Where a search's parent run keeps its report: MLflow's artifact view shows it."""
 _COMPARISON_PNG, _COMPARISON_CSV, _COMPARISON_MD = "comparison.png", "comparison.csv", "comparison.md"
-_MIN_TRIALS_FOR_IMPORTANCE = 8  # fANOVA's forest says little about fewer trials
 _TOP_TRIALS = 10
 
 
@@ -103,28 +102,10 @@ def summarise_algorithms(searches: Sequence[SearchData]) -> tuple[list[Algorithm
     return summaries, target
 
 
-def param_importances(search: SearchData) -> dict[str, float]:
-    """fANOVA importance of each param (shares summing to 1), from Optuna; empty when there are
-    too few scored trials or no recorded space."""
-    import optuna
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
-
-    from tuneforge.search_spaces import to_optuna_distributions
-
-    scored = search.ranked()
-    if search.space is None or len(scored) < _MIN_TRIALS_FOR_IMPORTANCE:
-        return {}
-    distributions = to_optuna_distributions(search.space)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize" if search.mode == "max" else "minimize")
-    for trial in scored:
-        if search.space.contains(trial.params):
-            study.add_trial(optuna.trial.create_trial(
-                params={n: trial.params[n] for n in distributions}, distributions=distributions,
-                value=trial.metrics[search.metric]))
-    if len(study.trials) < _MIN_TRIALS_FOR_IMPORTANCE:
-        return {}
-    return get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+def param_importances(search: SearchData) -> dict[str, dict[str, float]]:
+    """Each param's importance (shares summing to 1) by PED-ANOVA and by fANOVA, from Optuna,
+    keyed by the evaluator's name; empty with too few scored trials or no recorded space."""
+    return _figures.importances(_figures.study_of(search))
 
 
 # -- HTML ----------------------------------------------------------------------------------------
@@ -135,12 +116,47 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2e
 table { border-collapse: collapse; margin: 1em 0; font-size: .9em; }
 th, td { border: 1px solid #ddd; padding: .3em .6em; text-align: left; }
 th { background: #f4f4f4; } img { max-width: 100%; display: block; margin: .8em 0; }
-.meta { color: #666; font-size: .9em; }
+.meta { color: #666; font-size: .9em; } .plot { margin: 1em 0; }
+.slides input { width: 60%; } .slides .caption { color: #666; font-size: .9em; margin-left: 1em; }
 """
+_SLIDES_JS = """
+function tuneforgeSlide(input) {
+  const box = input.closest('.slides');
+  const [path, src] = JSON.parse(box.querySelector('script').textContent)[input.value];
+  box.querySelector('img').src = src;
+  box.querySelector('.caption').textContent = path;
+}
+"""
+_PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+def _plot(figure: object) -> str:
+    """A plotly figure as a div of the page (plotly.js is in the page's head, once)."""
+    return "<div class='plot'>" + figure.to_html(full_html=False, include_plotlyjs=False,
+                                                 config=_PLOTLY_CONFIG) + "</div>"
+
+
+def _data_uri(png: bytes) -> str:
+    return f"data:image/png;base64,{base64.b64encode(png).decode()}"
 
 
 def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+    return f'<img alt="{html.escape(alt)}" src="{_data_uri(png)}">'
+
+
+def _pictures(folder: str, pictures: Sequence[tuple[str, bytes]]) -> str:
+    """A folder's pictures: the one, or the newest under a slider that goes back through the
+    others (a GAN's samples of each epoch)."""
+    path, newest = pictures[-1]
+    if len(pictures) == 1:
+        return f"<h3>Best trial: {html.escape(path)}</h3>" + _img(newest, path)
+    frames = json.dumps([[p, _data_uri(png)] for p, png in pictures]).replace("</", "<\\/")
+    return (f"<h3>Best trial: {html.escape(folder)} ({len(pictures)} pictures)</h3>"
+            f"<div class='slides'>{_img(newest, path)}"
+            f"<input type='range' min='0' max='{len(pictures) - 1}' value='{len(pictures) - 1}' "
+            f"aria-label='{html.escape(folder)}' oninput='tuneforgeSlide(this)'>"
+            f"<span class='caption'>{html.escape(path)}</span>"
+            f"<script type='application/json'>{frames}</script></div>")
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -180,7 +196,7 @@ def _comparison_section(searches: Sequence[SearchData]) -> str:
             for s in summaries]
     return (f"<h2>Algorithms compared</h2><p>{len(searches)} searches of {html.escape(metric)} "
             f"({mode}). Target: {_fmt(target)}, the median final best.</p>"
-            + _img(comparison_png({s.algo: s.curves for s in summaries}, metric), "best so far by algorithm")
+            + _plot(_figures.comparison({s.algo: s.curves for s in summaries}, metric))
             + _table(["algorithm", "searches", f"final best {metric} (mean)", "std",
                       "trials to target (median)", "seconds per suggestion"], rows))
 
@@ -219,22 +235,21 @@ def _search_section(search: SearchData, ui: str) -> str:
     if best is None:
         return title + "<p>No trial reported the metric.</p>"
     names = list(search.space.param_names if search.space else best.params)
-    importances = param_importances(search)
-    top = [[str(rank), _run_link(ui, search, t.run_id, t.name), _fmt(t.metrics[search.metric]),
+    study = _figures.study_of(search)
+    shares = _figures.importances(study)
+    top = [[str(rank), _run_link(ui, search, t.run_id, t.label), _fmt(t.metrics[search.metric]),
             *(_fmt(t.params.get(n)) for n in names)]
            for rank, t in enumerate(search.ranked()[:_TOP_TRIALS], 1)]
-    parts = [title, _img(history_png(search), "optimisation history")]
+    parts = [title, _plot(_figures.best_over_time(search))]
     if any(len(t.curve) > 1 for t in search.trials):
-        parts.append(_img(learning_curves_png(search), "learning curves"))
-    if len(search.ranked()) >= 2:
-        parts.append(_img(parallel_png(search), "parallel coordinates"))
-        parts.append(_img(effects_png(search, importances), "parameter effects"))
-    if importances:
-        parts.append(_table(["param", "fANOVA importance"],
-                            [[html.escape(n), _fmt(v)] for n, v in importances.items()]))
+        parts.append(_plot(_figures.learning_curves(search)))
+    parts += [_plot(figure) for figure in _figures.optuna_figures(search, study, shares)]
+    if shares:
+        parts.append(_table(["param", *(f"{name} importance" for name in shares)],
+                            [[html.escape(n), *(_fmt(v.get(n)) for v in shares.values())]
+                             for n in next(iter(shares.values()))]))
     parts.append(_table(["rank", "trial (MLflow run)", search.metric, *names], top))
-    for path, png in search.pictures.items():
-        parts.append(f"<h3>Best trial: {html.escape(path)}</h3>" + _img(png, path))
+    parts += [_pictures(folder, pictures) for folder, pictures in search.pictures.items()]
     return "".join(parts)
 
 
@@ -243,11 +258,18 @@ def render(experiment: str, searches: Sequence[SearchData], *, tracking_uri: str
     sections = [_comparison_section(searches)] if len(searches) > 1 else []
     sections += [_search_section(s, ui) for s in reversed(searches)]
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>tuneforge report: "
-            f"{html.escape(experiment)}</title><style>{_STYLE}</style></head><body>"
+            f"{html.escape(experiment)}</title><style>{_STYLE}</style>"
+            f"<script>{_plotly_js()}</script><script>{_SLIDES_JS}</script></head><body>"
             f"<h1>tuneforge report: {html.escape(experiment)}</h1>"
             f"<p class='meta'>{len(searches)} search(es) from {html.escape(tracking_uri)}, "
             f"made {time.strftime('%Y-%m-%d %H:%M:%S')}. Links open the MLflow UI at {html.escape(ui)}.</p>"
             + "".join(sections) + "</body></html>")
+
+
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
 
 
 def build_report(experiment: str, *, tracking_uri: str | None = None, out_dir: str | Path | None = None,
@@ -255,16 +277,25 @@ def build_report(experiment: str, *, tracking_uri: str | None = None, out_dir: s
     """Write ``<out_dir>/report.html`` for ``experiment`` and return its path.
 
     ``run_ids`` limits it to those searches (parent runs). The report is also logged to the
-    newest search's parent run, as ``report.html``. Opens nothing.
+    newest search's parent run, as ``report/index.html``. Opens nothing.
     """
     uri, searches = _load_checked(experiment, tracking_uri, run_ids)
     path = _write_report(experiment, searches, tracking_uri=uri,
                          folder=Path(out_dir or Path.cwd() / "reports" / experiment), ui_url=ui_url)
     if log_to_mlflow:
-        from mlflow import MlflowClient
-
-        MlflowClient(uri).log_artifact(searches[-1].run_id, str(path))
+        log_report(path, searches[-1].run_id, uri)
     return path
+
+
+def log_report(path: Path, run_id: str, tracking_uri: str) -> None:
+    """Log the report file ``path`` to the run ``run_id`` as ``report/index.html``."""
+    from mlflow import MlflowClient
+
+    folder, name = REPORT_ARTIFACT.split("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / name
+        copy.write_bytes(path.read_bytes())
+        MlflowClient(tracking_uri).log_artifact(run_id, str(copy), artifact_path=folder)
 
 
 def _load_checked(experiment: str, tracking_uri: str | None,

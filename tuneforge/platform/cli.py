@@ -345,7 +345,7 @@ def _report(args: argparse.Namespace) -> int:
 
     path = build_report(args.experiment, tracking_uri=args.tracking_uri, out_dir=args.out,
                         ui_url=args.ui_url)
-    print(f"Report: {path}  (also logged to the newest search's MLflow parent run)")
+    print(f"Report: {path}  (also logged to the newest search's MLflow parent run, as report/index.html)")
     return 0
 
 

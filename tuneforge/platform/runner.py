@@ -189,7 +189,23 @@ def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
                                              restore=saved.experiment_path if saved else None,
                                              time_used_s=saved.time_used_s if saved else 0.0,
                                              local_dir=Path(saved.local_dir) if saved else None)
+    _log_report(plan, recorder, notify)
     return _result(plan, recorder, cluster, experiment_path, status, best, model_uri, gain)
+
+
+def _log_report(plan: SearchPlan, recorder: SearchRecorder, notify: Callable[[SearchEvent], None]) -> None:
+    """The search's interactive report, logged to its parent run as ``report/index.html``
+    (MLflow's artifact view shows it). A report that cannot be built is a warning: the search and
+    its results stand."""
+    from tuneforge.dashboards import REPORT_ARTIFACT, build_report
+
+    notify(Stage(f"writing the report ({REPORT_ARTIFACT} of the parent run)"))
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            build_report(plan.experiment, tracking_uri=plan.tracking_uri, out_dir=folder,
+                         run_ids=[recorder.parent_run_id])
+    except Exception as error:  # the report is an extra: the search is done
+        logger.warning("the search's report was not written: %s: %s", type(error).__name__, error)
 
 
 def _ray_cluster(plan: SearchPlan, saved: SavedSearch | None) -> AbstractContextManager[Cluster]:
