@@ -39,6 +39,7 @@ BAD = {
                    "config.dataset: missing"),
     "zero epochs": (_space(epochs=0), "epochs: expected a positive integer, got 0"),
     "negative shift": (_space(max_shift=-1), "max_shift: -1 is not allowed; it must be an integer >= 0"),
+    "flip not a bool": (_space(flip="yes"), "flip: 'yes' is not allowed; it must be true or false"),
     "width not divisible by a searched heads choice": (_space(width=30),
                                                        "width: 30 is not divisible by heads"),
     "patch choice that does not divide": (
@@ -88,3 +89,19 @@ def _moved(image, dy: int, dx: int):
 def test_max_shift_is_a_setting_with_default_zero() -> None:
     assert VIT.default_config()["max_shift"] == 0
     assert "max_shift" in VIT.config_keys()
+
+
+def test_random_flip_mirrors_about_half_the_images_and_keeps_the_others() -> None:
+    import numpy as np
+    import torch
+
+    from tuneforge.trainables.torch.classification import random_flip
+
+    images = torch.rand(200, 1, 8, 8)
+    flipped = random_flip(images, np.random.default_rng(0))
+    mirrored = [torch.equal(after, before.flip(-1)) for before, after in zip(images, flipped, strict=True)]
+    kept = [torch.equal(after, before) for before, after in zip(images, flipped, strict=True)]
+    assert all(m != k for m, k in zip(mirrored, kept, strict=True)), "each image is one or the other"
+    assert 70 < sum(mirrored) < 130
+    assert torch.equal(flipped, random_flip(images, np.random.default_rng(0))), "the same for a seed"
+    assert VIT.default_config()["flip"] is False and "flip" in VIT.config_keys()
