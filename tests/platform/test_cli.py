@@ -151,6 +151,30 @@ def test_impossible_resources_are_refused_before_anything_is_created(
     assert list(tmp_path.iterdir()) == []
 
 
+BEFORE_RAY = {  # name: (space file text, extra arguments, message)
+    "missing dataset": (_ridge("dataset: diabetes", "dataset: {path: no.csv, target: y}"), [],
+                        "no.csv does not exist"),
+    "missing image folder": (_vit("dataset: digits", "dataset: {folder: no-images}"), [],
+                             "no-images does not exist"),
+    "metric not reported": (_ridge("metric: cv_r2", "metric: accuracy"), [],
+                            "metric: 'accuracy' is not reported by trainable 'sklearn'"),
+    "more GPUs than the machine has": (RIDGE, ["--gpus-per-trial", "64"],
+                                       "--cpus-per-trial 1 --gpus-per-trial 64: this machine has "),
+    "more CPUs than the machine has": (RIDGE, ["--cpus-per-trial", "64"],
+                                       "--cpus-per-trial 64 --gpus-per-trial 0: this machine has "),
+}
+
+
+@pytest.mark.parametrize(("text", "extra", "message"), BEFORE_RAY.values(), ids=BEFORE_RAY.keys())
+def test_a_refusal_comes_before_ray_starts(tmp_path: Path, text: str, extra: list[str], message: str) -> None:
+    """The console script, a process of its own: Ray would start in it, after the checks."""
+    write_space(tmp_path, text, "nope.yaml")
+    done = tuneforge("search", "nope.yaml", *extra, cwd=tmp_path)
+    assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert "checking trainable" in done.stdout and "starting a local Ray" not in done.stdout, done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nope.yaml"], "nothing may be created"
+
+
 def test_the_console_script_exits_2_without_a_traceback(tmp_path: Path) -> None:
     done = tuneforge("search", "nope.yaml", cwd=tmp_path)
     assert done.returncode == 2

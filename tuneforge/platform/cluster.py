@@ -368,6 +368,25 @@ def check_trial_resources(cluster: Cluster, trial: TrialResources) -> str | None
     raise ConfigError(_refusal(cluster, trial, max_workers=math.floor(n_bundles)))
 
 
+def check_local_resources(address: str | None, trial: TrialResources) -> None:
+    """Before Ray starts: a local Ray (no ``address``) gets this machine's CPUs and GPUs, as Ray
+    counts them, so a trial that asks for more is refused now (ConfigError, one line), not after
+    Ray's start-up. Nothing is checked when a cluster is named or Ray already runs in this
+    process (its resources are its own, as a test's Ray with declared GPUs)."""
+    import ray
+
+    if address is not None or ray.is_initialized():
+        return
+    from ray._private.accelerators import get_accelerator_manager_for_resource
+    from ray._private.utils import get_num_cpus
+
+    machine = {"CPU": float(get_num_cpus()),
+               "GPU": float(get_accelerator_manager_for_resource("GPU").get_current_node_num_accelerators())}
+    if not _holds([_bundles(machine, trial)], trial):
+        raise ConfigError(f"{trial.flags()}: this machine has {_cpus_gpus(machine)}, which a local Ray "
+                          "gets; ask for less, or join a cluster with --address")
+
+
 def concurrent_trials(cluster: Cluster, trial: TrialResources) -> int:
     """How many trials the cluster holds at once, alive nodes and the nodes its autoscaler can
     start together (at least 1). The runner limits data-parallel searches to it: their workers'

@@ -4,8 +4,8 @@ A search is validated in two steps. :func:`plan_search` checks the space, the na
 will log, the options, the family's cheap checks (``Trainable.check``: its config's keys and
 types), the algorithm and budget, the tracking store and the storage (that each can be created
 and written) at once, before Ray starts. :func:`prepare_trials` runs the trainable family's own
-checks (estimator, params, dataset, metric), which import its library; the runner calls it
-while Ray starts, since both take seconds. Each problem is a ConfigError, and bad input
+checks (estimator, params, dataset, metric), which import its library (about a second); the
+runner calls it before Ray starts. Each problem is a ConfigError, and bad input
 therefore leaves nothing behind.
 """
 

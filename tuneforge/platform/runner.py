@@ -1,9 +1,10 @@
 """The runner: the one place that builds and runs a ``tune.Tuner``.
 
 A search is validated before anything is created (:mod:`~tuneforge.platform.planning`):
-:func:`plan_search` first, then :func:`prepare_trials` while Ray starts, since both take
-seconds. Only when both passed, and the cluster can hold a trial, are the MLflow experiment
-and runs and the Ray results folder created. Bad input therefore leaves nothing behind.
+:func:`plan_search` first, then :func:`prepare_trials` and, for a local Ray, this machine's
+resources, all before Ray starts (a refusal takes a second, not Ray's start-up). Only when they
+passed, and the cluster can hold a trial, are the MLflow experiment and runs and the Ray
+results folder created. Bad input therefore leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from tuneforge.errors import ConfigError
 from tuneforge.platform.cluster import (
     Cluster,
     TrialResources,
+    check_local_resources,
     check_trial_resources,
     concurrent_trials,
     ray_cluster,
@@ -166,20 +167,20 @@ def resume(target: str | Path, *, tracking_uri: str | None = None, address: str 
 
 def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
              saved: SavedSearch | None = None) -> SearchResult:
-    """Run ``plan``: a new search, or the interrupted search ``saved`` again. Opens the MLflow
-    store, starts or joins Ray while the trainable checks its settings and data, opens the
-    parent run (a new one, or ``saved``'s again), runs the trials and closes the search."""
+    """Run ``plan``: a new search, or the interrupted search ``saved`` again. The trainable checks
+    its settings and data and a local Ray's resources are checked first (refusals before
+    anything starts); then it opens the MLflow store, starts or joins Ray, opens the parent run
+    (a new one, or ``saved``'s again), runs the trials, closes the search and logs its report."""
     recorder = SearchRecorder(tracking_uri=plan.tracking_uri, experiment=plan.experiment)
+    notify(Stage(f"checking trainable {plan.trainable.name!r} (its settings and data)"))
+    config = prepare_trials(plan)  # a second or so: its refusals come before Ray's start-up
+    check_local_resources(plan.address, _trial_resources(plan))
     notify(Stage(f"opening the MLflow store {plan.tracking_uri}"))
     recorder.preload()
     notify(Stage(f"joining Ray at {plan.address}" if plan.address else "starting a local Ray"))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneforge-prepare") as background, \
-            _ray_cluster(plan, saved) as cluster:
-        notify(Stage(f"checking trainable {plan.trainable.name!r} (its settings and data)"))
-        preparing = background.submit(prepare_trials, plan)
+    with _ray_cluster(plan, saved) as cluster:
         if saved is None:  # a resumed search keeps the sizing it started with (its saved options)
             plan = _fit_to_cluster(plan, cluster, notify)
-        config = preparing.result()
         name, experiment_path = (_start_search(plan, config, cluster, recorder) if saved is None
                                  else _reopen_search(plan, saved, recorder))
         notify(SearchStarted(plan, cluster, recorder.parent_run_id, experiment_path,
@@ -220,13 +221,17 @@ def _ray_cluster(plan: SearchPlan, saved: SavedSearch | None) -> AbstractContext
                        cluster_config=Path(cluster_config) if cluster_config else None)
 
 
+def _trial_resources(plan: SearchPlan) -> TrialResources:
+    options = plan.options
+    return TrialResources(cpus=options.cpus_per_trial, gpus=options.gpus_per_trial,
+                          workers=options.workers_per_trial)
+
+
 def _fit_to_cluster(plan: SearchPlan, cluster: Cluster, notify: Callable[[SearchEvent], None]) -> SearchPlan:
     """A new search on ``cluster``: refused when no node can hold a trial (a note when the
     autoscaler must add one); a data-parallel search runs only the trials whose workers fit
     at once."""
-    options = plan.options
-    resources = TrialResources(cpus=options.cpus_per_trial, gpus=options.gpus_per_trial,
-                               workers=options.workers_per_trial)
+    resources = _trial_resources(plan)
     scaling = check_trial_resources(cluster, resources)
     if scaling:
         notify(Stage(scaling))
