@@ -98,6 +98,9 @@ class Tags:
     ``starting point 2``); a trial's run: the starting point it evaluated."""
     TIME_BUDGET_SPENT: Final = "tuneforge.time_budget_spent"
     """Parent run: ``true`` when ``--time-budget`` ended the search."""
+    STOPPED_BECAUSE: Final = "tuneforge.stopped_because"
+    """Parent run: why the runner stopped the search early (a user's trial never reported the
+    space's metric), one line."""
 
 
 HEARTBEAT_S: Final = 30.0

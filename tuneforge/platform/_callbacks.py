@@ -55,7 +55,8 @@ class TrialEvents(Callback):
     ``step_metric``: the result key that is a result's MLflow step (the trainable's).
     ``run_params``: the trainable's params for a trial's run besides the searched ones.
     ``budget``: the search's time budget (a :class:`~.budget.TimeBudget`); the trials still
-    running when it is spent are recorded STOPPED at the epoch they reached.
+    running when it is spent are recorded STOPPED at the epoch they reached. A user's trial that
+    never reported the space's metric stops the search with it: the next would not either.
     """
 
     def __init__(self, name: str, recorder: SearchRecorder, space: SearchSpace, n_trials: int | None,
@@ -123,11 +124,12 @@ class TrialEvents(Callback):
                 self.on_trial_error(0, trials, trial)
         for trial_id in [t for t in self.recorder.trials if t not in known]:
             self.recorder.mark_lost(trial_id, "its configuration may have been tried again as another trial")
-        if self.budget is not None and self.budget.spent:
+        if self.budget is not None and self.budget.stopped:
             self._stopped_by_budget(trials)
 
     def _stopped_by_budget(self, trials: list) -> None:
-        """The trials Tune stopped when the time budget was spent: STOPPED, with their last result."""
+        """The trials Tune stopped when the search was stopped (its time budget spent, or
+        :meth:`~.budget.TimeBudget.stop_search`): STOPPED, with their last result."""
         for trial in trials:
             record = self.recorder.trials.get(trial.trial_id)
             if trial.status == "TERMINATED" and record is not None and record.status not in ENDED:
@@ -156,6 +158,9 @@ class TrialEvents(Callback):
         error = check_reported(self.space, set(record.metrics)) if self.check_metric else None
         if error:
             status = TrialStatus.FAILED
+            if self.budget is not None:
+                self.budget.stop_search(f"trial {trial.trial_id}: {error}; the search stopped after it, "
+                                        "as the other trials run the same function")
         elif self.schedule is not None and self.schedule.stopped_early(trial.last_result or {}):
             status = TrialStatus.STOPPED
         else:

@@ -1,4 +1,5 @@
-"""Wall-clock budgets: ``--time-budget 45m`` ends a search after that long.
+"""Wall-clock budgets: ``--time-budget 45m`` ends a search after that long; and the runner's
+own early end of a search that cannot succeed (:meth:`TimeBudget.stop_search`).
 
 The budget counts from the start of the search's first trial (in a resumed search, of its first
 trial again) to its end. When it is spent, Ray Tune stops every trial still running (the runner
@@ -30,7 +31,8 @@ class TimeBudget(Stopper):
     """Ray Tune's stopper of a whole search after ``seconds`` of its trial loop, of which
     ``used`` were spent before (a resumed search). Every few seconds it writes the time used
     into ``record`` (the search's ``search.json``) where given. ``spent`` says whether it
-    ended the search."""
+    ended the search. Every search has one (``seconds`` infinite without ``--time-budget``):
+    :meth:`stop_search` ends it early, and ``stopped_because`` says why."""
 
     def __init__(self, name: str, seconds: float, *, used: float = 0.0, record: Path | None = None) -> None:
         self.name = name
@@ -38,6 +40,7 @@ class TimeBudget(Stopper):
         self.used_before = used
         self.record = record
         self.spent = False
+        self.stopped_because: str | None = None
         self._started: float | None = None
         self._recorded_at = 0.0
         _LIVE[name] = self
@@ -65,9 +68,22 @@ class TimeBudget(Stopper):
         if self._started is None:
             self._started = time.monotonic()
 
+    def stop_search(self, reason: str) -> None:
+        """End the search now, for ``reason`` (one line; the first reason given stays): no trial
+        starts again, and Tune stops the running ones at its next step."""
+        self.stopped_because = self.stopped_because or reason
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the search was ended by its budget or by :meth:`stop_search`."""
+        return self.spent or self.stopped_because is not None
+
     def stop_all(self) -> bool:
-        """Called by Tune at every step of its loop: True once the budget is spent."""
+        """Called by Tune at every step of its loop: True once the budget is spent, or the
+        search was stopped."""
         now = time.monotonic()
+        if self.stopped_because is not None:
+            return True
         if self._started is None:
             return False
         if now - self._recorded_at >= _RECORD_EVERY_S:

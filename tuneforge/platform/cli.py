@@ -119,6 +119,8 @@ def _print_summary(result: Any) -> None:
     unscored = f", {n_unscored} without a score (a NaN or infinite {result.metric})" if n_unscored else ""
     print(f"\nSearch {result.status.lower()}: {len(result.trials)} trials, {len(ranked)} scored, "
           f"{n_stopped} stopped early, {n_failed} failed{unscored}.")
+    if result.stopped_because:
+        print(f"Stopped early: {result.stopped_because}.")
     if result.smoke:
         print("Smoke search: two epochs a trial on a small subset check that the set-up runs end to end; "
               "its scores say nothing of the configs and choose no model. Drop --smoke for a real search.")

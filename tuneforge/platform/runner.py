@@ -87,6 +87,9 @@ class SearchResult:
     smoke: bool = False
     """A ``--smoke`` search: its trials ran two epochs on a small subset, so its scores check
     the set-up and say nothing of the configs."""
+    stopped_because: str | None = None
+    """Why the search was stopped before its budget (a user's trial that never reported the
+    space's metric); its status is then FAILED."""
 
     @property
     def best_config(self) -> dict[str, Any] | None:
@@ -171,6 +174,8 @@ def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
     its settings and data and a local Ray's resources are checked first (refusals before
     anything starts); then it opens the MLflow store, starts or joins Ray, opens the parent run
     (a new one, or ``saved``'s again), runs the trials, closes the search and logs its report."""
+    from tuneforge.platform.budget import live_budget  # imports Ray
+
     recorder = SearchRecorder(tracking_uri=plan.tracking_uri, experiment=plan.experiment)
     notify(Stage(f"checking trainable {plan.trainable.name!r} (its settings and data)"))
     config = prepare_trials(plan)  # a second or so: its refusals come before Ray's start-up
@@ -191,7 +196,8 @@ def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
                                              time_used_s=saved.time_used_s if saved else 0.0,
                                              local_dir=Path(saved.local_dir) if saved else None)
     _log_report(plan, recorder, notify)
-    return _result(plan, recorder, cluster, experiment_path, status, best, model_uri, gain)
+    return _result(plan, recorder, cluster, experiment_path, status, best, model_uri, gain,
+                   stopped_because=live_budget(name).stopped_because)
 
 
 def _log_report(plan: SearchPlan, recorder: SearchRecorder, notify: Callable[[SearchEvent], None]) -> None:
@@ -278,13 +284,13 @@ def _family_artifacts(plan: SearchPlan, config: dict[str, Any]) -> dict[str, str
 
 def _result(plan: SearchPlan, recorder: SearchRecorder, cluster: Cluster, experiment_path: str,
             status: TrialStatus, best: TrialRecord | None, model_uri: str | None,
-            gain: Gain | None) -> SearchResult:
+            gain: Gain | None, stopped_because: str | None = None) -> SearchResult:
     return SearchResult(metric=plan.space.metric, mode=plan.space.mode, status=status,
                         trials=tuple(recorder.trials.values()), experiment=plan.experiment,
                         experiment_id=recorder.experiment_id, parent_run_id=recorder.parent_run_id,
                         tracking_uri=plan.tracking_uri, cluster=cluster,
                         experiment_path=experiment_path, best=best, model_uri=model_uri, gain=gain,
-                        smoke=plan.options.smoke)
+                        smoke=plan.options.smoke, stopped_because=stopped_because)
 
 
 def _progress_printer(progress: bool) -> Callable[[SearchEvent], None]:
@@ -348,34 +354,37 @@ def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
         if restore is None:
             timer = TimedSearch(plan.setup.make_search_alg(plan.options.max_concurrent))
         _fit(plan, config, name, recorder, timer and timer.algorithm, notify, restore=restore, budget=budget)
-        status = _search_status(plan, recorder.trials.values(), budget_spent=bool(budget and budget.spent))
+        status = _search_status(plan, recorder.trials.values(), budget_spent=budget.spent,
+                                stopped=budget.stopped_because is not None)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C twice; SIGTERM (Ray's handler exits)
         status = TrialStatus.KILLED
         raise
     finally:
-        if budget is not None:
-            budget.save()
+        budget.save()
         seconds_per_suggestion = timer.seconds_per_suggestion if timer else 0.0
-        spent = bool(budget and budget.spent)
         best, model_uri, gain = _finish(plan, config, recorder, status, seconds_per_suggestion,
-                                        plan.experiment_path(name), budget_spent=spent)
+                                        plan.experiment_path(name), budget_spent=budget.spent,
+                                        stopped_because=budget.stopped_because)
     return status, best, model_uri, gain
 
 
 def _time_budget(plan: SearchPlan, name: str, time_used_s: float, folder: Path) -> Any:
     """The search's :class:`~.budget.TimeBudget` (what is left of it, for a resumed search),
-    recording its use in ``folder``'s ``search.json``; None without ``--time-budget``."""
-    if plan.time_budget_s is None:
-        return None
+    recording its use in ``folder``'s ``search.json``; without ``--time-budget``, one that never
+    runs out (the runner's way to stop a search early)."""
     from tuneforge.platform.budget import TimeBudget
 
+    if plan.time_budget_s is None:
+        return TimeBudget(name, math.inf)
     return TimeBudget(name, plan.time_budget_s, used=time_used_s, record=folder / Artifacts.SEARCH)
 
 
 def _search_status(plan: SearchPlan, trials: Iterable[TrialRecord], *,
-                   budget_spent: bool = False) -> TrialStatus:
-    """KILLED unless every trial ended, or the time budget ended the search; then FINISHED if
-    one scored, else FAILED."""
+                   budget_spent: bool = False, stopped: bool = False) -> TrialStatus:
+    """FAILED if the runner stopped the search; else KILLED unless every trial ended, or the time
+    budget ended the search; then FINISHED if one scored, else FAILED."""
+    if stopped:
+        return TrialStatus.FAILED
     trials = list(trials)
     n_trials = plan.setup.n_trials
     if not budget_spent and (n_trials is None or sum(t.status in ENDED for t in trials) < n_trials):
@@ -517,7 +526,8 @@ def _quiet_tune_output(*, lenient_metric: bool, max_pending: int | None = None) 
 
 def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, status: TrialStatus,
             seconds_per_suggestion: float, experiment_path: str, *,
-            budget_spent: bool = False) -> tuple[TrialRecord | None, str | None, Gain | None]:
+            budget_spent: bool = False,
+            stopped_because: str | None = None) -> tuple[TrialRecord | None, str | None, Gain | None]:
     """Close the parent run with the best trial, its config and model, its gain over the
     starting points, the results table, the time the search algorithm took per suggestion, and
     a description in Markdown (what the MLflow run page shows first); returns the best trial,
@@ -533,6 +543,8 @@ def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, 
     if seconds_per_suggestion:  # unknown to a resumed search (its algorithm is Tune's restored one)
         metrics[Metrics.SECONDS_PER_SUGGESTION] = seconds_per_suggestion
     tags, model_uri = ({Tags.TIME_BUDGET_SPENT: "true"} if budget_spent else {}), None
+    if stopped_because:
+        tags[Tags.STOPPED_BECAUSE] = stopped_because
     gain = _gain(plan, trials, best)
     if gain is not None:
         metrics.update({Metrics.START_SCORE: gain.start, Metrics.GAIN_OVER_START: gain.gain})
@@ -549,13 +561,14 @@ def _finish(plan: SearchPlan, config: dict[str, Any], recorder: SearchRecorder, 
     if model_uri and plan.options.register_model:
         version = recorder.register_model(plan.options.register_model, model_uri)
         tags[Tags.REGISTERED_MODEL] = f"{plan.options.register_model}/{version}"
-    tags[Tags.NOTE] = _note(plan, status, trials, best, gain, model_uri, experiment_path)
+    tags[Tags.NOTE] = _note(plan, status, trials, best, gain, model_uri, experiment_path, stopped_because)
     recorder.end_search(status, metrics=metrics, tags=tags, artifacts=artifacts)
     return best, model_uri, gain
 
 
 def _note(plan: SearchPlan, status: TrialStatus, trials: tuple[TrialRecord, ...], best: TrialRecord | None,
-          gain: Gain | None, model_uri: str | None, experiment_path: str) -> str:
+          gain: Gain | None, model_uri: str | None, experiment_path: str,
+          stopped_because: str | None = None) -> str:
     """The parent run's description: the search's summary in Markdown."""
     from tuneforge.platform.progress import format_value
     from tuneforge.platform.resume import resume_command
@@ -564,6 +577,8 @@ def _note(plan: SearchPlan, status: TrialStatus, trials: tuple[TrialRecord, ...]
     counts = {state: sum(t.status is state for t in trials) for state in TrialStatus}
     lines = [f"**{plan.space.name}**, {plan.options.algo} search: {status.value}, {len(trials)} trials "
              f"({counts[TrialStatus.STOPPED]} stopped early, {counts[TrialStatus.FAILED]} failed)."]
+    if stopped_because:
+        lines.append(f"Stopped early: {stopped_because}.")
     if plan.options.smoke:
         lines.append("A `--smoke` search: its scores check the set-up and choose no model.")
     if best is not None:
