@@ -43,19 +43,24 @@ SHELL_VARIABLES = ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests choose their own store and cluster: nothing leaks in from the shell."""
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests choose their own store and cluster: nothing leaks in from the shell, and the
+    default store (``$TUNEFORGE_HOME/mlflow.db``) is a fresh one of each test's, not the user's."""
     for name in SHELL_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TUNEFORGE_HOME", str(tmp_path_factory.mktemp("tuneforge-home")))
 
 
 @contextlib.contextmanager
 def isolated_environment() -> Iterator[pytest.MonkeyPatch]:
     """What ``_isolated_environment`` does for each test, for a fixture wider than a test; yields
     the MonkeyPatch, undone on exit."""
+    import tempfile
+
     with pytest.MonkeyPatch.context() as patch:
         for name in SHELL_VARIABLES:
             patch.delenv(name, raising=False)
+        patch.setenv("TUNEFORGE_HOME", tempfile.mkdtemp(prefix="tuneforge-home-"))
         yield patch
 
 

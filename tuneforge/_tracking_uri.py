@@ -16,16 +16,35 @@ from urllib.parse import urlparse
 from tuneforge._paths import check_writable
 from tuneforge.errors import ConfigError
 
-__all__ = ["check_tracking_uri", "resolve_tracking_uri"]
+__all__ = ["HOME_VARIABLE", "check_tracking_uri", "default_tracking_uri", "resolve_tracking_uri",
+           "tuneforge_home"]
 
+HOME_VARIABLE = "TUNEFORGE_HOME"
+"""The folder of tuneforge's own files (the default MLflow store); ``~/.tuneforge`` if unset."""
 _SQLITE_FILE = "mlflow.db"
 _HTTP_TIMEOUT_S = 5.0
 _DATABASE_SCHEMES = {"postgresql", "mysql", "mssql"}
 
 
+def tuneforge_home() -> Path:
+    """``$TUNEFORGE_HOME``, else ``~/.tuneforge``: the same folder from any working directory."""
+    return Path(os.environ.get(HOME_VARIABLE) or "~/.tuneforge").expanduser().resolve()
+
+
+def default_tracking_uri() -> str:
+    """The store every command uses unless told otherwise: ``mlflow.db`` in :func:`tuneforge_home`."""
+    return f"sqlite:///{tuneforge_home() / _SQLITE_FILE}"
+
+
 def resolve_tracking_uri(uri: str | None) -> str:
-    """``uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite store ``mlflow.db`` in the cwd."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / _SQLITE_FILE}"
+    """One rule for every command: ``uri`` (``--tracking-uri``), else ``MLFLOW_TRACKING_URI``,
+    else :func:`default_tracking_uri`, whose folder is made here if missing (empty until a
+    search writes the store)."""
+    resolved = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if resolved:
+        return resolved
+    tuneforge_home().mkdir(parents=True, exist_ok=True)
+    return default_tracking_uri()
 
 
 def check_tracking_uri(uri: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,9 @@ def test_the_cli_prints_the_comparison_table(ray_local, tmp_path, monkeypatch, c
     out = capsys.readouterr().out
     assert "Comparing random, optuna-tpe on hartmann3: 1 seeds x 5 trials each" in out
     assert "| algorithm | searches |" in out and "| optuna-tpe | 1 |" in out and "| random | 1 |" in out
-    assert (tmp_path / "mlflow.db").is_file() and len(list((tmp_path / "reports").iterdir())) == 1
+    assert len(list((tmp_path / "reports").iterdir())) == 1
+    home = Path(os.environ["TUNEFORGE_HOME"])  # the default store, the same from any folder
+    assert (home / "mlflow.db").is_file() and not (tmp_path / "mlflow.db").exists()
 
 
 def test_the_cli_refuses_a_bad_algorithm_in_one_line_before_its_header(tmp_path, monkeypatch, capsys) -> None:

@@ -60,7 +60,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     through it (``tuneforge search ridge-diabetes --trials 3 --seed 1`` with a Ray token of its
     own): starting a server and a search takes tens of seconds, and the tests below only read them."""
     folder, token = tmp_path_factory.mktemp("server"), secrets.token_hex(32)
-    with isolated_environment():
+    with isolated_environment() as environment:
+        environment.setenv("TUNEFORGE_HOME", str(folder))  # the default store: $TUNEFORGE_HOME/mlflow.db
         url, process = start_server(folder)
         try:
             search = tuneforge("search", "ridge-diabetes", "--trials", "3", "--seed", "1",
@@ -86,7 +87,7 @@ def test_search_through_the_server_records_runs_and_serves_artifacts(served: Ser
         assert child.info.artifact_uri.startswith("mlflow-artifacts:")
         report = client.download_artifacts(child.info.run_id, "cv_report.json", str(tmp_path))
         assert "Ridge" in json.loads(Path(report).read_text())["estimator"]
-    # The store is the default one beside the server, its artifacts in mlartifacts/.
+    # The store is the default one ($TUNEFORGE_HOME/mlflow.db), its artifacts in mlartifacts/ beside it.
     folder = served.folder
     assert (folder / "mlflow.db").is_file() and any((folder / "mlartifacts").rglob("cv_report.json"))
 

@@ -180,9 +180,11 @@ def _started_lines(event: SearchStarted) -> list[str]:
              f"{', smoke budget' if options.smoke else ''}",
              f"  Ray:    {ray_text}, {len(cluster.node_resources)} node(s), {n_cpus:g} CPUs, {n_gpus:g} GPUs"]
     if cluster.dashboard_url:
-        where = "" if cluster.is_local else " (from your machine: `ray dashboard cluster.yaml`)"
-        lines.append(f"          dashboard {cluster.dashboard_url}{where}, job {cluster.job_name!r}; sign in "
-                     "with the token `ray get-auth-token` prints (API: header 'Authorization: Bearer TOKEN')")
+        lines.append(f"          dashboard {cluster.dashboard_url}, job {cluster.job_name!r}: "
+                     + ("this search's own Ray, which stops with it (README: keep one up with "
+                        "`ray start --head`, then --address auto)" if cluster.is_local else
+                        "it stays up after the search (from your machine: `ray dashboard cluster.yaml`)")
+                     + "; it asks for the token `ray get-auth-token` prints")
     lines.append(f"  MLflow: {plan.tracking_uri}, experiment {plan.experiment!r}, "
                  f"parent run {event.parent_run_id}")
     lines.append(f"  Tune:   {event.experiment_path}")

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneforge._tracking_uri import default_tracking_uri
 from tuneforge.dashboards.mlflow_ui import trials_view
 from tuneforge.errors import ConfigError
 from tuneforge.platform.cluster import (
@@ -180,7 +181,7 @@ def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
     notify(Stage(f"checking trainable {plan.trainable.name!r} (its settings and data)"))
     config = prepare_trials(plan)  # a second or so: its refusals come before Ray's start-up
     check_local_resources(plan.address, _trial_resources(plan))
-    notify(Stage(f"opening the MLflow store {plan.tracking_uri}"))
+    notify(Stage(_store_stage(plan.tracking_uri)))
     recorder.preload()
     notify(Stage(f"joining Ray at {plan.address}" if plan.address else "starting a local Ray"))
     with _ray_cluster(plan, saved) as cluster:
@@ -198,6 +199,17 @@ def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
     _log_report(plan, recorder, notify)
     return _result(plan, recorder, cluster, experiment_path, status, best, model_uri, gain,
                    stopped_because=live_budget(name).stopped_because)
+
+
+def _store_stage(tracking_uri: str) -> str:
+    """What opening the store does; a new SQLite store says where it is, once."""
+    database = Path(tracking_uri.removeprefix("sqlite:///")).expanduser()
+    if not tracking_uri.startswith("sqlite:///") or database.exists():
+        return f"opening the MLflow store {tracking_uri}"
+    if tracking_uri == default_tracking_uri():
+        return (f"creating the MLflow store {tracking_uri}: every tuneforge command's default, from any "
+                "folder ($TUNEFORGE_HOME; --tracking-uri or MLFLOW_TRACKING_URI name another)")
+    return f"creating the MLflow store {tracking_uri}"
 
 
 def _log_report(plan: SearchPlan, recorder: SearchRecorder, notify: Callable[[SearchEvent], None]) -> None:

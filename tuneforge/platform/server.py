@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from tuneforge._tracking_uri import default_tracking_uri, tuneforge_home
 from tuneforge.errors import ConfigError
 from tuneforge.platform.tracking import check_tracking_uri, resolve_tracking_uri
 
@@ -96,7 +97,7 @@ def _backend_store(uri: str | None) -> str:
     """``uri``, else the default store of searches, unless that is a server (then SQLite)."""
     store = uri or resolve_tracking_uri(None)
     if urlparse(store).scheme in ("http", "https"):
-        store = uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+        store = uri or default_tracking_uri()
     scheme = urlparse(store).scheme.split("+")[0]
     if scheme not in _DATABASE_SCHEMES:
         raise ConfigError(f"--tracking-uri: {store!r} is not a database; use sqlite:///path.db "
@@ -110,7 +111,7 @@ def _artifacts_destination(config: ServerConfig, store: str) -> str:
         return str(Path(config.artifacts_destination).expanduser().resolve())
     if store.startswith("sqlite:///"):
         return str(Path(store.removeprefix("sqlite:///")).expanduser().resolve().parent / _ARTIFACTS_FOLDER)
-    return str(Path.cwd() / _ARTIFACTS_FOLDER)
+    return str(tuneforge_home() / _ARTIFACTS_FOLDER)
 
 
 def _allowed_hosts(config: ServerConfig) -> list[str]:
@@ -155,10 +156,10 @@ def read_admin_password(environ: Mapping[str, str] = os.environ) -> str:
 
 
 def _auth_database(store: str) -> Path:
-    """``basic_auth.db`` beside a SQLite store, else in the working folder."""
+    """``basic_auth.db`` beside a SQLite store, else in tuneforge's home folder."""
     if store.startswith("sqlite:///"):
         return Path(store.removeprefix("sqlite:///")).expanduser().resolve().parent / _AUTH_DATABASE
-    return Path.cwd() / _AUTH_DATABASE
+    return tuneforge_home() / _AUTH_DATABASE
 
 
 def _check_existing_admin(database: Path, password: str) -> None:

@@ -244,11 +244,11 @@ class GANFamily(TorchFamily):
         d_lr = gan.d_lr or settings.lr
         optimizers = {"generator": torch.optim.Adam(generator.parameters(), lr=settings.lr, **adam),
                       "discriminator": torch.optim.Adam(discriminator.parameters(), lr=d_lr, **adam)}
-        if settings.warmup_epochs <= 0:
+        if settings.n_warmup_epochs <= 0:
             return TrialState(model=model, optimizers=optimizers)
         d_steps = run.steps_per_epoch(len(run.data.splits.train_labels))
-        warmup = {"discriminator": d_steps * settings.warmup_epochs,
-                  "generator": math.ceil(d_steps / gan.n_critic) * settings.warmup_epochs}
+        warmup = {"discriminator": d_steps * settings.n_warmup_epochs,
+                  "generator": math.ceil(d_steps / gan.n_critic) * settings.n_warmup_epochs}
         schedulers = {name: torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_warmup(warmup[name]))
                       for name, optimizer in optimizers.items()}
         return TrialState(model=model, optimizers=optimizers, schedulers=schedulers)

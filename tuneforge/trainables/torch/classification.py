@@ -42,7 +42,7 @@ from tuneforge.trainables.torch.loop import (
 __all__ = ["ImageClassification", "NormalisedClassifier", "as_float", "channel_stats", "predict",
            "random_flip", "random_shift"]
 
-_SMOKE_TRAIN, _SMOKE_VAL = 512, 256
+_SMOKE_TRAIN, _SMOKE_VAL = 2048, 256  # 16 steps an epoch at batch 128: enough to learn something
 _EVAL_BATCH = 512
 _N_EXAMPLE_IMAGES = 2
 
@@ -141,7 +141,7 @@ class ImageClassification(TorchFamily):
         model.to(run.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         steps_per_epoch = run.steps_per_epoch(len(data.train_labels))
-        schedule = warmup_cosine(settings.warmup_epochs * steps_per_epoch,
+        schedule = warmup_cosine(settings.n_warmup_epochs * steps_per_epoch,
                                   settings.n_epochs * steps_per_epoch)
         return TrialState(model=model, optimizers={"main": optimizer},
                           schedulers={"main": torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)})

@@ -94,6 +94,13 @@ class TrainSettings:
     def n_epochs(self) -> int:
         return min(self.epochs, SMOKE_EPOCHS) if self.smoke else self.epochs
 
+    @property
+    def n_warmup_epochs(self) -> float:
+        """The warm-up a trial runs: a ``--smoke`` trial's is shrunk with its epochs, so that its
+        schedule keeps its shape (a warm-up of 2 epochs would leave 2 smoke epochs no time to
+        learn)."""
+        return self.warmup_epochs * self.n_epochs / self.epochs if self.smoke else self.warmup_epochs
+
 
 @dataclass
 class TrialState:

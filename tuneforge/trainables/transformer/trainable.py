@@ -61,7 +61,7 @@ from tuneforge.trainables.transformer.model import (
 
 __all__ = ["TRANSFORMER", "decode_all", "error_rates", "length_batches", "output_limit", "train_transformer"]
 
-_SMOKE_TRAIN, _SMOKE_VAL, _SMOKE_TEST = 600, 50, 50
+_SMOKE_TRAIN, _SMOKE_VAL, _SMOKE_TEST = 5000, 50, 50
 """``--smoke``: sources of each split (CMUdict's pronunciations of them all)."""
 _POOL_BATCHES = 50
 """Length bucketing: each epoch's permutation is cut into pools of this many batches, each pool
@@ -235,7 +235,7 @@ class TransformerFamily(TorchFamily):
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
                                       betas=(0.9, 0.98))
         steps_per_epoch = run.steps_per_epoch(len(run.data.train.pair_sources))
-        schedule = warmup_cosine(settings.warmup_epochs * steps_per_epoch,
+        schedule = warmup_cosine(settings.n_warmup_epochs * steps_per_epoch,
                                  settings.n_epochs * steps_per_epoch)
         return TrialState(model=model, optimizers={"main": optimizer},
                           schedulers={"main": torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)},
