@@ -102,8 +102,8 @@ def test_vit_smoke_search_logs_each_epoch_and_a_model_that_predicts_raw_images(
 
     page = build_report("vit-digits", tracking_uri=tracking_uri, out_dir=tmp_path / "report",
                         log_to_mlflow=False).read_text()  # the smoke search is shared: read it only
-    assert 'alt="learning curves"' in page
-    assert "Best trial: confusion_matrix/epoch-0002.png" in page
+    assert "Learning curves (max val_accuracy" in page
+    assert "Best trial: confusion_matrix (2 pictures)" in page and "confusion_matrix/epoch-0002.png" in page
 
 
 def test_checkpoints_go_to_a_file_uri_storage_and_artifacts_stay_local(
