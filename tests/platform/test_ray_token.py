@@ -103,13 +103,15 @@ class Sampled:
 @pytest.fixture(scope="module")
 def sampled(tmp_path_factory: pytest.TempPathFactory) -> Sampled:
     """``tuneforge search ridge-diabetes --trials 4 --seed 1`` in a fresh folder, with the
-    defaults (store and results folder in the working directory), under ``ps`` sampling."""
+    defaults (the store in ``~/.tuneforge``, HOME a fresh folder; results in the working
+    directory), under ``ps`` sampling."""
     folder = tmp_path_factory.mktemp("cli-search")
     home = folder / "home"
     home.mkdir()
     ray_temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths must fit in 107 bytes
     env = {name: value for name, value in os.environ.items() if name not in (
-        "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+        "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS", "MLFLOW_TRACKING_URI",
+        "TUNEFORGE_HOME")}
     env.update(HOME=str(home), RAY_TMPDIR=ray_temp)
     command = [str(Path(sys.executable).parent / "tuneforge"), "search", "ridge-diabetes", "--trials", "4",
                "--seed", "1"]
@@ -132,10 +134,12 @@ def test_search_prints_progress_and_a_summary(sampled: Sampled) -> None:
     progress = [line[:5] for line in out.splitlines() if line.startswith("[")]
     assert progress == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
     assert "Top 4 trials by cv_neg_rmse (max)" in out and "Best config: alpha=" in out
-    assert f"tuneforge server --tracking-uri sqlite:///{folder / 'mlflow.db'}" in out
-    assert "Traceback" not in sampled.err
-    # The default store and results folder are in the working directory.
-    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    store = folder / "home" / ".tuneforge" / "mlflow.db"  # the default store, in ~/.tuneforge
+    assert f"creating the MLflow store sqlite:///{store}: every tuneforge command's default" in out
+    assert f"tuneforge server --tracking-uri sqlite:///{store}" in out
+    assert "Traceback" not in sampled.err and not (folder / "mlflow.db").exists()
+    # The results folder is in the working directory.
+    client = MlflowClient(f"sqlite:///{store}")
     experiment = client.get_experiment_by_name("ridge-diabetes")
     assert len(client.search_runs([experiment.experiment_id])) == 5
     assert len(list((folder / "ray_results").iterdir())) == 1

@@ -29,9 +29,12 @@ pytestmark = pytest.mark.own_ray  # servers and searches are processes of their 
 
 
 def start_server(folder: Path, *args: str, **env: str) -> tuple[str, subprocess.Popen]:
+    """``tuneforge server`` in ``folder``, which is also its TUNEFORGE_HOME: the default store, its
+    artifacts and the basic-auth database are made there."""
     port = free_port()
     process = subprocess.Popen([str(Path(sys.executable).parent / "tuneforge"), "server", "--port", str(port),
-                                "--workers", "1", *args], cwd=folder, env={**os.environ, **env},
+                                "--workers", "1", *args], cwd=folder,
+                               env={**os.environ, "TUNEFORGE_HOME": str(folder), **env},
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
     url = f"http://127.0.0.1:{port}"
@@ -60,8 +63,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     through it (``tuneforge search ridge-diabetes --trials 3 --seed 1`` with a Ray token of its
     own): starting a server and a search takes tens of seconds, and the tests below only read them."""
     folder, token = tmp_path_factory.mktemp("server"), secrets.token_hex(32)
-    with isolated_environment() as environment:
-        environment.setenv("TUNEFORGE_HOME", str(folder))  # the default store: $TUNEFORGE_HOME/mlflow.db
+    with isolated_environment():
         url, process = start_server(folder)
         try:
             search = tuneforge("search", "ridge-diabetes", "--trials", "3", "--seed", "1",
@@ -188,7 +190,7 @@ def test_beyond_loopback_every_request_needs_the_admin_password(tmp_path: Path) 
     assert password not in ini.read_text()
     # MLflow uses the password only to create the admin: another one is refused, not ignored.
     again = tuneforge("server", "--host", "0.0.0.0", "--port", str(free_port()), cwd=tmp_path, timeout=60,
-                      TUNEFORGE_SERVER_PASSWORD=secrets.token_urlsafe(24))
+                      TUNEFORGE_HOME=str(tmp_path), TUNEFORGE_SERVER_PASSWORD=secrets.token_urlsafe(24))
     assert again.returncode == 2
     assert again.stderr.startswith("error: TUNEFORGE_SERVER_PASSWORD: not the password of user 'admin'")
 
