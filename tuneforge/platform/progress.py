@@ -163,6 +163,18 @@ class SearchProgress:
             print(f"  status: {self.status_line()}", file=self._out, flush=True)
 
 
+
+def _dashboard_line(cluster: Any) -> str:
+    """Where the Ray dashboard is, the search's job in it, and whether it outlives the search."""
+    if cluster.is_local:
+        lasts = ("this search's own Ray, which stops with it (README: keep one up with `ray start "
+                 "--head`, then --address auto)")
+    else:
+        lasts = "it stays up after the search" + (
+            " (from your machine: `ray dashboard cluster.yaml`)" if cluster.cluster_config else "")
+    return (f"dashboard {cluster.dashboard_url}, job {cluster.job_name!r}: {lasts}; it asks for the token "
+            "`ray get-auth-token` prints")
+
 def _started_lines(event: SearchStarted) -> list[str]:
     plan, cluster = event.plan, event.cluster
     space, options = plan.space, plan.options
@@ -180,11 +192,7 @@ def _started_lines(event: SearchStarted) -> list[str]:
              f"{', smoke budget' if options.smoke else ''}",
              f"  Ray:    {ray_text}, {len(cluster.node_resources)} node(s), {n_cpus:g} CPUs, {n_gpus:g} GPUs"]
     if cluster.dashboard_url:
-        lines.append(f"          dashboard {cluster.dashboard_url}, job {cluster.job_name!r}: "
-                     + ("this search's own Ray, which stops with it (README: keep one up with "
-                        "`ray start --head`, then --address auto)" if cluster.is_local else
-                        "it stays up after the search (from your machine: `ray dashboard cluster.yaml`)")
-                     + "; it asks for the token `ray get-auth-token` prints")
+        lines.append(f"          {_dashboard_line(cluster)}")
     lines.append(f"  MLflow: {plan.tracking_uri}, experiment {plan.experiment!r}, "
                  f"parent run {event.parent_run_id}")
     lines.append(f"  Tune:   {event.experiment_path}")
