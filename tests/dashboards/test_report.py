@@ -131,3 +131,20 @@ def test_dashboards_never_import_trainables_or_torch() -> None:
               "print(sorted(m for m in sys.modules if m.startswith('tuneforge.trainables') or m == 'torch'))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_large_study_is_sampled_for_fanova_and_the_contour_in_order_and_seeded() -> None:
+    import optuna
+
+    from tuneforge.dashboards._figures import _sample
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    distribution = optuna.distributions.FloatDistribution(0.0, 1.0)
+    study.add_trials([optuna.trial.create_trial(params={"x": i / 50}, distributions={"x": distribution},
+                                                value=float(i)) for i in range(50)])
+    sample = _sample(study, 10)
+    numbers = [t.values[0] for t in sample.trials]
+    assert len(numbers) == 10 and numbers == sorted(numbers) and len(set(numbers)) == 10
+    assert [t.values[0] for t in _sample(study, 10).trials] == numbers, "the same sample every time"
+    assert _sample(study, 50) is study and len(study.trials) == 50
