@@ -59,7 +59,9 @@ def test_mlflow_ui_shows_the_search_and_its_trials(recorded, browser, tmp_path: 
     url, server = start_server(tmp_path, "--backend-store-uri", store)
     try:
         page = browser
-        page.goto(f"{url}/#/experiments/{result.experiment_id}/runs", wait_until="load")
+        # The "Model training" view (MLflow 3.17 opens an experiment in its GenAI view without it)
+        page.goto(f"{url}/#/experiments/{result.experiment_id}/runs?workflowType=machine_learning",
+                  wait_until="load")
         parent_name = Path(result.experiment_path).name
         page.get_by_text(parent_name).wait_for(timeout=60_000)
         page.get_by_text(f"{1 + N_TRIALS} matching runs").wait_for(timeout=30_000)
