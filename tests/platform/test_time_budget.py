@@ -114,21 +114,24 @@ def _kill_after_first_trial(process: subprocess.Popen, tmp_path: Path, after_s: 
 
 def _resume_timed(tmp_path: Path) -> tuple[int, str, float]:
     """``tuneforge resume RESULTS_FOLDER``: its exit code, its output, and the seconds from its
-    header (printed when its trial loop starts) to its exit."""
+    header (printed when its trial loop starts) to the search's end: the line that starts its
+    report, which it writes after the search closed (seconds more for plotly)."""
     process = subprocess.Popen([TUNEFORGE, "resume", str(_results_folder(tmp_path)), "--tracking-uri",
                                 _store(tmp_path)], cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    lines, started = [], None
+    lines, started, ended = [], None, None
     try:
         for line in process.stdout:
             lines.append(line)
             if started is None and line.startswith("Searching "):
                 started = time.monotonic()
+            if ended is None and "writing the report" in line:
+                ended = time.monotonic()
         process.wait(timeout=300)
     finally:
         process.kill()
-    assert started is not None, "".join(lines)
-    return process.returncode, "".join(lines), time.monotonic() - started
+    assert started is not None and ended is not None, "".join(lines)
+    return process.returncode, "".join(lines), ended - started
 
 
 @pytest.mark.own_ray  # the driver is a process of its own, killed with its Ray, and resumed
