@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, needs, write_space
+from tests.conftest import USER_SPACE, free_port, needs, write_space
 from tests.dashboards.test_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 from tests.platform.test_cluster import _kill_processes_with
 
@@ -33,13 +33,6 @@ def train(config):
         report({"score": config["x"] * step})
 """
 
-SLOW_SPACE = """\
-trainable: slow.py:train
-metric: score
-mode: max
-params:
-  x: {type: float, low: 0.0, high: 1.0}
-"""
 _BIN = Path(sys.executable).parent
 
 
@@ -62,7 +55,7 @@ def test_a_search_that_joins_a_head_is_a_running_job_in_its_dashboard(tmp_path: 
             assert time.monotonic() < deadline and head.poll() is None, "the head did not start"
             time.sleep(1)
         write_space(tmp_path, SLOW, "slow.py")
-        write_space(tmp_path, SLOW_SPACE, "slow.yaml")
+        write_space(tmp_path, USER_SPACE.format(reference="slow.py:train"), "slow.yaml")
         search = subprocess.Popen([str(_BIN / "tuneforge"), "search", "slow.yaml", "--trials", "2",
                                    "--address", f"127.0.0.1:{port}",
                                    "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
