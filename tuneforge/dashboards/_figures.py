@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tuneforge.dashboards._data import SearchData, TrialRow, best_so_far
+from tuneforge.dashboards._plots import is_wide
 
 __all__ = ["MIN_TRIALS_FOR_IMPORTANCE", "best_over_time", "comparison", "importances", "learning_curves",
            "optuna_figures", "study_of"]
@@ -28,7 +29,6 @@ _MOST_FOR_CONTOUR = 200
 """Optuna's contour grids the trials' own values (2,000 trials made a 50 MB plot): a larger
 search's contour is drawn from a seeded sample of this many."""
 _HEIGHT = 420
-_WIDE = 100.0  # max / min of positive values from which an axis goes logarithmic
 _BEST = "#d62728"
 _MINUTES_FROM_S = 180  # a search longer than this is timed in minutes, a shorter one in seconds
 
@@ -56,8 +56,11 @@ def study_of(search: SearchData) -> Any | None:
 
 
 def _attrs(trial: TrialRow) -> dict[str, str]:
-    status = "STOPPED early" if trial.stopped else trial.status
-    return {"trial": trial.label, "run": trial.name, "status": status}
+    return {"trial": trial.label, "run": trial.name, "status": _status(trial)}
+
+
+def _status(trial: TrialRow) -> str:
+    return "STOPPED early" if trial.stopped else trial.status
 
 
 def importances(study: Any) -> dict[str, dict[str, float]]:
@@ -131,7 +134,7 @@ def _importances_figure(shares: Mapping[str, Mapping[str, float]]) -> Any:
 def _hover(search: SearchData, trial: TrialRow) -> str:
     value = trial.metrics.get(search.metric, math.nan)
     lines = [f"<b>{trial.label}</b> ({trial.name})", f"{search.metric}: {value:.6g}",
-             f"status: {'STOPPED early' if trial.stopped else trial.status}"]
+             f"status: {_status(trial)}"]
     return "<br>".join(lines + [f"{k}: {_short(v)}" for k, v in trial.params.items()])
 
 
@@ -140,9 +143,7 @@ def _short(value: Any) -> str:
 
 
 def _log_if_wide(values: np.ndarray) -> str:
-    finite = values[np.isfinite(values)]
-    wide = finite.size and finite.min() > 0 and finite.max() >= _WIDE * finite.min()
-    return "log" if wide else "linear"
+    return "log" if is_wide(values) else "linear"
 
 
 def best_over_time(search: SearchData) -> Any:
