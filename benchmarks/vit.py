@@ -48,7 +48,7 @@ def test_accuracy(model_uri: str, tracking_uri: str, dataset: Any) -> float:
     import torch
 
     mlflow.set_tracking_uri(tracking_uri)
-    model = mlflow.pytorch.load_model(model_uri)  # a torch.export program, in eval mode
+    model = mlflow.pytorch.load_model(model_uri).eval()
     splits = load_image_dataset(dataset)
     correct = 0
     with torch.no_grad():
@@ -115,11 +115,11 @@ def _plain_epochs(splits: Any, settings: Any, model_config: Any, n_epochs: int) 
     import torch
     from torch.nn import functional as F
 
-    from tuneforge.trainables.torch.classification import NormalisedClassifier, channel_stats
+    from tuneforge.trainables.torch.classification import NormalisedClassifier
     from tuneforge.trainables.vit.model import VisionTransformer
 
     torch.manual_seed(settings.seed)
-    model = NormalisedClassifier(VisionTransformer(model_config), *channel_stats(splits.train_images))
+    model = NormalisedClassifier.for_images(VisionTransformer(model_config), splits.train_images)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     n = len(splits.train_labels)
     seconds = []

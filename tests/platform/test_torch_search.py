@@ -97,6 +97,11 @@ def test_vit_smoke_search_logs_each_epoch_and_a_model_that_predicts_raw_images(
     raw = torch.from_numpy(np.asarray(test.test_images[:16], dtype=np.float32) / 255.0)
     logits = model(raw)
     assert logits.shape == (16, 10) and torch.isfinite(logits).all()
+    assert not model.training, "loaded in eval mode"
+    assert model.eval().to("cpu") is model and torch.equal(model(raw), logits), "a plain torch module"
+    with pytest.raises(ValueError, match=r"^this model takes images of shape \(N, 1, 8, 8\) with values "
+                                         r"in \[0, 1\]; got \(16, 1, 28, 28\)$"):
+        model(torch.rand(16, 1, 28, 28))
 
     from tuneforge.dashboards import build_report
 

@@ -131,6 +131,7 @@ def test_dcgan_smoke_search_scores_each_epoch_and_logs_a_generator_of_unit_image
     mlflow.set_tracking_uri(searched.tracking_uri)
     latent_dim = int(client.get_run(result.best.run_id).data.params["latent_dim"])
     generator = mlflow.pytorch.load_model(result.model_uri)
+    assert not generator.training and generator.eval() is generator, "a torch module in eval mode"
     images = generator(torch.randn(5, latent_dim))
     assert images.shape == (5, 1, 28, 28) and float(images.min()) >= 0 and float(images.max()) <= 1
     assert float(images.std()) > 0.01, "not a constant image"

@@ -49,7 +49,6 @@ from tuneforge.trainables.torch.classification import (
     ImageClassification,
     NormalisedClassifier,
     as_float,
-    channel_stats,
     predict,
 )
 from tuneforge.trainables.torch.loop import (
@@ -176,7 +175,7 @@ class DartsSearchFamily(_DartsFamily):
 
     def build(self, run: EpochRun) -> TrialState:
         search = _settings(run.config)
-        model = NormalisedClassifier(Supernet(run.model_config), *channel_stats(run.data.train_images))
+        model = NormalisedClassifier.for_images(Supernet(run.model_config), run.data.train_images)
         model.to(run.device)
         supernet = model.network
         weights, schedule = self.sgd(run, list(supernet.weights()))
@@ -257,7 +256,7 @@ class DartsNetFamily(_DartsFamily):
 
     def build(self, run: EpochRun) -> TrialState:
         network = DartsNetwork(run.model_config, resolve_genotype(run.config))
-        model = NormalisedClassifier(network, *channel_stats(run.data.train_images)).to(run.device)
+        model = NormalisedClassifier.for_images(network, run.data.train_images).to(run.device)
         optimizer, schedule = self.sgd(run, model.parameters())
         return TrialState(model=model, optimizers={"main": optimizer}, schedulers={"main": schedule})
 

@@ -48,15 +48,29 @@ _N_EXAMPLE_IMAGES = 2
 
 
 class NormalisedClassifier(nn.Module):
-    """``network`` behind a per-channel standardisation: raw images in [0, 1] in, logits out."""
+    """``network`` behind a per-channel standardisation: raw images (N, C, H, W) in [0, 1] in,
+    logits out. Images of another (C, H, W) than it was trained on are refused with a
+    ``ValueError`` that names both shapes."""
 
-    def __init__(self, network: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def __init__(self, network: nn.Module, mean: torch.Tensor, std: torch.Tensor,
+                 image_shape: tuple[int, int, int]) -> None:
         super().__init__()
         self.network = network
+        self.image_shape = tuple(int(size) for size in image_shape)
         self.register_buffer("mean", mean.reshape(1, -1, 1, 1))  # (1, C, 1, 1)
         self.register_buffer("std", std.reshape(1, -1, 1, 1))
 
+    @classmethod
+    def for_images(cls, network: nn.Module, images: np.ndarray) -> NormalisedClassifier:
+        """``network`` standardised by the channel statistics of uint8 ``images`` (N, C, H, W),
+        taking images of their shape."""
+        return cls(network, *channel_stats(images), image_shape=images.shape[1:])
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) in [0, 1] -> (N, K)
+        if tuple(images.shape[1:]) != self.image_shape:
+            channels, height, width = self.image_shape
+            raise ValueError(f"this model takes images of shape (N, {channels}, {height}, {width}) "
+                             f"with values in [0, 1]; got {tuple(images.shape)}")
         return self.network(self.standardise(images))
 
     def standardise(self, images: torch.Tensor) -> torch.Tensor:
@@ -137,7 +151,7 @@ class ImageClassification(TorchFamily):
 
     def build(self, run: EpochRun) -> TrialState:
         data, settings = run.data, run.settings
-        model = NormalisedClassifier(self.network(run.model_config), *channel_stats(data.train_images))
+        model = NormalisedClassifier.for_images(self.network(run.model_config), data.train_images)
         model.to(run.device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         steps_per_epoch = run.steps_per_epoch(len(data.train_labels))
