@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -209,6 +210,11 @@ def needs(condition: bool, what: str) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI lacks {what}; .ci/run should provide it")
         pytest.skip(f"needs {what} (.ci/run provides it)")
+
+
+def needs_graphviz() -> None:
+    """:func:`needs` Graphviz's ``dot``, which draws DARTS' cells."""
+    needs(shutil.which("dot") is not None, "Graphviz's dot (apt-get install graphviz)")
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout_s: float = 120) -> None:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from mlflow import MlflowClient
 
 import tuneforge

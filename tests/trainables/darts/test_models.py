@@ -14,6 +14,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from tests.conftest import needs_graphviz
 from tuneforge.errors import ConfigError
 from tuneforge.trainables.darts import architect
 from tuneforge.trainables.darts.architect import arch_gradients, arch_step, hessian_vector_product, loss_at
@@ -443,9 +444,17 @@ def test_edge_names_label_each_edge_in_order() -> None:
 )
 def test_cells_png_writes_a_png(genotype: Genotype, tmp_path) -> None:
     path = tmp_path / "deep" / "cells.png"
-    cells_png(genotype, path, title="a genotype")
+    needs_graphviz()
+    assert cells_png(genotype, path, title="a genotype")
     data = path.read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+def test_cells_png_without_graphviz_draws_nothing_and_says_so(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot on it
+    path = tmp_path / "cells.png"
+    assert not cells_png(DARTS_V2, path, title="a genotype")
+    assert not path.exists()
 
 
 def test_alphas_heatmap_png_writes_a_png(tmp_path) -> None:

@@ -1,9 +1,10 @@
-"""DARTS' pictures (matplotlib, off-screen): a genotype's two cells as graphs, and the softmaxed
-architecture weights as heat maps."""
+"""DARTS' pictures: a genotype's two cells as graphs (Graphviz, as the DARTS repository draws them),
+and the softmaxed architecture weights as heat maps (matplotlib, off-screen)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,48 +37,45 @@ def _state_name(state: int) -> str:
     return _INPUT_NAMES[state] if state < 2 else f"node {state - 2}"
 
 
-def _draw_cell(axes: object, pairs: Cell, concat: tuple[int, ...], title: str) -> None:
-    """Inputs on the left, nodes left to right in the middle, the output on the right; each edge
-    an arrow labelled with its op."""
-    steps = len(pairs) // 2
-    where = {0: (0.0, 0.8), 1: (0.0, 0.2)}
-    for node in range(steps):
-        where[2 + node] = (1.0 + node, 0.5 + (0.28 if node % 2 else -0.28))
-    output = (2.0 + steps, 0.5)
-    for (op, source), k in zip(pairs, range(len(pairs)), strict=True):
-        start, end = where[source], where[2 + k // 2]
-        axes.annotate("", xy=end, xytext=start, arrowprops={
-            "arrowstyle": "-|>", "color": "tab:blue", "shrinkA": 14, "shrinkB": 14})
-        along = 0.6 if k % 2 else 0.4  # a node's two labels at different points of their arrows
-        label = (start[0] + along * (end[0] - start[0]), start[1] + along * (end[1] - start[1]))
-        axes.text(*label, op, fontsize=7, ha="center", va="center", color="tab:blue",
-                  bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
-    for state in concat:
-        axes.annotate("", xy=output, xytext=where[state], arrowprops={
-            "arrowstyle": "-|>", "color": "0.6", "shrinkA": 14, "shrinkB": 14})
-    for state, (x, y) in where.items():
-        colour = "lightgreen" if state < 2 else "lightblue"
-        axes.text(x, y, _state_name(state), ha="center", va="center", fontsize=8,
-                  bbox={"boxstyle": "round", "fc": colour})
-    axes.text(*output, "c_{k}", ha="center", va="center", fontsize=8,
-              bbox={"boxstyle": "round", "fc": "khaki"})
-    axes.set_xlim(-0.6, output[0] + 0.6)
-    axes.set_ylim(-0.1, 1.1)
-    axes.axis("off")
-    axes.set_title(title)
+def _cell_graph(graph: Any, pairs: Cell, concat: tuple[int, ...], kind: str) -> None:
+    """One cell into ``graph`` as the DARTS repository's ``visualize.py`` draws it: the two input
+    states, the intermediate nodes, the output; each edge labelled with its op. Node names carry
+    ``kind`` so that both cells fit in one graph."""
+    def node(state: int) -> str:
+        return f"{kind}_{state}"
+
+    with graph.subgraph(name=f"cluster_{kind}") as cell:
+        cell.attr(label=f"{kind} cell", fontsize="16", style="rounded", color="grey70")
+        for state in range(2 + len(pairs) // 2):
+            colour = "darkseagreen2" if state < 2 else "lightblue"
+            cell.node(node(state), _state_name(state), fillcolor=colour)
+        cell.node(node(-1), "c_{k}", fillcolor="palegoldenrod")
+        for k, (op, source) in enumerate(pairs):
+            cell.edge(node(source), node(2 + k // 2), label=op)
+        for state in concat:
+            cell.edge(node(state), node(-1), color="grey60")
 
 
-def cells_png(genotype: Genotype, path: Path, *, title: str) -> None:
-    """The normal and the reduction cell of ``genotype``, one above the other, as a PNG."""
-    plt = _pyplot()
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(2.2 * genotype.steps + 3, 6.5))
-    _draw_cell(top, genotype.normal, genotype.normal_concat, "normal cell")
-    _draw_cell(bottom, genotype.reduce, genotype.reduce_concat, "reduction cell")
-    figure.suptitle(title)
+def cells_png(genotype: Genotype, path: Path, *, title: str) -> bool:
+    """The normal and the reduction cell of ``genotype``, one above the other, laid out by
+    Graphviz's ``dot`` (no edge crosses a node or a label) as a PNG. False, and no file, where
+    Graphviz is not installed (its ``dot`` program is not on the PATH)."""
+    import graphviz
+
+    graph = graphviz.Digraph(
+        graph_attr={"rankdir": "LR", "label": title, "labelloc": "t", "fontsize": "18", "newrank": "true"},
+        node_attr={"style": "filled", "shape": "rect", "fontsize": "14", "penwidth": "1.5"},
+        edge_attr={"fontsize": "12", "fontcolor": "navy"})
+    # dot stacks left-to-right clusters bottom up: the reduction cell first puts the normal on top
+    _cell_graph(graph, genotype.reduce, genotype.reduce_concat, "reduction")
+    _cell_graph(graph, genotype.normal, genotype.normal_concat, "normal")
+    try:
+        png = graph.pipe(format="png")
+    except graphviz.ExecutableNotFound:
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
+    path.write_bytes(png)
+    return True
 
 
 def alphas_heatmap_png(normal: np.ndarray, reduce: np.ndarray, path: Path, *, title: str) -> None:

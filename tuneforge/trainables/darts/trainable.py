@@ -27,6 +27,7 @@ model at the last.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -63,8 +64,12 @@ from tuneforge.trainables.torch.loop import (
 
 __all__ = ["DARTS", "DARTS_NET", "GENOTYPE_FILE", "SearchSettings", "train_darts", "train_darts_net"]
 
+logger = logging.getLogger(__name__)
+
 GENOTYPE_FILE = "genotype.json"
 CELLS_FILE = "cells.png"
+_NO_GRAPHVIZ = ("Graphviz is not installed (no `dot` on the PATH): this trial logs its genotype.json but no "
+                f"{CELLS_FILE}; install it (apt-get install graphviz, brew install graphviz) for the picture")
 
 
 @dataclass(frozen=True)
@@ -210,12 +215,11 @@ class DartsSearchFamily(_DartsFamily):
                 "n_samples": float(losses.total_weight)}
 
     def epoch_artifacts(self, run: EpochRun, folder: Path) -> None:
-        from tuneforge.trainables.darts.pictures import alphas_heatmap_png, cells_png
+        from tuneforge.trainables.darts.pictures import alphas_heatmap_png
 
         supernet = run.state.model.network
         genotype = supernet.genotype()
-        (folder / GENOTYPE_FILE).write_text(json.dumps(genotype.to_dict(), indent=1))
-        cells_png(genotype, folder / CELLS_FILE, title=f"{self.name}, epoch {run.epoch}")
+        _write_genotype(genotype, folder, title=f"{self.name}, epoch {run.epoch}", first=run.epoch == 1)
         alphas_heatmap_png(*supernet.arch_weights(), folder / "alphas" / f"epoch-{run.epoch:04d}.png",
                            title=f"softmax(alpha), epoch {run.epoch}")
 
@@ -291,13 +295,20 @@ class DartsNetFamily(_DartsFamily):
         return metrics
 
     def epoch_artifacts(self, run: EpochRun, folder: Path) -> None:
-        from tuneforge.trainables.darts.pictures import cells_png
-
         super().epoch_artifacts(run, folder)
         if run.epoch == 1:
             genotype = run.state.model.network.genotype
-            (folder / GENOTYPE_FILE).write_text(json.dumps(genotype.to_dict(), indent=1))
-            cells_png(genotype, folder / CELLS_FILE, title=f"{self.name}: {run.config.get('genotype')}")
+            _write_genotype(genotype, folder, title=f"{self.name}: {run.config.get('genotype')}", first=True)
+
+
+def _write_genotype(genotype: Genotype, folder: Path, *, title: str, first: bool) -> None:
+    """``genotype.json`` and ``cells.png`` (its picture) into ``folder``; where Graphviz is
+    missing, no picture, and one warning at a trial's ``first`` call."""
+    from tuneforge.trainables.darts.pictures import cells_png
+
+    (folder / GENOTYPE_FILE).write_text(json.dumps(genotype.to_dict(), indent=1))
+    if not cells_png(genotype, folder / CELLS_FILE, title=title) and first:
+        logger.warning(_NO_GRAPHVIZ)
 
 
 DARTS, DARTS_NET = DartsSearchFamily(), DartsNetFamily()
