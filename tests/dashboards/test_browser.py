@@ -108,6 +108,29 @@ def test_the_printed_link_opens_on_the_trials_ranked_by_their_metric(recorded, b
         stop_server(server)
 
 
+def test_the_mlflow_ui_shows_the_logged_report_in_its_artifact_view(recorded, browser,
+                                                                     tmp_path: Path) -> None:
+    """The parent run's artifact view draws report/index.html (MLflow's sandboxed frame runs
+    its scripts): every plot rendered inside the MLflow UI."""
+    from tuneforge.dashboards.mlflow_ui import run_url
+
+    result, store = recorded
+    url, server = start_server(tmp_path, "--tracking-uri", store)
+    try:
+        page = browser
+        run_page = run_url(url, result.experiment_id, result.parent_run_id)
+        page.goto(run_page.replace("?", f"/artifacts/{REPORT_ARTIFACT}?"), wait_until="load")
+        report = page.frame_locator("iframe.mlflow-html-iframe")
+        plots = report.locator(".js-plotly-plot")
+        plots.nth(6).wait_for(timeout=60_000)
+        assert plots.count() == 7
+        assert report.locator(f"text={result.best.trial_id}").count() >= 1
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "mlflow-ui-report.png"))
+    finally:
+        stop_server(server)
+
+
 def _watch(page) -> list[str]:
     """What a self-contained page must not do, as it happens: console errors, uncaught
     exceptions, requests beyond the file itself and its data: URIs."""

@@ -14,10 +14,12 @@ from tuneforge.errors import ConfigError
 from tuneforge.schema import Artifacts, Metrics, Roles, Tags, TrialStatus, interrupted
 from tuneforge.search_spaces import CategoricalParam, FloatParam, IntParam, SearchSpace, parse_space
 
-__all__ = ["SearchData", "TrialRow", "best_so_far", "load_searches"]
+__all__ = ["BestTrialFiles", "SearchData", "TrialRow", "best_so_far", "load_searches"]
 
 _MAX_PICTURES = 30
 """Pictures a report shows of one artifact folder (a GAN's samples of each epoch)."""
+_MAX_TABLE_ROWS = 50
+"""Rows a report shows of a trial's CSV artifact."""
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,9 @@ class SearchData:
     start_point: str | None = None
     """The starting point the best trial is compared with (``the default config``), where one
     scored; its score and the gain are ``metrics``' ``start_score`` and ``gain_over_start``."""
-    pictures: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
-    """The best trial's family pictures by artifact folder (the ViT's ``confusion_matrix``, a
-    GAN's ``samples``): each folder's PNGs as (path, bytes), oldest first (one an epoch), at most
-    ``_MAX_PICTURES`` of them, the last always the newest."""
+    best_files: BestTrialFiles = field(default_factory=lambda: BestTrialFiles())
+    """The best trial's pictures and tables (its family's: a confusion matrix, GAN samples of
+    each epoch, DARTS' cells, the Transformer's decoded words)."""
 
     def values(self) -> np.ndarray:
         """The metric of each trial, in start order; NaN where it has none. Shape (n_trials,)."""
@@ -148,24 +149,49 @@ def _trial_rows(client: Any, experiment_id: str, parent_id: str, space: SearchSp
     return tuple(sorted(rows, key=lambda row: (row.start_ms, row.name)))
 
 
-def _pictures(client: Any, run_id: str) -> dict[str, list[tuple[str, bytes]]]:
-    """The PNGs of each artifact folder of a run (not the model's), oldest first: every one up
-    to ``_MAX_PICTURES``, else that many spread evenly, the newest last."""
+@dataclass(frozen=True)
+class BestTrialFiles:
+    """What a report shows of the best trial's own artifacts (never its model)."""
+
+    pictures: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
+    """PNGs by artifact folder (the ViT's ``confusion_matrix``, a GAN's ``samples``), each
+    folder's as (path, bytes), oldest first (one an epoch), at most ``_MAX_PICTURES`` of them
+    spread evenly, the last always the newest; a PNG at the top level (DARTS' ``cells.png``)
+    is a folder of its own, named by its path."""
+    tables: dict[str, tuple[str, list[list[str]]]] = field(default_factory=dict)
+    """The newest CSV of each artifact folder (the Transformer's ``decoded`` words of the last
+    epoch): its path and rows, the header first, at most ``_MAX_TABLE_ROWS`` rows after it."""
+
+
+def _best_trial_files(client: Any, run_id: str) -> BestTrialFiles:
+    import csv
+    import io
     import tempfile
     from pathlib import Path
 
-    pictures = {}
-    for folder in client.list_artifacts(run_id):
-        if not folder.is_dir or folder.path == Artifacts.MODEL:
-            continue
-        pngs = sorted(f.path for f in client.list_artifacts(run_id, folder.path) if f.path.endswith(".png"))
-        if len(pngs) > _MAX_PICTURES:
-            pngs = [pngs[round(i)] for i in np.linspace(0, len(pngs) - 1, _MAX_PICTURES)]
-        if pngs:
-            with tempfile.TemporaryDirectory() as tmp:
-                pictures[folder.path] = [
-                    (path, Path(client.download_artifacts(run_id, path, tmp)).read_bytes()) for path in pngs]
-    return pictures
+    files = BestTrialFiles()
+    with tempfile.TemporaryDirectory() as tmp:
+        def read(path: str) -> bytes:
+            return Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
+
+        for entry in client.list_artifacts(run_id):
+            if entry.path == Artifacts.MODEL:
+                continue
+            if not entry.is_dir:
+                if entry.path.endswith(".png"):
+                    files.pictures[entry.path] = [(entry.path, read(entry.path))]
+                continue
+            paths = sorted(f.path for f in client.list_artifacts(run_id, entry.path))
+            pngs = [path for path in paths if path.endswith(".png")]
+            if len(pngs) > _MAX_PICTURES:
+                pngs = [pngs[round(i)] for i in np.linspace(0, len(pngs) - 1, _MAX_PICTURES)]
+            if pngs:
+                files.pictures[entry.path] = [(path, read(path)) for path in pngs]
+            csvs = [path for path in paths if path.endswith(".csv")]
+            if csvs:
+                rows = list(csv.reader(io.StringIO(read(csvs[-1]).decode("utf-8", errors="replace"))))
+                files.tables[entry.path] = (csvs[-1], rows[:_MAX_TABLE_ROWS + 1])
+    return files
 
 
 def load_searches(experiment: str, tracking_uri: str, *, run_ids: Sequence[str] = ()) -> list[SearchData]:
@@ -201,7 +227,7 @@ def load_searches(experiment: str, tracking_uri: str, *, run_ids: Sequence[str] 
             trials=_trial_rows(client, found.experiment_id, parent.info.run_id, space, metric),
             metrics=dict(parent.data.metrics), results=parent.data.tags.get(Tags.RAY_RESULTS),
             start_point=parent.data.tags.get(Tags.START_POINT),
-            pictures=_pictures(client, best_run_id) if best_run_id else {}))
+            best_files=_best_trial_files(client, best_run_id) if best_run_id else BestTrialFiles()))
     return searches
 
 

@@ -5,10 +5,11 @@ starting point; for per-epoch trainables the learning curve of every trial (stop
 marked where they stopped); Optuna's optimisation history, parallel coordinates, slice, contour,
 parameter importances (PED-ANOVA and fANOVA) and empirical distribution, drawn from an in-memory
 study of the search's trials; the top trials linked to their MLflow runs; and the best trial's
-pictures (its family's: the ViT's confusion matrix, a GAN's samples of each epoch under a
-slider). Across the searches of the experiment (the same space, by tuneforge's convention): the
-algorithms' best-so-far curves and a table of final bests, their spread, and the trials each
-needed to reach a common target. plotly.js and the pictures are inside the page: the one file
+pictures and tables (its family's: the ViT's confusion matrix, a GAN's samples of each epoch
+under a slider, DARTS' cells and architecture weights, the Transformer's decoded words). Across
+the searches of the experiment (the same space, by tuneforge's convention): the algorithms'
+best-so-far curves and a table of final bests, their spread, and the trials each needed to reach
+a common target. plotly.js and the pictures are inside the page: the one file
 is the whole report, and it opens with no network. ``tuneforge compare`` adds its picture and
 table beside the page (:func:`build_comparison_report`).
 """
@@ -159,6 +160,12 @@ def _pictures(folder: str, pictures: Sequence[tuple[str, bytes]]) -> str:
             f"<script type='application/json'>{frames}</script></div>")
 
 
+def _csv_table(path: str, rows: Sequence[Sequence[str]]) -> str:
+    """A trial's CSV artifact (header first) as a table under its path."""
+    return (f"<h3>Best trial: {html.escape(path)}</h3>"
+            + _table(rows[0], ([html.escape(cell) for cell in row] for row in rows[1:])))
+
+
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """Cells are HTML already (escape text before)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -249,7 +256,8 @@ def _search_section(search: SearchData, ui: str) -> str:
                             [[html.escape(n), *(_fmt(v.get(n)) for v in shares.values())]
                              for n in next(iter(shares.values()))]))
     parts.append(_table(["rank", "trial (MLflow run)", search.metric, *names], top))
-    parts += [_pictures(folder, pictures) for folder, pictures in search.pictures.items()]
+    parts += [_pictures(folder, pictures) for folder, pictures in search.best_files.pictures.items()]
+    parts += [_csv_table(path, rows) for path, rows in search.best_files.tables.values() if rows]
     return "".join(parts)
 
 

@@ -27,6 +27,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import isolated_environment, needs_graphviz, parent_and_children
+from tuneforge.dashboards import REPORT_ARTIFACT
 from tuneforge.platform import cluster
 from tuneforge.platform.cli import main
 from tuneforge.platform.darts_retrain import _find_source
@@ -206,6 +207,10 @@ def test_each_supernet_trial_logs_its_genotype_cells_alphas_and_model(searched: 
         _check_genotype(_json_artifact(client, run_id, "genotype.json", tmp_path / run_id))
         png = Path(client.download_artifacts(run_id, "cells.png", str(tmp_path / run_id)))
         assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    # The report the search logged shows the best trial's cells and its weights of each epoch.
+    parent, _ = parent_and_children(searched.tracking_uri, "darts-digits")
+    page = Path(client.download_artifacts(parent.info.run_id, REPORT_ARTIFACT, str(tmp_path))).read_text()
+    assert "<h3>Best trial: cells.png</h3>" in page and "<h3>Best trial: alphas (2 pictures)</h3>" in page
 
 
 def test_each_supernet_trial_records_what_retrain_reads_back(searched: Searched) -> None:

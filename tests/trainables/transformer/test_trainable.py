@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 
 import tuneforge
 from tests.conftest import parent_and_children, write_space
+from tuneforge.dashboards import REPORT_ARTIFACT
 from tuneforge.errors import ConfigError
 from tuneforge.schema import TrialStatus
 from tuneforge.search_spaces import load_space
@@ -94,6 +95,10 @@ def test_smoke_search_logs_each_epoch_decoded_examples_and_a_model_that_pronounc
         assert len(rows) == 20 and set(rows[0]) == {"source", "references", "prediction", "right"}
         assert all(r["right"] == ("yes" if r["prediction"] in r["references"].split(" | ") else "no")
                    for r in rows)
+    # The report the search logged shows the best trial's decoded words of its last epoch.
+    page = Path(client.download_artifacts(parent.info.run_id, REPORT_ARTIFACT, str(tmp_path))).read_text()
+    assert "<h3>Best trial: decoded/epoch-0002.csv</h3>" in page
+    assert "<tr><th>source</th><th>references</th><th>prediction</th><th>right</th></tr>" in page
     # The held-out words, on the parent run, one a line: the full test split, not the smoke subset.
     words = Path(client.download_artifacts(parent.info.run_id, "test_words.txt", str(tmp_path))).read_text()
     expected = load_sequence_dataset("cmudict").test
