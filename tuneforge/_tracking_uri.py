@@ -23,7 +23,14 @@ HOME_VARIABLE = "TUNEFORGE_HOME"
 """The folder of tuneforge's own files (the default MLflow store); ``~/.tuneforge`` if unset."""
 _SQLITE_FILE = "mlflow.db"
 _HTTP_TIMEOUT_S = 5.0
-_DATABASE_SCHEMES = {"postgresql", "mysql", "mssql"}
+_DATABASE_SCHEMES = {"postgresql": "PostgreSQL", "mysql": "MySQL", "mssql": "SQL Server"}
+"""The databases MLflow stores runs in (SQLAlchemy dialects), by their names."""
+_CONNECT_TIMEOUTS = {"postgresql": {"connect_timeout": int(_HTTP_TIMEOUT_S)},
+                     "mysql": {"connect_timeout": int(_HTTP_TIMEOUT_S)},
+                     "mssql": {"timeout": int(_HTTP_TIMEOUT_S)}}
+_DRIVER_HINTS = {"postgresql": "pip install 'psycopg[binary]' and use postgresql+psycopg://...",
+                 "mysql": "pip install pymysql and use mysql+pymysql://...",
+                 "mssql": "pip install pyodbc and use mssql+pyodbc://..."}
 
 
 def tuneforge_home() -> Path:
@@ -50,7 +57,7 @@ def resolve_tracking_uri(uri: str | None) -> str:
 def check_tracking_uri(uri: str) -> None:
     """ConfigError for a store MLflow cannot use, or cannot create or write; creates nothing."""
     parsed = urlparse(uri)
-    scheme = parsed.scheme.split("+")[0]
+    scheme = "databricks" if uri == "databricks" else parsed.scheme.split("+")[0]  # MLflow's name for it
     if scheme == "sqlite":
         if ":///" not in uri:
             raise ConfigError(f"--tracking-uri: {uri!r} names no database file; use sqlite:///path/to/mlflow.db")
@@ -65,28 +72,46 @@ def check_tracking_uri(uri: str) -> None:
         check_writable(Path(parsed.path or uri), "--tracking-uri", folder=True)
     elif scheme in ("http", "https"):
         _check_server(uri)
-    elif scheme == "postgresql":
-        _check_postgresql(uri)
-    elif scheme not in _DATABASE_SCHEMES and scheme != "databricks":
+    elif scheme in _DATABASE_SCHEMES:
+        _check_database(uri, scheme)
+    elif scheme == "databricks":
+        _check_databricks()
+    else:
         raise ConfigError(f"--tracking-uri: unsupported scheme {parsed.scheme!r}; use sqlite:///path.db, "
                           "http(s)://host:port, postgresql://... or a folder")
 
 
-def _check_postgresql(uri: str) -> None:
-    """Connect once, with a timeout; connecting creates nothing (MLflow makes its tables later)."""
+def _check_database(uri: str, scheme: str) -> None:
+    """The dialect's driver is installed, and it connects once, with a timeout; connecting
+    creates nothing (MLflow makes its tables later)."""
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": int(_HTTP_TIMEOUT_S)})
+    name = _DATABASE_SCHEMES[scheme]
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=_CONNECT_TIMEOUTS.get(scheme, {}))
+    except (ImportError, sqlalchemy.exc.NoSuchModuleError) as exc:
+        raise ConfigError(f"--tracking-uri: {name} needs its Python driver, which is not installed "
+                          f"({exc}); {_DRIVER_HINTS[scheme]}") from None
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise ConfigError(f"--tracking-uri: {uri!r} is not a {name} URI ({exc})") from None
     try:
         with engine.connect():
             pass
     except sqlalchemy.exc.DBAPIError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise ConfigError(f"--tracking-uri: cannot connect to PostgreSQL at "
-                          f"{sqlalchemy.engine.make_url(uri).render_as_string(hide_password=True)}: "
-                          f"{reason}") from None
+        raise ConfigError(f"--tracking-uri: cannot connect to {name} at "
+                          f"{engine.url.render_as_string(hide_password=True)}: {reason}") from None
     finally:
         engine.dispose()
+
+
+def _check_databricks() -> None:
+    """A Databricks workspace is configured, as MLflow's client will look for one: the
+    DATABRICKS_HOST variable or a Databricks config file."""
+    config = Path(os.environ.get("DATABRICKS_CONFIG_FILE") or "~/.databrickscfg").expanduser()
+    if not os.environ.get("DATABRICKS_HOST") and not config.is_file():
+        raise ConfigError(f"--tracking-uri: databricks names no workspace: set DATABRICKS_HOST and "
+                          f"DATABRICKS_TOKEN, or write {config} (databricks configure)")
 
 
 def _check_server(uri: str) -> None:

@@ -311,7 +311,14 @@ ROWS = [
         files={"folder/": None}, message="--tracking-uri: {tmp}/folder is a folder, not a file"),
     row("sqlite URI without a path", BRANIN, "--tracking-uri", "sqlite:mlflow.db",
         message="--tracking-uri: 'sqlite:mlflow.db' names no database file"),
+    row("tracking mysql without its driver", BRANIN, "--tracking-uri", "mysql://user:pw@127.0.0.1/runs",
+        message="--tracking-uri: MySQL needs its Python driver, which is not installed (No module named "
+                "'MySQLdb'); pip install pymysql and use mysql+pymysql://..."),
+    row("tracking databricks without a workspace", BRANIN, "--tracking-uri", "databricks",
+        message="--tracking-uri: databricks names no workspace: set DATABRICKS_HOST and DATABRICKS_TOKEN"),
     # -- --storage ---------------------------------------------------------------------------
+    row("storage bucket unreachable", BRANIN, "--storage", "s3://tuneforge-no-such-bucket/runs",
+        message="--storage: cannot reach s3://tuneforge-no-such-bucket/runs: "),
     row("storage in /proc", BRANIN, "--storage", "/proc/x", message="--storage: cannot write in /proc"),
     row("storage under /dev/null", BRANIN, "--storage", "/dev/null/x",
         message="--storage: cannot create /dev/null/x: /dev/null is not a folder"),
@@ -418,7 +425,7 @@ def test_every_row_has_its_own_name() -> None:
 
 _ENVIRONMENT = SHELL_VARIABLES
 SUBPROCESS_SAMPLE = ["file not UTF-8 (latin-1)", "duplicate top-level key", "seed 2**32 with bayes",
-                     "sqlite file in /proc", "storage scheme foo"]
+                     "sqlite file in /proc", "storage scheme foo", "storage bucket unreachable"]
 
 
 @pytest.mark.parametrize("row_id", SUBPROCESS_SAMPLE)

@@ -47,9 +47,12 @@ _MAX_EXPERIMENT_CHARS = 500
 _MLFLOW_NAME = re.compile(r"[\w\-.: /]{1,200}")
 """MLflow's rule for param and metric names (mlflow/utils/validation.py), and a length that
 leaves room for the ``config.`` prefix within its 250 characters."""
+_STORAGE_ANSWER_S = 20.0
+"""How long a remote storage may take to answer the check before the search starts."""
 _STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs")
 """URI schemes Ray Tune's storage opens (through pyarrow's ``FileSystem.from_uri``; its
-``mock://`` keeps nothing). Only the scheme is checked: opening ``s3://`` asks the network."""
+``mock://`` keeps nothing). A URI is opened before the search starts: a bucket or host that
+cannot be reached is refused then (see :func:`_check_reachable`)."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,35 @@ def _storage(storage: str | Path | None) -> tuple[str, Path]:
                           f"one of {', '.join(f'{s}://' for s in _STORAGE_SCHEMES)}")
     if not parsed.netloc:
         raise ConfigError(f"--storage: {text!r} names no bucket or host; e.g. s3://bucket/path")
+    _check_reachable(text)
     return text, Path(_DEFAULT_STORAGE).resolve()
+
+
+def _check_reachable(uri: str) -> None:
+    """Ask the storage at ``uri`` about its path, as Ray Tune's pyarrow will; creates nothing.
+    It takes seconds where the network or the bucket is missing, and GCS's client retries for
+    minutes: a storage without an answer in ``_STORAGE_ANSWER_S`` is refused too."""
+    import threading
+
+    import pyarrow
+    import pyarrow.fs
+
+    failures: list[str] = []
+
+    def ask() -> None:
+        try:
+            filesystem, path = pyarrow.fs.FileSystem.from_uri(uri)
+            filesystem.get_file_info(path)
+        except (OSError, pyarrow.ArrowException) as exc:
+            failures.append(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+
+    asking = threading.Thread(target=ask, daemon=True, name="tuneforge-storage-check")
+    asking.start()
+    asking.join(_STORAGE_ANSWER_S)
+    if asking.is_alive():
+        failures.append(f"no answer in {_STORAGE_ANSWER_S:g} s")
+    if failures:
+        raise ConfigError(f"--storage: cannot reach {uri}: {failures[0]}")
 
 
 def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None = None, *,
