@@ -98,7 +98,8 @@ def _ready(tmp_path: Path, ended: int) -> bool:
         tune.get(trial_id) == "RUNNING" for trial_id in running)
 
 
-def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: signal.Signals) -> None:
+def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: signal.Signals,
+                group: bool = False) -> None:
     """Send ``how`` once Ray Tune saved ``ended`` trials as ended and another as running
     (whose run exists in MLflow, RUNNING). A SIGKILL loses what Tune did since its last save
     (a second here): a trial it had not saved is not resumed (its run is deleted, or kept as
@@ -110,8 +111,8 @@ def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: sign
             # (in Tune or in MLflow) between the check and the signal.
             process.send_signal(signal.SIGSTOP)
             try:
-                if _ready(tmp_path, ended):
-                    process.send_signal(how)  # a SIGTERM or SIGINT waits for the SIGCONT
+                if _ready(tmp_path, ended):  # a SIGTERM or SIGINT waits for the SIGCONT
+                    os.killpg(process.pid, how) if group else process.send_signal(how)
                     return
             finally:
                 process.send_signal(signal.SIGCONT)
@@ -119,12 +120,15 @@ def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: sign
     raise AssertionError(f"the search never had {ended} trials ended and one running (exit {process.poll()})")
 
 
-def _interrupt(tmp_path: Path, algo: str, how: signal.Signals) -> subprocess.CompletedProcess:
+def _interrupt(tmp_path: Path, algo: str, how: signal.Signals,
+               group: bool = False) -> subprocess.CompletedProcess:
+    """The search of ``_search_args``, sent ``how`` after 3 trials: to the driver, or to its
+    process group (``group``: the driver leads a group of its own, as ``setsid`` makes one)."""
     with open(tmp_path / "first.out", "w") as out, open(tmp_path / "first.err", "w") as err:
         process = subprocess.Popen(_search_args(tmp_path, algo), cwd=tmp_path, stdout=out, stderr=err,
-                                   env=SAVE_EVERY_SECOND)
+                                   env=SAVE_EVERY_SECOND, start_new_session=group)
         try:
-            _kill_after(process, tmp_path, 3, how)
+            _kill_after(process, tmp_path, 3, how, group)
             process.wait(timeout=180)
         finally:
             process.kill()
@@ -207,12 +211,15 @@ def test_a_killed_driver_is_resumed_with_exact_counts(tmp_path: Path, algo: str,
         assert sorted(_configs(parent_and_children(_store(again), "space")[1])) == sorted(_configs(children))
 
 
-@pytest.mark.parametrize(("how", "code"), [(signal.SIGTERM, 143),
-                                           pytest.param(signal.SIGINT, 130, marks=pytest.mark.full)])
-def test_sigterm_and_ctrl_c_print_the_resume_command_and_resume(tmp_path: Path, how: signal.Signals,
-                                                                 code: int) -> None:
+@pytest.mark.parametrize(("how", "code", "group"), [
+    (signal.SIGTERM, 143, True),  # systemd, SLURM, Kubernetes, `timeout`: the whole process group
+    pytest.param(signal.SIGINT, 130, True, marks=pytest.mark.full),  # a terminal's Ctrl-C
+    pytest.param(signal.SIGTERM, 143, False, marks=pytest.mark.full)],  # `kill PID`: the driver alone
+    ids=["group-sigterm", "group-sigint", "driver-sigterm"])
+def test_sigterm_and_ctrl_c_print_the_resume_command_and_one_of_two_resumes_continues(
+        tmp_path: Path, how: signal.Signals, code: int, group: bool) -> None:
     _folder(tmp_path)
-    first = _interrupt(tmp_path, "random", how)
+    first = _interrupt(tmp_path, "random", how, group)
     folder = _results_folder(tmp_path)
     assert first.returncode == code, first.stdout + first.stderr
     assert first.stderr.strip().splitlines()[-2:] == [
@@ -224,8 +231,15 @@ def test_sigterm_and_ctrl_c_print_the_resume_command_and_resume(tmp_path: Path, 
     note = parent.data.tags["mlflow.note.content"]  # the run page's description
     assert note.endswith(f"Interrupted; continue with `tuneforge resume {folder}`.")
 
-    resumed = _resume(tmp_path, str(folder))
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # Two resumes of it at once: one runs the search, the other is refused in one line.
+    racing = [subprocess.Popen([TUNEFORGE, "resume", str(folder), "--tracking-uri", _store(tmp_path)],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    outcomes = sorted((process.wait(timeout=300), *process.communicate()) for process in racing)
+    (ran, ran_out, ran_err), (refused, _, refused_err) = outcomes
+    assert (ran, refused) == (0, 2), ran_out + ran_err + refused_err
+    assert refused_err.count("\n") == 1, refused_err
+    assert refused_err.startswith(f"error: search {folder.name} ") and "nothing to resume" in refused_err
     _check_complete(tmp_path, N_TRIALS)
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tuneforge._checks import is_int, is_number
 from tuneforge.errors import ConfigError
@@ -189,6 +190,29 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
+@contextmanager
+def _ray_processes_in_a_session_of_their_own() -> Iterator[None]:
+    """Within the block, the processes Ray starts for a local cluster (GCS, raylet, dashboard)
+    start in a session of their own. Ray starts them in the driver's process group, where a
+    signal to the group (systemd, SLURM, Kubernetes, ``timeout``) killed them before the driver
+    could stop the search; now it reaches the driver alone, which stops the search as after a
+    signal to it, then shuts them down. They still die with the driver however it ends (Ray's
+    kernel fate-sharing)."""
+    from ray._private import services
+
+    original = services.ConsolePopen
+
+    class InTheirOwnSession(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "start_new_session": True})
+
+    services.ConsolePopen = InTheirOwnSession
+    try:
+        yield
+    finally:
+        services.ConsolePopen = original
+
+
 def _connect(address: str | None, job_name: str, working_dir: Path | None) -> bool:
     """``ray.init`` for ``address`` (None: start a local Ray). True if Ray was started here.
     ``working_dir`` (a user's trainable folder) is shipped to every node as the job's."""
@@ -209,7 +233,8 @@ def _connect(address: str | None, job_name: str, working_dir: Path | None) -> bo
         options["runtime_env"] = {"working_dir": str(working_dir), "excludes": list(_NOT_SHIPPED)}
     try:
         # "local" always starts a new Ray; None would join any Ray already running here.
-        ray.init(address=address or "local", **options)
+        with _ray_processes_in_a_session_of_their_own():
+            ray.init(address=address or "local", **options)
     except ConnectionError as exc:
         raise ConfigError(f"--address: cannot connect to Ray at {address}: {exc}") from None
     return address is None

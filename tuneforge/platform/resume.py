@@ -10,8 +10,12 @@ their one child run each. A search is found by its results folder, or by its exp
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,11 @@ from tuneforge.errors import ConfigError
 from tuneforge.platform.planning import SearchOptions
 from tuneforge.schema import Artifacts, Roles, Tags, TrialStatus, interrupted
 
-__all__ = ["SavedSearch", "SearchRun", "find_search", "list_searches", "resume_command"]
+__all__ = ["LOCK_FILE", "SavedSearch", "SearchRun", "find_search", "list_searches", "resume_command",
+           "search_lock"]
+
+LOCK_FILE = "search.lock"
+"""In a search's local results folder: locked (``flock``) while a driver runs the search."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,33 @@ class SavedSearch:
 def resume_command(saved_path: str) -> str:
     """The command that continues the search whose results folder is ``saved_path``."""
     return f"tuneforge resume {saved_path}"
+
+
+@contextmanager
+def search_lock(folder: Path, name: str) -> Iterator[None]:
+    """Held while this process runs the search ``name`` whose local results folder is
+    ``folder`` (made if missing): a second driver of the same search, such as a second
+    ``tuneforge resume``, is refused with ConfigError. The lock goes with the process, however
+    it ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(f"search {name} is being run by {holder} (it holds {path}): nothing to resume; "
+                          "wait for it to end, or stop it first") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {os.uname().nodename}")
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.close()
 
 
 def find_search(target: str | Path, tracking_uri: str) -> SavedSearch:

@@ -9,6 +9,7 @@ results folder created. Bad input therefore leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -43,6 +44,7 @@ from tuneforge.platform.planning import (
     plan_search,
     prepare_trials,
 )
+from tuneforge.platform.resume import search_lock
 from tuneforge.platform.starting_points import Gain, start_scores
 from tuneforge.platform.tracking import ENDED, SCORED, SearchRecorder, TrialRecord, resolve_tracking_uri
 from tuneforge.platform.warm_start import typed_params as _typed_params
@@ -164,9 +166,10 @@ def resume(target: str | Path, *, tracking_uri: str | None = None, address: str 
     space = parse_space(yaml.safe_load(saved.space_yaml), name=saved.space_name,
                         source=Path(saved.space_source) if saved.space_source else None)
     plan = plan_search(space, options, trainable=trainable)
-    _check_resumable(saved)
-    return _execute(dataclasses.replace(plan, tracking_uri=saved.tracking_uri, experiment=saved.experiment),
-                    notify, saved)
+    plan = dataclasses.replace(plan, tracking_uri=saved.tracking_uri, experiment=saved.experiment)
+    with search_lock(Path(saved.local_dir), saved.name):  # one driver at a time: a second is refused
+        _check_resumable(saved)
+        return _execute(plan, notify, saved)
 
 
 def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
@@ -184,11 +187,13 @@ def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
     notify(Stage(_store_stage(plan.tracking_uri)))
     recorder.preload()
     notify(Stage(f"joining Ray at {plan.address}" if plan.address else "starting a local Ray"))
-    with _ray_cluster(plan, saved) as cluster:
+    with _ray_cluster(plan, saved) as cluster, contextlib.ExitStack() as held:
         if saved is None:  # a resumed search keeps the sizing it started with (its saved options)
             plan = _fit_to_cluster(plan, cluster, notify)
         name, experiment_path = (_start_search(plan, config, cluster, recorder) if saved is None
                                  else _reopen_search(plan, saved, recorder))
+        if saved is None:  # a resume holds its lock already
+            held.enter_context(search_lock(plan.local_dir / name, name))
         notify(SearchStarted(plan, cluster, recorder.parent_run_id, experiment_path,
                              known=tuple(recorder.trials.values()),
                              time_used_s=saved.time_used_s if saved else 0.0))
