@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["install"]
+__all__ = ["install", "memory_kill_reason"]
 
 
 def install() -> None:
     """Install every work-around (a second call changes nothing)."""
     _forget_tasks_of_cancelled_actors()
     _stop_saving_trials_when_a_bracket_ends()
+    _fail_trials_killed_for_memory()
 
 
 def _forget_tasks_of_cancelled_actors() -> None:
@@ -62,3 +63,35 @@ def _stop_saving_trials_when_a_bracket_ends() -> None:
 
     cleanup_full._tuneforge_fix = True
     _Bracket.cleanup_full = cleanup_full
+
+
+def _fail_trials_killed_for_memory() -> None:
+    """Ray 2.60's ``RayActorManager._actor_task_failed`` handles a ``RayActorError`` (the actor
+    died: a failed trial, retried up to ``max_failures``) and a ``RayTaskError``, and raises
+    RuntimeError for anything else. When Ray's memory monitor kills a trial's worker, the task
+    fails with ``OutOfMemoryError``, neither of the two, and the whole search died with it.
+    Such a trial's actor is as dead as after any worker death: it is handed on as a
+    ``RayActorError`` whose message says why, in one line (:func:`memory_kill_reason`)."""
+    from ray.air.execution._internal.actor_manager import RayActorManager
+    from ray.exceptions import OutOfMemoryError, RayActorError
+
+    original = RayActorManager._actor_task_failed
+    if getattr(original, "_tuneforge_fix", False):
+        return
+
+    def _actor_task_failed(self: Any, tracked_actor_task: Any, exception: Exception) -> None:
+        if isinstance(exception, OutOfMemoryError):
+            exception = RayActorError(error_msg=memory_kill_reason(str(exception)))
+        original(self, tracked_actor_task, exception)
+
+    _actor_task_failed._tuneforge_fix = True
+    RayActorManager._actor_task_failed = _actor_task_failed
+
+
+def memory_kill_reason(message: str) -> str:
+    """One line from the message of Ray's ``OutOfMemoryError``: the node's usage against the
+    memory monitor's threshold."""
+    lines = message.strip().splitlines() or ["(no message)"]
+    reasons = [line for line in lines if line.startswith("OOM kill reason:")]
+    detail = reasons[0].removeprefix("OOM kill reason:").strip() if reasons else lines[0]
+    return f"killed for memory by Ray's memory monitor: {detail}"
