@@ -7,7 +7,7 @@ raised before anything (an MLflow run, a Ray results folder) has been created.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "TuneforgeError"]
+__all__ = ["ConfigError", "StoreError", "TuneforgeError"]
 
 
 class TuneforgeError(Exception):
@@ -16,3 +16,9 @@ class TuneforgeError(Exception):
 
 class ConfigError(TuneforgeError, ValueError):
     """Bad user input: a space file, a CLI option, a dataset, a cluster address or resources."""
+
+
+class StoreError(TuneforgeError):
+    """The MLflow store stopped taking a search's writes: the search was stopped, what Ray ran is
+    in its results folder, and the message (one line) names the store, its error and the
+    ``tuneforge resume`` command. The CLI exits with 1."""

@@ -1,17 +1,21 @@
-"""Faults a search outlives: a trial that Ray's memory monitor kills is one FAILED trial with
-the reason, and the search goes on. A real driver process with its own Ray, whose memory
-threshold the test sets just above what the machine uses now (never the machine's memory)."""
+"""Faults a search outlives, each with a real driver process and its own Ray: a trial that Ray's
+memory monitor kills is one FAILED trial with the reason, and the search goes on (Ray's memory
+threshold set just above what the machine uses now, never the machine's memory); a store that
+stops taking writes (its SQLite file made immutable) stops the search in one line, and the
+search resumes once the store takes writes again."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import parent_and_children
+from tests.conftest import needs, parent_and_children
 from tuneforge.schema import Tags
 
 pytestmark = pytest.mark.own_ray  # the driver is a process of its own, with its own Ray
@@ -76,3 +80,70 @@ def test_a_trial_killed_for_memory_fails_with_the_reason_and_the_search_goes_on(
     assert f"FAILED: {reason}" in done.stdout
     assert all(by_x[x].info.status == "FINISHED" and by_x[x].data.metrics["score"] == float(x)
                for x in ("0.2", "0.4"))
+
+
+SLOW = """\
+import time
+
+from tuneforge.trainables import report
+
+
+def train(config):
+    time.sleep(1.0)
+    report({"score": config["x"]})
+"""
+
+SLOW_SPACE = """\
+trainable: slow.py:train
+metric: score
+mode: max
+params:
+  x: {type: float, low: 0.0, high: 1.0}
+"""
+
+
+def _finished_trials(database: Path) -> int:
+    """Trials recorded FINISHED in the search's SQLite store (reading it creates nothing)."""
+    if not database.is_file():
+        return 0
+    try:
+        _, children = parent_and_children(f"sqlite:///{database}", "space")
+        return sum(run.info.status == "FINISHED" for run in children)
+    except Exception:  # the search is not there yet
+        return 0
+
+
+def test_a_store_that_stops_taking_writes_stops_the_search_which_resumes_once_it_does(tmp_path: Path) -> None:
+    needs(os.geteuid() == 0 and shutil.which("chattr") is not None, "root and chattr (a file made immutable)")
+    (tmp_path / "slow.py").write_text(SLOW)
+    (tmp_path / "space.yaml").write_text(SLOW_SPACE)
+    database = tmp_path / "mlflow.db"
+    store = f"sqlite:///{database}"
+    process = subprocess.Popen([TUNEFORGE, "search", "space.yaml", "--trials", "12", "--seed", "1",
+                                "--tracking-uri", store], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while _finished_trials(database) < 3 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        subprocess.run(["chattr", "+i", str(database)], check=True)  # SQLite: "disk I/O error" from now on
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        subprocess.run(["chattr", "-i", str(database)], check=False)
+    assert process.returncode == 1, out + err
+    folder = next((tmp_path / "ray_results").iterdir())
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"error: the MLflow store {store} stopped taking writes (MlflowException: "), err
+    assert err.rstrip().endswith(f"continue with: tuneforge resume {folder}"), err
+    assert "Traceback" not in out + err
+    assert "Search finished" not in out, "no summary of a search the store did not record"
+
+    resumed = subprocess.run([TUNEFORGE, "resume", str(folder)], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Search finished: 12 trials, 12 scored" in resumed.stdout
+    parent, children = parent_and_children(store, "space")
+    assert parent.info.status == "FINISHED" and len(children) == 12
+    assert len({run.data.tags[Tags.TRIAL_ID] for run in children}) == 12
+    assert all(run.info.status == "FINISHED" and "score" in run.data.metrics for run in children)

@@ -184,6 +184,8 @@ class TrialEvents(Callback):
         self._ended(trial)
 
     def _ended(self, trial: Any) -> None:
+        if self.recorder.store_error:  # the search is stopping: its writes go nowhere
+            return  # (a trial is never shown as scored where the store could not record it)
         self.n_ended += 1
         record = self.recorder.trials[trial.trial_id]
         self._count_score(record)

@@ -99,6 +99,9 @@ class StoreWriter:
         for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking"):
             # They log every schema migration of a new SQLite store at INFO.
             logging.getLogger(name).setLevel(logging.WARNING)
+        # It logs each failed write with its traceback at ERROR; the recorder counts them, stops
+        # the search when the store stopped taking writes, and says so in one line.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         if self.client is None and (create or store_exists(self.tracking_uri)):
             self.client = _open_client(MlflowClient, self.tracking_uri)
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, get_args, get_type_hints
 
 from tuneforge._checks import did_you_mean
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, StoreError
 from tuneforge.schema import TrialStatus
 
 if TYPE_CHECKING:
@@ -632,6 +632,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NO_SCORE
     except KeyboardInterrupt:
         return _interrupts.exit_code()
     finally:

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuneforge._tracking_uri import default_tracking_uri
 from tuneforge.dashboards.mlflow_ui import trials_view
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, StoreError
 from tuneforge.platform.cluster import (
     Cluster,
     TrialResources,
@@ -44,7 +45,7 @@ from tuneforge.platform.planning import (
     plan_search,
     prepare_trials,
 )
-from tuneforge.platform.resume import search_lock
+from tuneforge.platform.resume import resume_command, search_lock
 from tuneforge.platform.starting_points import Gain, start_scores
 from tuneforge.platform.tracking import ENDED, SCORED, SearchRecorder, TrialRecord, resolve_tracking_uri
 from tuneforge.platform.warm_start import typed_params as _typed_params
@@ -367,6 +368,7 @@ def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
     timer: TimedSearch | None = None
     status = TrialStatus.FAILED
     budget = _time_budget(plan, name, time_used_s, local_dir or plan.local_dir / name)
+    recorder.on_store_failure = _interrupt_this_process  # stopped as by Ctrl-C: what did not end resumes
     try:
         if restore is None:
             timer = TimedSearch(plan.setup.make_search_alg(plan.options.max_concurrent))
@@ -378,11 +380,23 @@ def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
         raise
     finally:
         budget.save()
+        if recorder.store_error:
+            recorder.abandon()
+            raise StoreError(f"the MLflow store {plan.tracking_uri} stopped taking writes "
+                             f"({recorder.store_error}), so the search stopped; what its trials did is "
+                             f"in {plan.experiment_path(name)}; once the store takes writes again, "
+                             f"continue with: {resume_command(plan.experiment_path(name))}")
         seconds_per_suggestion = timer.seconds_per_suggestion if timer else 0.0
         best, model_uri, gain = _finish(plan, config, recorder, status, seconds_per_suggestion,
                                         plan.experiment_path(name), budget_spent=budget.spent,
                                         stopped_because=budget.stopped_because)
     return status, best, model_uri, gain
+
+
+def _interrupt_this_process(reason: str) -> None:
+    """Stop the search as Ctrl-C does (Ray Tune's own SIGINT handler while it runs: its state
+    saved with the unfinished trials to resume), from any thread."""
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def _time_budget(plan: SearchPlan, name: str, time_used_s: float, folder: Path) -> Any:

@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 _ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
 _REAP_EVERY = 1000  # pending writes kept before the done ones are counted and dropped
+_FAILURES_TO_STOP = 3
+"""Writes failing in a row that mean the store stopped taking them (one now and then does not)."""
 
 
 SCORED = (TrialStatus.FINISHED, TrialStatus.STOPPED)
@@ -70,8 +72,10 @@ class SearchRecorder:
     """Writes one search to an MLflow store: the parent run, then a child run per trial.
 
     The writes are made by a :class:`~._store_writer.StoreWriter` on one background thread, in
-    the order they were asked for; trial calls return at once. Writes the store refuses are
-    counted and reported when the search ends; they never stop it.
+    the order they were asked for; trial calls return at once. A write the store refuses now and
+    then is counted and reported when the search ends; once ``_FAILURES_TO_STOP`` writes in a
+    row fail, the store has stopped taking writes: :attr:`store_error` says why and
+    :attr:`on_store_failure` is called with it, once (the runner stops the search).
     """
 
     def __init__(self, *, tracking_uri: str, experiment: str) -> None:
@@ -86,6 +90,10 @@ class SearchRecorder:
         self._pending: list[Future] = []
         self._failures: list[str] = []
         self._alive = threading.Event()
+        self.store_error: str | None = None
+        """Why the store stopped taking writes (its last error, one line); None while it takes them."""
+        self.on_store_failure: Callable[[str], None] | None = None
+        self._failures_in_a_row = 0
 
     def preload(self) -> None:
         """Start the writer thread, which imports MLflow and opens the store if it exists.
@@ -267,10 +275,32 @@ class SearchRecorder:
         finally:
             self._thread.shutdown(wait=True)
 
+    def abandon(self) -> None:
+        """Give up on a store that stopped taking writes: no more writes, the heartbeat stops,
+        the writes still queued are dropped."""
+        self._alive.clear()
+        if self._thread is not None:
+            self._thread.shutdown(wait=False, cancel_futures=True)
+
     def _send(self, method: str, *args: Any, **kwargs: Any) -> None:
-        self._pending.append(self._thread.submit(getattr(self._writer, method), *args, **kwargs))
+        future = self._thread.submit(getattr(self._writer, method), *args, **kwargs)
+        future.add_done_callback(self._written)
+        self._pending.append(future)
         if len(self._pending) >= _REAP_EVERY:
             self._reap()
+
+    def _written(self, future: Future) -> None:
+        """On the writer thread, after each write: count the failures in a row."""
+        error = None if future.cancelled() else future.exception()
+        if error is None:
+            self._failures_in_a_row = 0
+            return
+        self._failures_in_a_row += 1
+        if self._failures_in_a_row >= _FAILURES_TO_STOP and self.store_error is None:
+            lines = str(error).strip().splitlines()
+            self.store_error = f"{type(error).__name__}: {lines[0] if lines else ''}"
+            if self.on_store_failure is not None:
+                self.on_store_failure(self.store_error)
 
     def _reap(self) -> None:
         """Count the failures of the writes done so far and forget them (a long search sends
