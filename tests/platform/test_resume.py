@@ -354,3 +354,26 @@ def test_runs_of_trials_tune_never_saved_are_closed_as_lost(tmp_path: Path) -> N
         assert by_id[key].data.tags["tuneforge.lost"].startswith("Ray Tune had not saved this trial")
         assert by_id[key].data.metrics["score"] in (1.0, 3.0), "a lost run keeps what it reported"
     assert "tuneforge.lost" not in by_id[("t_00002", "0.9")].data.tags
+
+
+@pytest.mark.full  # make test: the checks themselves, on files (test_saved_state.py)
+def test_a_damaged_saved_state_is_refused_with_mlflow_unchanged_and_resumes_once_whole(
+        tmp_path: Path) -> None:
+    _folder(tmp_path)
+    first = _interrupt(tmp_path, "random", signal.SIGKILL)
+    assert first.returncode == -signal.SIGKILL
+    folder = _results_folder(tmp_path)
+    [snapshot] = folder.glob("experiment_state-*.json")
+    whole = snapshot.read_bytes()
+    snapshot.write_bytes(whole[: len(whole) // 2])  # as a driver killed while writing it leaves it
+    before = {(r.info.run_id, r.info.status) for r in _trial_runs(tmp_path)}
+    refused = _resume(tmp_path, str(folder))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith(f"error: search {folder.name} cannot be resumed: its saved state "
+                                     f"{snapshot} is damaged (JSONDecodeError: ")
+    assert {(r.info.run_id, r.info.status) for r in _trial_runs(tmp_path)} == before, "MLflow unchanged"
+    snapshot.write_bytes(whole)
+    resumed = _resume(tmp_path, str(folder))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    _check_complete(tmp_path, N_TRIALS)

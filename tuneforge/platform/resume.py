@@ -24,8 +24,12 @@ from tuneforge.errors import ConfigError
 from tuneforge.platform.planning import SearchOptions
 from tuneforge.schema import Artifacts, Roles, Tags, TrialStatus, interrupted
 
-__all__ = ["LOCK_FILE", "SavedSearch", "SearchRun", "find_search", "list_searches", "resume_command",
-           "search_lock"]
+__all__ = ["LOCK_FILE", "SavedSearch", "SearchRun", "check_saved_state", "find_search", "list_searches",
+           "resume_command", "search_lock"]
+
+_TUNER_FILE = "tuner.pkl"
+_SNAPSHOTS = "experiment_state-*.json"
+"""Ray Tune's saved experiment, one file a driver session, named by the session's start."""
 
 LOCK_FILE = "search.lock"
 """In a search's local results folder: locked (``flock``) while a driver runs the search."""
@@ -102,6 +106,61 @@ def search_lock(folder: Path, name: str) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+def check_saved_state(experiment_path: str, name: str) -> str | None:
+    """Check what ``Tuner.restore`` will read of the search ``name`` in its local results folder
+    (a remote storage is not checked): its ``tuner.pkl`` and its experiment snapshots. Where the
+    newest snapshots are damaged (a driver killed while writing one) and an earlier one is
+    whole, the damaged ones and their search-algorithm states are renamed ``*.damaged``, so
+    that Tune restores the earlier one; returns one line saying so (None when all was whole).
+    ConfigError, with nothing changed, when the tuner or every snapshot is damaged."""
+    folder = Path(experiment_path)
+    if "://" in experiment_path or not folder.is_dir():
+        return None
+    problem = _pickle_problem(folder / _TUNER_FILE)
+    if problem:
+        raise ConfigError(f"search {name} cannot be resumed: {folder / _TUNER_FILE} is damaged ({problem}); "
+                          "its finished trials stay in MLflow")
+    snapshots = sorted(folder.glob(_SNAPSHOTS), reverse=True)  # newest first: names hold the time
+    problems = {snapshot: _json_problem(snapshot) for snapshot in snapshots}
+    whole = [snapshot for snapshot in snapshots if problems[snapshot] is None]
+    if snapshots and not whole:
+        raise ConfigError(f"search {name} cannot be resumed: its saved state {snapshots[0]} is damaged "
+                          f"({problems[snapshots[0]]}) and Ray Tune kept no earlier one whole; its finished "
+                          "trials stay in MLflow")
+    damaged = [snapshot for snapshot in snapshots if whole and snapshot.name > whole[0].name]
+    for snapshot in damaged:
+        session = snapshot.name.removeprefix("experiment_state-").removesuffix(".json")
+        for path in folder.glob(f"*-{session}.*"):  # the snapshot and its search algorithm's state
+            path.rename(path.with_name(path.name + ".damaged"))
+    if not damaged:
+        return None
+    names = ", ".join(f"{snapshot.name} ({problems[snapshot]})" for snapshot in damaged)
+    return f"damaged saved state set aside: {names}; resuming from {whole[0].name}"
+
+
+def _json_problem(path: Path) -> str | None:
+    try:
+        json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _pickle_problem(path: Path) -> str | None:
+    """Whether ``path`` is a whole pickle, read without running it (its opcodes, to STOP)."""
+    import pickletools
+
+    if not path.is_file():
+        return None  # Tune says what is missing
+    try:
+        last = None
+        for opcode, _, _ in pickletools.genops(path.read_bytes()):
+            last = opcode
+    except Exception as exc:  # a truncated or garbled stream, whatever pickletools raises
+        return f"{type(exc).__name__}: {exc}"
+    return None if last is not None and last.name == "STOP" else "it ends before the pickle does"
 
 
 def find_search(target: str | Path, tracking_uri: str) -> SavedSearch:

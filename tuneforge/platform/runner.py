@@ -158,7 +158,7 @@ def resume(target: str | Path, *, tracking_uri: str | None = None, address: str 
     """
     import yaml
 
-    from tuneforge.platform.resume import find_search
+    from tuneforge.platform.resume import check_saved_state, find_search
 
     notify = on_event or _progress_printer(progress)
     notify(Stage("finding the search"))
@@ -170,6 +170,9 @@ def resume(target: str | Path, *, tracking_uri: str | None = None, address: str 
     plan = dataclasses.replace(plan, tracking_uri=saved.tracking_uri, experiment=saved.experiment)
     with search_lock(Path(saved.local_dir), saved.name):  # one driver at a time: a second is refused
         _check_resumable(saved)
+        set_aside = check_saved_state(saved.experiment_path, saved.name)
+        if set_aside:
+            notify(Stage(set_aside))
         return _execute(plan, notify, saved)
 
 
