@@ -98,8 +98,35 @@ def _ready(tmp_path: Path, ended: int) -> bool:
         tune.get(trial_id) == "RUNNING" for trial_id in running)
 
 
+def _process_groups_started_by(pid: int) -> set[int]:
+    """The process groups of ``pid``'s children (a local Ray's processes each lead their own)."""
+    groups = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid:  # fields: state, ppid, pgrp, ...
+            groups.add(int(fields[2]))
+    return groups
+
+
+def _alive_in(groups: set[int]) -> list[str]:
+    """The processes still alive in ``groups``: their names."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text.rsplit(")", 1)[1].split()
+        if int(fields[2]) in groups and fields[0] != "Z":
+            alive.append(text.split("(", 1)[1].rsplit(")", 1)[0])
+    return alive
+
+
 def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: signal.Signals,
-                group: bool = False) -> None:
+                group: bool = False, ray_groups: set[int] | None = None) -> None:
     """Send ``how`` once Ray Tune saved ``ended`` trials as ended and another as running
     (whose run exists in MLflow, RUNNING). A SIGKILL loses what Tune did since its last save
     (a second here): a trial it had not saved is not resumed (its run is deleted, or kept as
@@ -112,6 +139,8 @@ def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: sign
             process.send_signal(signal.SIGSTOP)
             try:
                 if _ready(tmp_path, ended):  # a SIGTERM or SIGINT waits for the SIGCONT
+                    if ray_groups is not None:
+                        ray_groups.update(_process_groups_started_by(process.pid) - {os.getpgrp()})
                     os.killpg(process.pid, how) if group else process.send_signal(how)
                     return
             finally:
@@ -120,15 +149,16 @@ def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: sign
     raise AssertionError(f"the search never had {ended} trials ended and one running (exit {process.poll()})")
 
 
-def _interrupt(tmp_path: Path, algo: str, how: signal.Signals,
-               group: bool = False) -> subprocess.CompletedProcess:
+def _interrupt(tmp_path: Path, algo: str, how: signal.Signals, group: bool = False,
+               ray_groups: set[int] | None = None) -> subprocess.CompletedProcess:
     """The search of ``_search_args``, sent ``how`` after 3 trials: to the driver, or to its
-    process group (``group``: the driver leads a group of its own, as ``setsid`` makes one)."""
+    process group (``group``: the driver leads a group of its own, as ``setsid`` makes one).
+    ``ray_groups`` gets the process groups the driver had started (its local Ray's)."""
     with open(tmp_path / "first.out", "w") as out, open(tmp_path / "first.err", "w") as err:
         process = subprocess.Popen(_search_args(tmp_path, algo), cwd=tmp_path, stdout=out, stderr=err,
                                    env=SAVE_EVERY_SECOND, start_new_session=group)
         try:
-            _kill_after(process, tmp_path, 3, how, group)
+            _kill_after(process, tmp_path, 3, how, group, ray_groups)
             process.wait(timeout=180)
         finally:
             process.kill()
@@ -186,8 +216,14 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subpr
                                   pytest.param("optuna-tpe", marks=pytest.mark.full)])
 def test_a_killed_driver_is_resumed_with_exact_counts(tmp_path: Path, algo: str, request) -> None:
     _folder(tmp_path)
-    first = _interrupt(tmp_path, algo, signal.SIGKILL)
+    ray_groups: set[int] = set()
+    first = _interrupt(tmp_path, algo, signal.SIGKILL, ray_groups=ray_groups)
     assert first.returncode == -signal.SIGKILL
+    assert ray_groups, "the driver had started its local Ray"
+    deadline = time.monotonic() + 30
+    while _alive_in(ray_groups) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _alive_in(ray_groups) == [], "nothing of the killed driver's Ray outlives it"
     in_flight = [r for r in _trial_runs(tmp_path) if r.info.status == "RUNNING"]
     assert in_flight, "a trial running when the driver died has its run"
     listing = subprocess.run([TUNEFORGE, "runs", "space", "--tracking-uri", _store(tmp_path)], cwd=tmp_path,

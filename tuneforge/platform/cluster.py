@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -213,6 +214,34 @@ def _ray_processes_in_a_session_of_their_own() -> Iterator[None]:
         services.ConsolePopen = original
 
 
+_REAPER = """\
+import os, signal, sys, time
+parent = os.getppid()
+while os.getppid() == parent:
+    time.sleep(0.5)
+for group in map(int, sys.argv[1:]):
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+def _reaper_of_this_ray() -> subprocess.Popen:
+    """A process that outlives this driver by an instant if it dies without shutting its local
+    Ray down (SIGKILL, a crash): it then kills the process groups of that Ray's processes, each
+    one's own (see :func:`_ray_processes_in_a_session_of_their_own`), so that what they started
+    (the raylet's agents and workers, the dashboard's modules) goes with them. Ray's kernel
+    fate-sharing ends the GCS and the raylet, but their agents outlived them. The driver kills
+    the reaper before its own shutdown of Ray."""
+    import ray
+
+    node = ray._private.worker._global_node
+    groups = sorted({info.process.pid for infos in node.all_processes.values() for info in infos})
+    return subprocess.Popen([sys.executable, "-c", _REAPER, *map(str, groups)], start_new_session=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def _connect(address: str | None, job_name: str, working_dir: Path | None) -> bool:
     """``ray.init`` for ``address`` (None: start a local Ray). True if Ray was started here.
     ``working_dir`` (a user's trainable folder) is shipped to every node as the job's."""
@@ -340,6 +369,7 @@ def ray_cluster(address: str | None, *, job_name: str, working_dir: Path | None 
     config = _config_for(address, cluster_config)
     node_types = autoscaler_node_types(config) if config is not None else ()
     started_here = _connect(address, job_name, working_dir)
+    reaper = _reaper_of_this_ray() if started_here else None
     try:
         context = ray.get_runtime_context()
         dashboard = ray._private.worker.global_worker.node.address_info.get("webui_url")
@@ -348,6 +378,9 @@ def ray_cluster(address: str | None, *, job_name: str, working_dir: Path | None 
                       is_local=started_here, node_resources=_alive_node_resources(),
                       job_name=job_name, node_types=node_types, cluster_config=config)
     finally:
+        if reaper is not None:
+            reaper.kill()  # a shutdown needs none
+            reaper.wait()
         if started_here:
             ray.shutdown()
 
