@@ -9,18 +9,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import needs, parent_and_children
+from tests.platform.test_resume import TUNEFORGE, _folder
 from tuneforge.schema import Tags
 
 pytestmark = pytest.mark.own_ray  # the driver is a process of its own, with its own Ray
-
-TUNEFORGE = str(Path(sys.executable).parent / "tuneforge")
 
 HOG = """\
 import time
@@ -39,7 +37,7 @@ def train(config):
     report({"score": config["x"]})
 """
 
-SPACE = """\
+HOG_SPACE = """\
 trainable: hog.py:train
 metric: score
 mode: max
@@ -59,7 +57,7 @@ def _memory_threshold(headroom_bytes: int) -> float:
 
 def test_a_trial_killed_for_memory_fails_with_the_reason_and_the_search_goes_on(tmp_path: Path) -> None:
     (tmp_path / "hog.py").write_text(HOG)
-    (tmp_path / "space.yaml").write_text(SPACE)
+    (tmp_path / "space.yaml").write_text(HOG_SPACE)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "RAY_memory_usage_threshold": f"{_memory_threshold(2 * 2**30):.4f}"}
     done = subprocess.run([TUNEFORGE, "search", "space.yaml", "--algo", "grid", "--max-concurrent", "1",
@@ -82,41 +80,15 @@ def test_a_trial_killed_for_memory_fails_with_the_reason_and_the_search_goes_on(
                for x in ("0.2", "0.4"))
 
 
-SLOW = """\
-import time
-
-from tuneforge.trainables import report
-
-
-def train(config):
-    time.sleep(1.0)
-    report({"score": config["x"]})
-"""
-
-SLOW_SPACE = """\
-trainable: slow.py:train
-metric: score
-mode: max
-params:
-  x: {type: float, low: 0.0, high: 1.0}
-"""
-
-
-def _finished_trials(database: Path) -> int:
-    """Trials recorded FINISHED in the search's SQLite store (reading it creates nothing)."""
-    if not database.is_file():
-        return 0
-    try:
-        _, children = parent_and_children(f"sqlite:///{database}", "space")
-        return sum(run.info.status == "FINISHED" for run in children)
-    except Exception:  # the search is not there yet
-        return 0
+def _reported_trials(folder: Path) -> int:
+    """Trials that reported, by Ray Tune's own files (reading the SQLite store while the driver
+    creates it could race its schema)."""
+    return sum(path.stat().st_size > 0 for path in folder.glob("ray_results/*/*/result.json"))
 
 
 def test_a_store_that_stops_taking_writes_stops_the_search_which_resumes_once_it_does(tmp_path: Path) -> None:
     needs(os.geteuid() == 0 and shutil.which("chattr") is not None, "root and chattr (a file made immutable)")
-    (tmp_path / "slow.py").write_text(SLOW)
-    (tmp_path / "space.yaml").write_text(SLOW_SPACE)
+    _folder(tmp_path)  # test_resume's search: a trial a second and a half
     database = tmp_path / "mlflow.db"
     store = f"sqlite:///{database}"
     process = subprocess.Popen([TUNEFORGE, "search", "space.yaml", "--trials", "12", "--seed", "1",
@@ -124,7 +96,7 @@ def test_a_store_that_stops_taking_writes_stops_the_search_which_resumes_once_it
                                stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
-        while _finished_trials(database) < 3 and process.poll() is None and time.monotonic() < deadline:
+        while _reported_trials(tmp_path) < 3 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         subprocess.run(["chattr", "+i", str(database)], check=True)  # SQLite: "disk I/O error" from now on
         out, err = process.communicate(timeout=120)

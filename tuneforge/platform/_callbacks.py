@@ -110,13 +110,16 @@ class TrialEvents(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """A resumed search's trials that ended in Ray Tune's saved experiment but not in
-        MLflow (the driver died between the two) are ended in MLflow from Tune's last result;
-        trial runs that Tune does not know (created after its last save of the experiment,
-        before the driver died) are closed as lost."""
+        MLflow (the driver died between the two, or the store lost their writes) are recorded
+        in MLflow from Tune's last result; trial runs that Tune does not know (created after its
+        last save of the experiment, before the driver died) are closed as lost."""
         known = {trial.trial_id for trial in trials}
         for trial in trials:  # ended in Tune's saved state, not yet in MLflow's
-            if trial.trial_id not in self.unsettled:
+            unrecorded = trial.trial_id not in self.recorder.trials  # its writes were lost (a store failure)
+            if trial.trial_id not in self.unsettled and not unrecorded:
                 continue
+            if unrecorded and trial.status in ("TERMINATED", "ERROR"):
+                self.on_trial_start(0, trials, trial)
             if trial.status == "TERMINATED":
                 self.on_trial_result(0, trials, trial, trial.last_result or {})
                 self.on_trial_complete(0, trials, trial)
