@@ -115,7 +115,8 @@ class TrialEvents(Callback):
         last save of the experiment, before the driver died) are closed as lost."""
         known = {trial.trial_id for trial in trials}
         for trial in trials:  # ended in Tune's saved state, not yet in MLflow's
-            unrecorded = trial.trial_id not in self.recorder.trials  # its writes were lost (a store failure)
+            # It ran and reported, but the store lost its writes (a store failure): no run at all.
+            unrecorded = trial.trial_id not in self.recorder.trials and bool(trial.last_result)
             if trial.trial_id not in self.unsettled and not unrecorded:
                 continue
             if unrecorded and trial.status in ("TERMINATED", "ERROR"):
