@@ -115,8 +115,10 @@ class TrialEvents(Callback):
         last save of the experiment, before the driver died) are closed as lost."""
         known = {trial.trial_id for trial in trials}
         for trial in trials:  # ended in Tune's saved state, not yet in MLflow's
-            # It ran and reported, but the store lost its writes (a store failure): no run at all.
-            unrecorded = trial.trial_id not in self.recorder.trials and bool(trial.last_result)
+            # It reported, but the store lost its writes (a store failure): no run at all. (A
+            # trial Tune ended before it started, as a stopped search's, has no reported result.)
+            reported = "training_iteration" in (trial.last_result or {})
+            unrecorded = reported and trial.trial_id not in self.recorder.trials
             if trial.trial_id not in self.unsettled and not unrecorded:
                 continue
             if unrecorded and trial.status in ("TERMINATED", "ERROR"):
