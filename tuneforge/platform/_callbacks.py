@@ -117,8 +117,8 @@ class TrialEvents(Callback):
         for trial in trials:  # ended in Tune's saved state, not yet in MLflow's
             # It reported, but the store lost its writes (a store failure): no run at all. (A
             # trial Tune ended before it started, as a stopped search's, has no reported result.)
-            reported = "training_iteration" in (trial.last_result or {})
-            unrecorded = reported and trial.trial_id not in self.recorder.trials
+            unrecorded = (trial.trial_id not in self.recorder.trials
+                          and "training_iteration" in (trial.last_result or {}))
             if trial.trial_id not in self.unsettled and not unrecorded:
                 continue
             if unrecorded and trial.status in ("TERMINATED", "ERROR"):
