@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from tuneforge._paths import check_writable
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, first_line
 
 __all__ = ["HOME_VARIABLE", "check_tracking_uri", "default_tracking_uri", "resolve_tracking_uri",
            "tuneforge_home"]
@@ -98,7 +98,7 @@ def _check_database(uri: str, scheme: str) -> None:
         with engine.connect():
             pass
     except sqlalchemy.exc.DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        reason = first_line(exc.orig) if exc.orig else type(exc).__name__
         raise ConfigError(f"--tracking-uri: cannot connect to {name} at "
                           f"{engine.url.render_as_string(hide_password=True)}: {reason}") from None
     finally:

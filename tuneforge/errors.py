@@ -7,7 +7,7 @@ raised before anything (an MLflow run, a Ray results folder) has been created.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "StoreError", "TuneforgeError"]
+__all__ = ["ConfigError", "StoreError", "TuneforgeError", "first_line"]
 
 
 class TuneforgeError(Exception):
@@ -22,3 +22,9 @@ class StoreError(TuneforgeError):
     """The MLflow store stopped taking a search's writes: the search was stopped, what Ray ran is
     in its results folder, and the message (one line) names the store, its error and the
     ``tuneforge resume`` command. The CLI exits with 1."""
+
+
+def first_line(error: BaseException) -> str:
+    """What a one-line message quotes of ``error``: the first line of its text, else its type's name."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 from tuneforge._checks import parse_duration
 from tuneforge._paths import check_writable
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, first_line
 from tuneforge.platform._options import SearchOptions
 from tuneforge.platform.cluster import autoscaler_node_types, resolve_address
 from tuneforge.platform.schedulers import Schedule, plan_schedule, progress_key
@@ -181,7 +181,7 @@ def _check_reachable(uri: str) -> None:
             filesystem, path = pyarrow.fs.FileSystem.from_uri(uri)
             filesystem.get_file_info(path)
         except (OSError, pyarrow.ArrowException) as exc:
-            failures.append(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            failures.append(first_line(exc))
 
     asking = threading.Thread(target=ask, daemon=True, name="tuneforge-storage-check")
     asking.start()

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tuneforge._tracking_uri import default_tracking_uri
 from tuneforge.dashboards.mlflow_ui import trials_view
@@ -45,15 +45,12 @@ from tuneforge.platform.planning import (
     plan_search,
     prepare_trials,
 )
-from tuneforge.platform.resume import resume_command, search_lock
+from tuneforge.platform.resume import SavedSearch, check_saved_state, find_search, resume_command, search_lock
 from tuneforge.platform.starting_points import Gain, start_scores
 from tuneforge.platform.tracking import ENDED, SCORED, SearchRecorder, TrialRecord, resolve_tracking_uri
 from tuneforge.platform.warm_start import typed_params as _typed_params
 from tuneforge.schema import Artifacts, Metrics, Tags, TrialStatus
 from tuneforge.search_spaces import SearchSpace, parse_space, space_document
-
-if TYPE_CHECKING:
-    from tuneforge.platform.resume import SavedSearch
 
 __all__ = ["SearchOptions", "SearchPlan", "SearchResult", "SearchStarted", "TrialEnded",
            "plan_search", "resume", "search"]
@@ -158,7 +155,6 @@ def resume(target: str | Path, *, tracking_uri: str | None = None, address: str 
     """
     import yaml
 
-    from tuneforge.platform.resume import check_saved_state, find_search
 
     notify = on_event or _progress_printer(progress)
     notify(Stage("finding the search"))
@@ -339,8 +335,6 @@ def _check_resumable(saved: Any) -> None:
 def _save_search(plan: SearchPlan, name: str, parent_run_id: str, recorder: SearchRecorder) -> None:
     """What ``tuneforge resume`` needs (``search.json``), in the search's local folder and on
     its parent run."""
-    from tuneforge.platform.resume import SavedSearch
-
     options = {**dataclasses.asdict(plan.options), "seed": plan.seed}
     source = str(plan.space.source.resolve()) if plan.space.source else None
     saved = SavedSearch(name=name, experiment_path=plan.experiment_path(name),
@@ -605,7 +599,6 @@ def _note(plan: SearchPlan, status: TrialStatus, trials: tuple[TrialRecord, ...]
           stopped_because: str | None = None) -> str:
     """The parent run's description: the search's summary in Markdown."""
     from tuneforge.platform.progress import format_value
-    from tuneforge.platform.resume import resume_command
 
     metric = plan.space.metric
     counts = {state: sum(t.status is state for t in trials) for state in TrialStatus}

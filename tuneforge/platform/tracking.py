@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuneforge._tracking_uri import check_tracking_uri, resolve_tracking_uri
+from tuneforge.errors import first_line
 from tuneforge.schema import HEARTBEAT_S, Tags, TrialStatus, driver_tag
 
 if TYPE_CHECKING:
@@ -297,8 +298,7 @@ class SearchRecorder:
             return
         self._failures_in_a_row += 1
         if self._failures_in_a_row >= _FAILURES_TO_STOP and self.store_error is None:
-            lines = str(error).strip().splitlines()
-            self.store_error = f"{type(error).__name__}: {lines[0] if lines else ''}"
+            self.store_error = f"{type(error).__name__}: {first_line(error)}"
             if self.on_store_failure is not None:
                 self.on_store_failure(self.store_error)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, first_line
 
 __all__ = ["BUNDLED_DATASETS", "check_dataset", "load_dataset"]
 
@@ -69,8 +69,8 @@ def _load_csv(path: Path, target: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"config.dataset.path: {path} is not a readable CSV file: {reason}") from None
+        raise ConfigError(f"config.dataset.path: {path} is not a readable CSV file: "
+                          f"{first_line(exc)}") from None
     if target not in frame.columns:
         raise ConfigError(f"config.dataset.target: {target!r} is not a column of {path}; "
                           f"columns: {', '.join(map(str, frame.columns))}")
