@@ -11,10 +11,16 @@ Two measurements, each printed as Markdown for BENCHMARKS.md:
 ``overhead``  target tokens/s of a trial under tuneforge (Ray Tune, MLflow, checkpoints, decoded
               examples) against the same model, data, batches and threads in a plain PyTorch loop,
               alternating, ``--repeats`` times, in one invocation.
+``decoding``  words/s of greedy decoding and of beam search (``--beam``) of ``--words`` test words
+              with the key/value cache against without it (re-running the decoder over the prefix
+              at every step), alternating, ``--repeats`` times, in one invocation; the default
+              model trained ``--steps`` steps on CMUdict first, so that its outputs end as a
+              trained model's do. Both sides must decode the same words.
 
     .venv/bin/python benchmarks/transformer.py search --algo bayes --trials 6 --scheduler asha
     .venv/bin/python benchmarks/transformer.py score --keep FOLDER     # a search kept with --keep
     .venv/bin/python benchmarks/transformer.py overhead --repeats 3 --train 20000 --epochs 4
+    .venv/bin/python benchmarks/transformer.py decoding --repeats 3 --words 1000 --beam 5
 """
 
 from __future__ import annotations
@@ -135,54 +141,77 @@ def score(args: argparse.Namespace) -> None:
           f"PER {per:.4f}** (bar: WER <= 0.30, PER <= 0.08)")
 
 
+def _plain_model(settings: Any, model_config: Any, n_pairs: int, n_epochs: int) -> tuple[Any, Any, Any]:
+    """The default model (seeded), AdamW and the loop's warm-up-cosine schedule over ``n_epochs``."""
+    import torch
+
+    from tuneforge.trainables.torch.loop import warmup_cosine
+    from tuneforge.trainables.transformer.model import Seq2SeqTransformer
+
+    torch.manual_seed(settings.seed)
+    model = Seq2SeqTransformer(model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
+                                  betas=(0.9, 0.98))
+    steps = -(-n_pairs // settings.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(settings.warmup_epochs * steps, n_epochs * steps))
+    return model, optimizer, scheduler
+
+
+def _plain_pass(model: Any, optimizer: Any, scheduler: Any, train: Any, settings: Any, epoch: int,
+                max_steps: int | None = None) -> int:
+    """One training pass (at most ``max_steps`` batches) over the encoded pairs ``train`` in the
+    trainable's length batches; the target tokens trained."""
+    import torch
+    from torch.nn import functional as F
+
+    from tuneforge.trainables.transformer.data import PAD
+    from tuneforge.trainables.transformer.trainable import _padded, length_batches
+
+    model.train()
+    n = len(train.pair_sources)
+    order = np.random.default_rng([settings.seed, epoch]).permutation(n)
+    lengths = np.array([len(t) for t in train.pair_targets])
+    rng = np.random.default_rng([settings.seed, epoch, 1])
+    tokens = 0
+    for step, idx in enumerate(length_batches(order, lengths, settings.batch_size, rng)):
+        if max_steps is not None and step >= max_steps:
+            break
+        source = _padded([train.pair_sources[i] for i in idx])
+        target_in = _padded([train.pair_targets[i] for i in idx], bos=True)
+        target_out = _padded([train.pair_targets[i] for i in idx], eos=True)
+        loss = F.cross_entropy(model(source, target_in).flatten(0, 1), target_out.flatten(),
+                               ignore_index=PAD, label_smoothing=model.config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        tokens += int((target_out != PAD).sum())
+    return tokens
+
+
 def _plain_epochs(data: Any, settings: Any, model_config: Any, n_epochs: int) -> float:
     """Target tokens/s of the same model, optimiser, schedule and batches in a plain PyTorch loop,
     each epoch a training pass and the same validation (loss, greedy decoding); epoch 1 (warm-up)
     is not counted."""
     import torch
-    from torch.nn import functional as F
 
-    from tuneforge.trainables.torch.loop import warmup_cosine
-    from tuneforge.trainables.transformer.data import PAD
-    from tuneforge.trainables.transformer.model import Seq2SeqTransformer
     from tuneforge.trainables.transformer.trainable import (
         _encode,
         _padded,
         decode_all,
         error_rates,
-        length_batches,
         output_limit,
     )
 
-    torch.manual_seed(settings.seed)
     train, val = _encode(data, data.train), _encode(data, data.val)
-    model = Seq2SeqTransformer(model_config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
-                                  betas=(0.9, 0.98))
-    n = len(train.pair_sources)
-    steps = -(-n // settings.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(settings.warmup_epochs * steps, n_epochs * steps))
-    lengths = np.array([len(t) for t in train.pair_targets])
+    model, optimizer, scheduler = _plain_model(settings, model_config, len(train.pair_sources), n_epochs)
     limit = output_limit(train.pair_targets, model_config.max_len)
     seconds, tokens = [], 0
     for epoch in range(1, n_epochs + 1):
-        model.train()
-        order = np.random.default_rng([settings.seed, epoch]).permutation(n)
-        started, tokens = time.perf_counter(), 0
-        rng = np.random.default_rng([settings.seed, epoch, 1])
-        for idx in length_batches(order, lengths, settings.batch_size, rng):
-            source = _padded([train.pair_sources[i] for i in idx])
-            target_in = _padded([train.pair_targets[i] for i in idx], bos=True)
-            target_out = _padded([train.pair_targets[i] for i in idx], eos=True)
-            loss = F.cross_entropy(model(source, target_in).flatten(0, 1), target_out.flatten(),
-                                   ignore_index=PAD, label_smoothing=model_config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            tokens += int((target_out != PAD).sum())
+        started = time.perf_counter()
+        tokens = _plain_pass(model, optimizer, scheduler, train, settings, epoch)
         model.eval()
         with torch.no_grad():
             for start in range(0, len(val.pair_sources), 512):
@@ -239,10 +268,69 @@ def overhead(args: argparse.Namespace) -> None:
     print(rate_comparison(tuned, plain, "target tokens/s"))
 
 
+def decoding(args: argparse.Namespace) -> None:
+    """Cached against uncached decoding of the same test words by the same briefly trained model,
+    greedy and beam search, threads = --cpus."""
+    import torch
+
+    from tuneforge.trainables.torch.loop import TrainSettings, split_config
+    from tuneforge.trainables.transformer import TRANSFORMER
+    from tuneforge.trainables.transformer.data import load_sequence_dataset
+    from tuneforge.trainables.transformer.trainable import _encode, decode_all, output_limit
+
+    torch.set_num_threads(int(args.cpus))
+    data = load_sequence_dataset("cmudict")
+    prepared = TRANSFORMER.prepare({"dataset": "cmudict"}, None)
+    settings, model_config = split_config(TRANSFORMER, {**prepared, "seed": 0})
+    assert isinstance(settings, TrainSettings)
+    train = _encode(data, data.train)
+    model, optimizer, scheduler = _plain_model(settings, model_config, len(train.pair_sources), 1)
+    started = time.perf_counter()
+    _plain_pass(model, optimizer, scheduler, train, settings, epoch=1, max_steps=args.steps)
+    print(f"trained {args.steps} steps in {time.perf_counter() - started:.0f} s", flush=True)
+    model.eval()
+    sources = _encode(data, data.test).sources[:args.words]
+    limit = output_limit(train.pair_targets, model_config.max_len)
+    lines = []
+    for beam in (1, args.beam):
+        outputs: dict[bool, list[list[int]]] = {}
+
+        def words_per_s(cache: bool, beam: int = beam, outputs: dict = outputs) -> float:
+            started = time.perf_counter()
+            outputs[cache] = decode_all(model, sources, torch.device("cpu"), beam, limit, cache=cache)
+            return len(sources) / (time.perf_counter() - started)
+
+        uncached, cached = alternate(args.repeats, lambda _: words_per_s(False), lambda _: words_per_s(True))
+        if outputs[True] != outputs[False]:
+            differ = sum(a != b for a, b in zip(outputs[True], outputs[False], strict=True))
+            raise SystemExit(f"beam {beam}: the cached decoding differs on {differ} of {len(sources)} words")
+        ratio = statistics.median(cached) / statistics.median(uncached)
+        name = "greedy" if beam == 1 else f"beam width {beam}"
+        lines += [f"- {name}, with the cache, words/s: {_rates(cached)}",
+                  f"- {name}, without (the prefix re-run), words/s: {_rates(uncached)}",
+                  f"- {name}: **ratio of medians {ratio:.2f}x**; the same outputs for all "
+                  f"{len(sources)} words"]
+    print(f"\n## Transformer decoding with a key/value cache against without ({time.strftime('%Y-%m-%d')})\n")
+    print(f"- command: `.venv/bin/python benchmarks/transformer.py decoding --repeats {args.repeats} "
+          f"--words {args.words} --beam {args.beam} --steps {args.steps} --cpus {args.cpus:g}`")
+    print(f"- machine: {machine('torch')}")
+    print(f"- model: the default (width {model_config.width}, {model_config.encoder_layers}+"
+          f"{model_config.decoder_layers} layers), trained {args.steps} steps of batch "
+          f"{settings.batch_size}; "
+          f"the first {len(sources)} CMUdict test words, batches of similar length, outputs of at most "
+          f"{limit} tokens; {int(args.cpus)} torch threads")
+    print("\n".join(lines))
+
+
+def _rates(values: list[float]) -> str:
+    return ", ".join(f"{v:.0f}" for v in values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, handler in (("search", search), ("score", score), ("overhead", overhead)):
+    handlers = (("search", search), ("score", score), ("overhead", overhead), ("decoding", decoding))
+    for name, handler in handlers:
         command = commands.add_parser(name)
         command.set_defaults(handler=handler)
         command.add_argument("--epochs", type=int, help="override the space's epochs")
@@ -256,8 +344,12 @@ def main() -> None:
             command.add_argument("--scheduler", default="asha")
             command.add_argument("--grace-period", type=int)
             command.add_argument("--keep", help="keep the MLflow store and Ray results in this folder")
-        if name == "overhead":
+        if name in ("overhead", "decoding"):
             command.add_argument("--repeats", type=int, default=3)
+        if name == "decoding":
+            command.add_argument("--words", type=int, default=1000, help="test words decoded a side")
+            command.add_argument("--beam", type=int, default=5, help="beam width (besides greedy)")
+            command.add_argument("--steps", type=int, default=1500, help="training steps before decoding")
             command.add_argument("--train", type=int, default=20_000)
     args = parser.parse_args()
     if args.command == "overhead" and not args.epochs:

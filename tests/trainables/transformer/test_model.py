@@ -3,6 +3,8 @@ on a copy task, and the config's refusals."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -180,6 +182,36 @@ def test_beam_search_copies_too_and_width_one_is_greedy(copier) -> None:
     beamed = beam_search(copier, source, 4)
     width = min(beamed.shape[1], target.shape[1])
     assert (beamed[:, :width] == target[:, :width]).all(dim=1).float().mean() >= 0.95
+
+
+def _padded_sources(n: int, vocab: int, seed: int) -> torch.Tensor:
+    """n sources of 2-12 tokens from 4..vocab-1, PAD-padded."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, 13, (n,), generator=generator)
+    tokens = torch.randint(4, vocab, (n, 12), generator=generator)
+    return tokens.masked_fill(torch.arange(12)[None] >= lengths[:, None], PAD)
+
+
+@pytest.mark.parametrize("model_name", ["copier", "untrained pre-norm", "untrained post-norm"])
+@pytest.mark.parametrize("beam_width", [1, 5])
+def test_decoding_with_the_key_value_cache_gives_the_tokens_of_decoding_without(copier, model_name,
+                                                                                beam_width) -> None:
+    # In float64, so that the two paths' rounding cannot tip a near tie. The untrained models rarely
+    # emit EOS, so their outputs run to max_len: every cached position is used.
+    model = {"copier": copier, "untrained pre-norm": _model(max_len=24),
+             "untrained post-norm": _model(max_len=24, norm_first=False)}[model_name]
+    model = copy.deepcopy(model).double()
+    source = (_copy_batch(torch.Generator().manual_seed(3), n=300)[0] if model_name == "copier"
+              else _padded_sources(300, model.config.source_vocab_size, seed=3))
+    decode = ((lambda **cache: greedy_decode(model, source, **cache)) if beam_width == 1
+              else (lambda **cache: beam_search(model, source, beam_width, **cache)))
+    cached, uncached = decode(cache=True), decode(cache=False)
+    assert cached.shape == uncached.shape and cached.shape[0] == 300
+    assert torch.equal(cached, uncached)
+    if model_name == "copier":
+        assert (cached == EOS).any(dim=1).all() and (cached == PAD).any(), "rows end, then pad"
+    else:
+        assert cached.shape[1] == model.config.max_len + 1, "outputs run to max_len"
 
 
 def test_decoding_stops_at_max_len() -> None:

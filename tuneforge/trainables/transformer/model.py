@@ -22,11 +22,20 @@ Symbols and shapes:
     V   target vocabulary                  (config.target_vocab_size; ids 0..3 are PAD BOS EOS UNK)
 
     source (N, S) -> memory (N, S, D);  memory, target (N, T) -> logits (N, T, V)
+
+Decoding (:func:`greedy_decode`, :func:`beam_search`) runs the decoder one token at a time through
+:class:`DecoderState`, which keeps each layer's keys and values (a key/value cache): a step attends
+its one new query to the cached keys, so decoding an output of L tokens costs O(L) decoder
+positions instead of re-running the decoder over the whole prefix at each step, O(L^2). The
+encoder's keys and values for the cross-attention are computed once per source. ``cache=False``
+re-runs the prefix (the decoding before the cache), kept as the reference the tests and
+``benchmarks/transformer.py decoding`` compare against: both give the same tokens.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -37,8 +46,8 @@ from tuneforge._checks import check_bool, check_number, check_positive_ints
 from tuneforge.errors import ConfigError
 from tuneforge.trainables.transformer.tokens import BOS, EOS, PAD
 
-__all__ = ["BOS", "EOS", "PAD", "Seq2SeqConfig", "Seq2SeqTransformer", "beam_search", "causal_mask",
-           "greedy_decode", "padding_mask"]
+__all__ = ["BOS", "EOS", "PAD", "DecoderState", "Seq2SeqConfig", "Seq2SeqTransformer", "beam_search",
+           "causal_mask", "greedy_decode", "padding_mask"]
 
 _LENGTH_PENALTY = 0.6
 """Beam search ranks finished hypotheses by log-probability / ((5 + length) / 6) ** 0.6, the length
@@ -126,10 +135,20 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (N, Tq, D) attends to context (N, Tk, D) where mask (N, 1, Tq, Tk) is True -> (N, Tq, D)."""
+        return self.attend(x, *self.keys_values(context), mask)
+
+    def keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """context (N, Tk, D) -> its keys and values, (N, h, Tk, D/h) each."""
+        n_batch, _, width = context.shape
+        k, v = self.key_value(context).view(n_batch, -1, 2, self.heads, width // self.heads).permute(
+            2, 0, 3, 1, 4)
+        return k, v
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (N, Tq, D) attends to keys and values (N, h, Tk, D/h) where mask (N, 1, Tq, Tk) is True
+        -> (N, Tq, D)."""
         n_batch, n_queries, width = x.shape
-        head_width = width // self.heads
-        q = self.query(x).view(n_batch, n_queries, self.heads, head_width).transpose(1, 2)  # (N, h, Tq, D/h)
-        k, v = self.key_value(context).view(n_batch, -1, 2, self.heads, head_width).permute(2, 0, 3, 1, 4)
+        q = self.query(x).view(n_batch, n_queries, self.heads, width // self.heads).transpose(1, 2)
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                                   dropout_p=self.dropout if self.training else 0.0)
         return self.projection(attended.transpose(1, 2).reshape(n_batch, n_queries, width))
@@ -159,9 +178,13 @@ class Residual(nn.Module):
         self.norm_first = config.norm_first
 
     def forward(self, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+        return self.around(lambda h: self.layer(h, *args), x)
+
+    def around(self, sublayer: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """``sublayer`` (the layer, or a cached step of it) with this residual and norm."""
         if self.norm_first:
-            return x + self.dropout(self.layer(self.norm(x), *args))
-        return self.norm(x + self.dropout(self.layer(x, *args)))
+            return x + self.dropout(sublayer(self.norm(x)))
+        return self.norm(x + self.dropout(sublayer(x)))
 
 
 class SelfAttention(Attention):
@@ -192,6 +215,42 @@ class DecoderBlock(nn.Module):
         """y (N, T, D), memory (N, S, D), self_mask (N, 1, T, T), cross_mask (N, 1, T, S) -> (N, T, D)."""
         y = self.self_attention(y, self_mask)
         return self.feed_forward(self.cross_attention(y, memory, cross_mask))
+
+    def step(self, y: torch.Tensor, cache: LayerCache, self_mask: torch.Tensor,
+             cross_mask: torch.Tensor) -> torch.Tensor:
+        """One new position: y (N, 1, D) attends to the cached positions and itself (self_mask
+        (N, 1, 1, t+1)) and to the memory's cached keys (cross_mask (N, 1, 1, S)) -> (N, 1, D);
+        appends the position's keys and values to ``cache``."""
+        self_attention, cross_attention = self.self_attention.layer, self.cross_attention.layer
+
+        def attend_to_prefix(h: torch.Tensor) -> torch.Tensor:
+            cache.append(*self_attention.keys_values(h))
+            return self_attention.attend(h, cache.keys, cache.values, self_mask)
+
+        y = self.self_attention.around(attend_to_prefix, y)
+        y = self.cross_attention.around(
+            lambda h: cross_attention.attend(h, cache.memory_keys, cache.memory_values, cross_mask), y)
+        return self.feed_forward(y)
+
+
+@dataclass
+class LayerCache:
+    """One decoder layer's keys and values: of the positions decoded so far (N, h, t, D/h), grown
+    by :meth:`append`, and of the memory (N, h, S, D/h), fixed."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    memory_keys: torch.Tensor
+    memory_values: torch.Tensor
+
+    def append(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        self.keys = torch.cat([self.keys, keys], dim=2)
+        self.values = torch.cat([self.values, values], dim=2)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep the rows ``rows`` (N',) of the decoded positions' keys and values, in that order
+        (beam search's surviving hypotheses; their memory rows are the same source's)."""
+        self.keys, self.values = self.keys[rows], self.values[rows]
 
 
 class Seq2SeqTransformer(nn.Module):
@@ -225,13 +284,15 @@ class Seq2SeqTransformer(nn.Module):
             with torch.no_grad():
                 embedding.weight[PAD].zero_()
 
-    def _embed(self, embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
-        """ids (N, L) -> (N, L, D): embedding * sqrt(D) + positions, then dropout."""
-        if ids.shape[1] > self.positions.shape[0]:
-            raise ValueError(f"sequence of {ids.shape[1]} tokens is longer than max_len + 2 = "
+    def _embed(self, embedding: nn.Embedding, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """ids (N, L) at positions start..start+L-1 -> (N, L, D): embedding * sqrt(D) + positions,
+        then dropout."""
+        end = start + ids.shape[1]
+        if end > self.positions.shape[0]:
+            raise ValueError(f"sequence of {end} tokens is longer than max_len + 2 = "
                              f"{self.positions.shape[0]}; build the model with a larger max_len")
         scaled = embedding(ids) * math.sqrt(self.config.width)
-        return self.embedding_dropout(scaled + self.positions[: ids.shape[1]])
+        return self.embedding_dropout(scaled + self.positions[start:end])
 
     def encode(self, source: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
         """source ids (N, S), PAD-padded, and their ``padding_mask`` (N, 1, 1, S) -> memory (N, S, D)."""
@@ -256,61 +317,103 @@ class Seq2SeqTransformer(nn.Module):
         return self.decode(target, self.encode(source, source_mask), source_mask)
 
 
+class DecoderState:
+    """The decoder of one batch of sources, fed one token per row at a time (:meth:`step`), with
+    rows reordered between steps (:meth:`select`, for beam search).
+
+    With ``cache`` (the default) each layer keeps the keys and values of the positions fed so far
+    (:class:`LayerCache`) and the memory's, and a step runs the decoder over its one new position;
+    without, a step re-runs the decoder over every position fed so far. Both give the same logits,
+    up to floating-point rounding. The model should be in eval mode (dropout off)."""
+
+    def __init__(self, model: Seq2SeqTransformer, memory: torch.Tensor, source_mask: torch.Tensor,
+                 cache: bool = True) -> None:
+        self.model, self.memory, self.source_mask = model, memory, source_mask
+        n_batch = len(memory)
+        self.fed = torch.empty(n_batch, 0, dtype=torch.long, device=memory.device)  # (N, t)
+        self.layers: list[LayerCache] | None = None
+        if cache:
+            empty = memory.new_empty(n_batch, model.config.heads, 0, model.config.width // model.config.heads)
+            self.layers = [LayerCache(empty, empty, *block.cross_attention.layer.keys_values(memory))
+                           for block in model.decoder]
+
+    def step(self, token: torch.Tensor) -> torch.Tensor:
+        """Feed token (N,) at the next position -> the next token's logits (N, V)."""
+        position = self.fed.shape[1]
+        self.fed = torch.cat([self.fed, token[:, None]], dim=1)
+        if self.layers is None:
+            return self.model.decode(self.fed, self.memory, self.source_mask)[:, -1]
+        model = self.model
+        y = model._embed(model.target_embedding, token[:, None], start=position)  # (N, 1, D)
+        self_mask = padding_mask(self.fed)  # the new query sees every position fed, PAD excepted
+        for block, cache in zip(model.decoder, self.layers, strict=True):
+            y = block.step(y, cache, self_mask, self.source_mask)
+        return model.head(model.decoder_norm(y))[:, -1]
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep rows ``rows`` (N,) in that order, for the next step; each row's memory stays its
+        own source's (``rows`` only moves hypotheses among copies of one source)."""
+        self.fed = self.fed[rows]
+        for cache in self.layers or ():
+            cache.select(rows)
+
+
 @torch.no_grad()
 def greedy_decode(model: Seq2SeqTransformer, source: torch.Tensor,
-                  max_len: int | None = None) -> torch.Tensor:
+                  max_len: int | None = None, cache: bool = True) -> torch.Tensor:
     """The most likely next token, step by step: source (N, S) -> ids (N, L) without BOS, each row
-    ending at its first EOS (then PAD), L <= max_len + 1 (default the config's max_len)."""
+    ending at its first EOS (then PAD), L <= max_len + 1 (default the config's max_len).
+    ``cache``: see :class:`DecoderState`."""
     max_len = model.config.max_len if max_len is None else max_len
     source_mask = padding_mask(source)
-    memory = model.encode(source, source_mask)
-    output = torch.full((len(source), 1), BOS, dtype=torch.long, device=source.device)
+    decoder = DecoderState(model, model.encode(source, source_mask), source_mask, cache)
+    token = torch.full((len(source),), BOS, dtype=torch.long, device=source.device)
     done = torch.zeros(len(source), dtype=torch.bool, device=source.device)
+    output = []
     for _ in range(max_len + 1):
-        logits = model.decode(output, memory, source_mask)[:, -1]  # (N, V)
-        token = logits.argmax(-1).masked_fill(done, PAD)
-        output = torch.cat([output, token[:, None]], dim=1)
+        token = decoder.step(token).argmax(-1).masked_fill(done, PAD)
+        output.append(token)
         done |= token == EOS
         if done.all():
             break
-    return output[:, 1:]
+    return torch.stack(output, dim=1)
 
 
 @torch.no_grad()
 def beam_search(model: Seq2SeqTransformer, source: torch.Tensor, width: int,
-                max_len: int | None = None) -> torch.Tensor:
+                max_len: int | None = None, cache: bool = True) -> torch.Tensor:
     """The best of ``width`` hypotheses kept per source at every step, ranked at the end with GNMT's
     length penalty: source (N, S) -> ids (N, L) as :func:`greedy_decode` returns them. Width 1 is
-    greedy decoding."""
+    greedy decoding. ``cache``: see :class:`DecoderState`."""
     if width < 1:
         raise ValueError(f"beam width {width} must be at least 1")
     max_len = model.config.max_len if max_len is None else max_len
     n_batch, device = len(source), source.device
     source_mask = padding_mask(source)
     memory = model.encode(source, source_mask).repeat_interleave(width, dim=0)  # (N*B, S, D)
-    source_mask = source_mask.repeat_interleave(width, dim=0)  # (N*B, 1, 1, S)
-    output = torch.full((n_batch * width, 1), BOS, dtype=torch.long, device=device)
+    decoder = DecoderState(model, memory, source_mask.repeat_interleave(width, dim=0), cache)
+    token = torch.full((n_batch * width,), BOS, dtype=torch.long, device=device)
+    output = torch.empty(n_batch * width, 0, dtype=torch.long, device=device)
     scores = torch.full((n_batch, width), -math.inf, device=device)
     scores[:, 0] = 0.0  # one live hypothesis per source at the start, so no beam is repeated
     lengths = torch.zeros(n_batch, width, device=device)  # tokens up to and including EOS
     done = torch.zeros(n_batch * width, dtype=torch.bool, device=device)
     for _ in range(max_len + 1):
-        logits = model.decode(output, memory, source_mask)[:, -1]
-        log_probs = F.log_softmax(logits.float(), dim=-1)  # (N*B, V)
+        log_probs = F.log_softmax(decoder.step(token).float(), dim=-1)  # (N*B, V)
         n_vocab = log_probs.shape[-1]
         # A finished hypothesis continues only with PAD, at no cost, and keeps its length.
         log_probs[done] = -math.inf
         log_probs[done, PAD] = 0.0
         candidates = (scores[:, :, None] + log_probs.view(n_batch, width, n_vocab)).view(n_batch, -1)
         scores, flat = candidates.topk(width, dim=-1)  # (N, B)
-        origin = flat // n_vocab + torch.arange(n_batch, device=device)[:, None] * width  # rows of output
+        origin = (flat // n_vocab + torch.arange(n_batch, device=device)[:, None] * width).view(-1)
         token = (flat % n_vocab).view(-1)
-        lengths = lengths.view(-1)[origin.view(-1)].view(n_batch, width) + (~done[origin.view(-1)]).view(
-            n_batch, width).float()
-        output = torch.cat([output[origin.view(-1)], token[:, None]], dim=1)
-        done = done[origin.view(-1)] | (token == EOS)
+        lengths = lengths.view(-1)[origin].view(n_batch, width) + (~done[origin]).view(n_batch, width).float()
+        output = torch.cat([output[origin], token[:, None]], dim=1)
+        done = done[origin] | (token == EOS)
+        decoder.select(origin)
         if done.all():
             break
     penalty = ((5.0 + lengths) / 6.0) ** _LENGTH_PENALTY
     best = (scores / penalty).argmax(-1) + torch.arange(n_batch, device=device) * width  # (N,)
-    return output[best, 1:]
+    return output[best]

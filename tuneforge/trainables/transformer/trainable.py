@@ -167,16 +167,17 @@ def output_limit(train_targets: Sequence[Sequence[int]], max_len: int) -> int:
 
 
 def decode_all(model: Seq2SeqTransformer, sources: Sequence[np.ndarray], device: torch.device,
-               beam_width: int = 1, max_len: int | None = None) -> list[list[int]]:
+               beam_width: int = 1, max_len: int | None = None, cache: bool = True) -> list[list[int]]:
     """Each source's output ids (EOS and what follows dropped; at most ``max_len``, default the
-    model's), greedy or by beam search, in batches of similar length, without gradients."""
+    model's), greedy or by beam search, in batches of similar length, without gradients.
+    ``cache=False`` decodes without the key/value cache (:class:`~.model.DecoderState`)."""
     order = np.argsort([len(s) for s in sources], kind="stable")
     outputs: list[list[int]] = [[] for _ in sources]
     for start in range(0, len(order), _EVAL_BATCH):
         rows = order[start:start + _EVAL_BATCH]
         source = _padded([sources[i] for i in rows]).to(device)
-        ids = (greedy_decode(model, source, max_len) if beam_width == 1
-               else beam_search(model, source, beam_width, max_len))
+        ids = (greedy_decode(model, source, max_len, cache) if beam_width == 1
+               else beam_search(model, source, beam_width, max_len, cache))
         for row, decoded in zip(rows, ids.tolist(), strict=True):
             outputs[row] = decoded[:decoded.index(EOS)] if EOS in decoded else decoded
     return outputs
