@@ -7,7 +7,12 @@ raised before anything (an MLflow run, a Ray results folder) has been created.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "StoreError", "TuneforgeError", "first_line"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_TERMINATED", "ConfigError", "StoreError", "TuneforgeError", "first_line"]
+
+EXIT_INTERRUPTED = 130
+"""A search stopped by Ctrl-C (SIGINT), its state saved to resume."""
+EXIT_TERMINATED = 143
+"""A search stopped by SIGTERM, or by the loss of its local Ray's GCS or raylet; saved to resume."""
 
 
 class TuneforgeError(Exception):

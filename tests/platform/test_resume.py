@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -125,12 +126,25 @@ def _alive_in(groups: set[int]) -> list[str]:
     return alive
 
 
+def _child_named(pid: int, name: str) -> int:
+    """The pid of ``pid``'s child process called ``name`` (its local Ray's gcs_server, raylet)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        command, fields = text.split("(", 1)[1].rsplit(")", 1)
+        if command == name and int(fields.split()[1]) == pid:
+            return int(stat.parent.name)
+    raise AssertionError(f"the driver {pid} has no child process {name}")
+
+
 def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: signal.Signals,
-                group: bool = False, ray_groups: set[int] | None = None) -> None:
+                group: bool = False, ray_groups: set[int] | None = None, child: str | None = None) -> None:
     """Send ``how`` once Ray Tune saved ``ended`` trials as ended and another as running
-    (whose run exists in MLflow, RUNNING). A SIGKILL loses what Tune did since its last save
-    (a second here): a trial it had not saved is not resumed (its run is deleted, or kept as
-    lost)."""
+    (whose run exists in MLflow, RUNNING): to the driver, its process group (``group``) or its
+    child process named ``child``. A SIGKILL loses what Tune did since its last save (a second
+    here): a trial it had not saved is not resumed (its run is deleted, or kept as lost)."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         if _ready(tmp_path, ended):
@@ -141,7 +155,10 @@ def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: sign
                 if _ready(tmp_path, ended):  # a SIGTERM or SIGINT waits for the SIGCONT
                     if ray_groups is not None:
                         ray_groups.update(_process_groups_started_by(process.pid) - {os.getpgrp()})
-                    os.killpg(process.pid, how) if group else process.send_signal(how)
+                    if child:
+                        os.kill(_child_named(process.pid, child), how)
+                    else:
+                        os.killpg(process.pid, how) if group else process.send_signal(how)
                     return
             finally:
                 process.send_signal(signal.SIGCONT)
@@ -150,15 +167,16 @@ def _kill_after(process: subprocess.Popen, tmp_path: Path, ended: int, how: sign
 
 
 def _interrupt(tmp_path: Path, algo: str, how: signal.Signals, group: bool = False,
-               ray_groups: set[int] | None = None) -> subprocess.CompletedProcess:
-    """The search of ``_search_args``, sent ``how`` after 3 trials: to the driver, or to its
-    process group (``group``: the driver leads a group of its own, as ``setsid`` makes one).
-    ``ray_groups`` gets the process groups the driver had started (its local Ray's)."""
+               ray_groups: set[int] | None = None, child: str | None = None) -> subprocess.CompletedProcess:
+    """The search of ``_search_args``, sent ``how`` after 3 trials: to the driver, to its
+    process group (``group``: the driver leads a group of its own, as ``setsid`` makes one), or to
+    its child process ``child``. ``ray_groups`` gets the process groups the driver had started
+    (its local Ray's)."""
     with open(tmp_path / "first.out", "w") as out, open(tmp_path / "first.err", "w") as err:
         process = subprocess.Popen(_search_args(tmp_path, algo), cwd=tmp_path, stdout=out, stderr=err,
                                    env=SAVE_EVERY_SECOND, start_new_session=group)
         try:
-            _kill_after(process, tmp_path, 3, how, group, ray_groups)
+            _kill_after(process, tmp_path, 3, how, group, ray_groups, child)
             process.wait(timeout=180)
         finally:
             process.kill()
@@ -276,6 +294,34 @@ def test_sigterm_and_ctrl_c_print_the_resume_command_and_one_of_two_resumes_cont
     assert (ran, refused) == (0, 2), ran_out + ran_err + refused_err
     assert refused_err.count("\n") == 1, refused_err
     assert refused_err.startswith(f"error: search {folder.name} ") and "nothing to resume" in refused_err
+    _check_complete(tmp_path, N_TRIALS)
+
+
+@pytest.mark.parametrize("lost", ["gcs_server", pytest.param("raylet", marks=pytest.mark.full)])
+def test_a_search_whose_ray_loses_its_gcs_or_raylet_stops_as_after_sigterm_and_resumes(
+        tmp_path: Path, lost: str) -> None:
+    # Without the watch, the driver waited 60 s for the GCS and Ray's client ended it: exit 1,
+    # Ray's own message, the parent run left RUNNING.
+    _folder(tmp_path)
+    first = _interrupt(tmp_path, "random", signal.SIGKILL, child=lost)
+    folder = _results_folder(tmp_path)
+    assert first.returncode == 143, first.stdout + first.stderr
+    errors = [line for line in first.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and re.fullmatch(
+        rf"error: this search's Ray lost its {lost} \(pid \d+, killed by SIGKILL\); the search stopped",
+        errors[0]), first.stderr
+    assert first.stderr.strip().splitlines()[-2:] == [
+        "interrupted: finished trials are recorded in MLflow; continue with:", f"  tuneforge resume {folder}"]
+    assert "Traceback" not in first.stderr and "Failed to connect to GCS" not in first.stderr
+    parent, children = parent_and_children(_store(tmp_path), "space")
+    assert parent.info.status == "KILLED"
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.endswith(f"Interrupted; continue with `tuneforge resume {folder}`.")
+    assert {r.info.status for r in children} <= {"FINISHED", "KILLED"}
+    assert sum(r.info.status == "FINISHED" for r in children) >= 3
+
+    resumed = _resume(tmp_path, str(folder))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     _check_complete(tmp_path, N_TRIALS)
 
 

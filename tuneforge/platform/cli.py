@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, get_args, get_type_hints
 
 from tuneforge._checks import did_you_mean
-from tuneforge.errors import ConfigError, StoreError
+from tuneforge.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, ConfigError, StoreError
 from tuneforge.schema import TrialStatus
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ __all__ = ["main"]
 EXIT_NO_SCORE = 1
 """Every trial ended and none scored (each failed, or none reported a finite metric)."""
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
 _TOP_TRIALS = 5
 
 
@@ -62,8 +60,13 @@ class _Progress:
         self.printer = SearchProgress()
 
     def __call__(self, event: Any) -> None:
-        from tuneforge.platform.events import SearchStarted
+        from tuneforge.platform.events import RayLost, SearchStarted
 
+        if isinstance(event, RayLost):  # the runner ends the process next, with EXIT_TERMINATED
+            print(f"\nerror: this search's Ray lost {event.what}; the search stopped", file=sys.stderr)
+            _interrupts.terminated = True
+            _interrupts.exit_code()
+            return
         if isinstance(event, SearchStarted):
             _end_startup()
             _interrupts.watch(event.experiment_path)

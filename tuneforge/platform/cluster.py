@@ -18,10 +18,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,8 @@ from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import read_yaml
 
 __all__ = ["Cluster", "NodeType", "TrialResources", "autoscaler_node_types", "check_trial_resources",
-           "concurrent_trials", "default_cluster_config", "ray_cluster", "resolve_address"]
+           "concurrent_trials", "default_cluster_config", "ray_cluster", "resolve_address",
+           "watching_local_ray"]
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +243,47 @@ def _reaper_of_this_ray() -> subprocess.Popen:
     groups = sorted({info.process.pid for infos in node.all_processes.values() for info in infos})
     return subprocess.Popen([sys.executable, "-c", _REAPER, *map(str, groups)], start_new_session=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+_WATCH_EVERY_S = 0.5
+
+
+@contextmanager
+def watching_local_ray(on_lost: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, a thread checks twice a second that the local Ray this process started
+    still has its GCS and raylet, and calls ``on_lost(what)`` (from that thread, once) when one
+    has ended (killed, crashed): ``what`` names it, its pid and how it ended. The driver's main
+    thread is then stuck in a Ray call that returns only when Ray's C++ client ends the process,
+    60 s later (exit 1, nothing recorded), so ``on_lost`` must record what it can and end the
+    process itself. Joined to a running cluster (``--address``), this process started no GCS or
+    raylet and nothing is watched."""
+    import ray
+    from ray._private import ray_constants
+
+    node = ray._private.worker._global_node
+    kinds = (ray_constants.PROCESS_TYPE_GCS_SERVER, ray_constants.PROCESS_TYPE_RAYLET)
+    vital = [(kind, info.process) for kind in kinds
+             for info in (node.all_processes.get(kind, ()) if node is not None else ())]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(_WATCH_EVERY_S):
+            for kind, process in vital:
+                code = process.poll()
+                if code is not None:
+                    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                    on_lost(f"its {kind} (pid {process.pid}, {how})")
+                    return
+
+    thread = threading.Thread(target=watch, name="tuneforge-ray-watch", daemon=True)
+    if vital:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if vital:
+            thread.join()
 
 
 def _connect(address: str | None, job_name: str, working_dir: Path | None) -> bool:

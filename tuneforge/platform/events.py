@@ -11,7 +11,7 @@ from tuneforge.platform.cluster import Cluster
 from tuneforge.platform.planning import SearchPlan
 from tuneforge.platform.tracking import TrialRecord
 
-__all__ = ["SearchEvent", "SearchStarted", "Stage", "TrialEnded", "TrialResult", "TrialStarted"]
+__all__ = ["RayLost", "SearchEvent", "SearchStarted", "Stage", "TrialEnded", "TrialResult", "TrialStarted"]
 
 
 @dataclass(frozen=True)
@@ -64,4 +64,14 @@ class TrialEnded:
     """Best value of the metric so far, None until a trial reports it."""
 
 
-SearchEvent = Stage | SearchStarted | TrialStarted | TrialResult | TrialEnded
+@dataclass(frozen=True)
+class RayLost:
+    """The search's local Ray lost its GCS or raylet (``what``): the search was recorded as
+    interrupted (its parent run KILLED, to resume from ``experiment_path``), and the process ends
+    right after this event, with :data:`~tuneforge.errors.EXIT_TERMINATED`."""
+
+    what: str
+    experiment_path: str
+
+
+SearchEvent = Stage | SearchStarted | TrialStarted | TrialResult | TrialEnded | RayLost

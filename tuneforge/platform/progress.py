@@ -94,8 +94,9 @@ class SearchProgress:
             self._ended[record.status] += 1
         if event.known:
             of = f" of {self._n_trials}" if self._n_trials else ""
+            running = len(event.known) - len(ended)
             self._print(f"Resuming: {len(ended)}{of} trials ended before, "
-                        f"{len(event.known) - len(ended)} were running")
+                        f"{running} {'was' if running == 1 else 'were'} running")
 
     def _trial_started(self, event: TrialStarted) -> None:
         self._n_started += 1

@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import functools
 import io
 import json
 import logging
 import math
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +30,7 @@ from typing import Any
 
 from tuneforge._tracking_uri import default_tracking_uri
 from tuneforge.dashboards.mlflow_ui import trials_view
-from tuneforge.errors import ConfigError, StoreError
+from tuneforge.errors import EXIT_TERMINATED, ConfigError, StoreError
 from tuneforge.platform.cluster import (
     Cluster,
     TrialResources,
@@ -36,8 +38,9 @@ from tuneforge.platform.cluster import (
     check_trial_resources,
     concurrent_trials,
     ray_cluster,
+    watching_local_ray,
 )
-from tuneforge.platform.events import SearchEvent, SearchStarted, Stage, TrialEnded
+from tuneforge.platform.events import RayLost, SearchEvent, SearchStarted, Stage, TrialEnded
 from tuneforge.platform.planning import (
     SearchOptions,
     SearchPlan,
@@ -369,7 +372,10 @@ def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
     try:
         if restore is None:
             timer = TimedSearch(plan.setup.make_search_alg(plan.options.max_concurrent))
-        _fit(plan, config, name, recorder, timer and timer.algorithm, notify, restore=restore, budget=budget)
+        lost = functools.partial(_end_without_ray, plan, config, name, recorder, budget, notify)
+        with watching_local_ray(lost):
+            _fit(plan, config, name, recorder, timer and timer.algorithm, notify, restore=restore,
+                 budget=budget)
         status = _search_status(plan, recorder.trials.values(), budget_spent=budget.spent,
                                 stopped=budget.stopped_because is not None)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C twice; SIGTERM (Ray's handler exits)
@@ -388,6 +394,24 @@ def _run(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
                                         plan.experiment_path(name), budget_spent=budget.spent,
                                         stopped_because=budget.stopped_because)
     return status, best, model_uri, gain
+
+
+def _end_without_ray(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRecorder,
+                     budget: Any, notify: Callable[[SearchEvent], None], what: str) -> None:
+    """The search's local Ray lost its GCS or raylet (``what``; called from the thread that
+    watches them): recorded as a search interrupted by SIGTERM, as far as this thread can (the
+    time budget used, the running trials and the parent run KILLED with the resume command),
+    then this process ends with :data:`~tuneforge.errors.EXIT_TERMINATED`. Its main thread waits
+    in a Ray call that would end it 60 s later, recording nothing; Tune's state is the one it
+    last saved, as after a SIGKILL, which ``tuneforge resume`` continues."""
+    try:
+        budget.save()
+        _finish(plan, config, recorder, TrialStatus.KILLED, 0.0, plan.experiment_path(name))
+        notify(RayLost(what, plan.experiment_path(name)))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_TERMINATED)
 
 
 def _interrupt_this_process(reason: str) -> None:
