@@ -80,6 +80,9 @@ class Tags:
     """How many times a search was resumed (``tuneforge resume``)."""
     RESTARTS: Final = "tuneforge.restarts"
     """A trial's restarts: after its worker died (``--max-failures``) or in a resumed search."""
+    REBUILT: Final = "tuneforge.rebuilt"
+    """A search resumed from MLflow and ``search.json`` alone, its Ray Tune state damaged: how
+    many finished trials it kept (as warm-start observations) and why."""
     LOST: Final = "tuneforge.lost"
     """A trial run whose trial Ray Tune had not saved when its driver died: the resumed search
     does not know it (its configuration may be tried again, as another trial)."""

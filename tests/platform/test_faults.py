@@ -7,6 +7,7 @@ search resumes once the store takes writes again."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -110,6 +111,11 @@ def test_a_store_that_stops_taking_writes_stops_the_search_which_resumes_once_it
     assert err.rstrip().endswith(f"continue with: tuneforge resume {folder}"), err
     assert "Traceback" not in out + err
     assert "Search finished" not in out, "no summary of a search the store did not record"
+    shown = re.findall(r"^\[ *\d+/12\] (\S+) ", out, flags=re.MULTILINE)
+    assert len(shown) >= 3, out
+    _, recorded = parent_and_children(store, "space")
+    finished = {run.data.tags[Tags.TRIAL_ID] for run in recorded if run.info.status == "FINISHED"}
+    assert set(shown) <= finished, "a trial shown as scored is recorded as such"
 
     resumed = subprocess.run([TUNEFORGE, "resume", str(folder)], cwd=tmp_path, capture_output=True,
                              text=True, timeout=300)

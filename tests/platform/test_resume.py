@@ -438,24 +438,44 @@ def test_runs_of_trials_tune_never_saved_are_closed_as_lost(tmp_path: Path) -> N
     assert "tuneforge.lost" not in by_id[("t_00002", "0.9")].data.tags
 
 
-@pytest.mark.full  # make test: the checks themselves, on files (test_saved_state.py)
-def test_a_damaged_saved_state_is_refused_with_mlflow_unchanged_and_resumes_once_whole(
-        tmp_path: Path) -> None:
+@pytest.mark.parametrize("algo", ["bayes", pytest.param("random", marks=pytest.mark.full)])
+def test_a_search_whose_saved_state_is_damaged_is_rebuilt_from_mlflow_keeping_its_finished_trials(
+        tmp_path: Path, algo: str) -> None:
     _folder(tmp_path)
-    first = _interrupt(tmp_path, "random", signal.SIGKILL)
+    first = _interrupt(tmp_path, algo, signal.SIGKILL)
     assert first.returncode == -signal.SIGKILL
     folder = _results_folder(tmp_path)
     [snapshot] = folder.glob("experiment_state-*.json")
     whole = snapshot.read_bytes()
     snapshot.write_bytes(whole[: len(whole) // 2])  # as a driver killed while writing it leaves it
-    before = {(r.info.run_id, r.info.status) for r in _trial_runs(tmp_path)}
-    refused = _resume(tmp_path, str(folder))
-    assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert refused.stderr.count("\n") == 1
-    assert refused.stderr.startswith(f"error: search {folder.name} cannot be resumed: its saved state "
-                                     f"{snapshot} is damaged (JSONDecodeError: ")
-    assert {(r.info.run_id, r.info.status) for r in _trial_runs(tmp_path)} == before, "MLflow unchanged"
-    snapshot.write_bytes(whole)
+    before = {r.info.run_id: r for r in _trial_runs(tmp_path)}
+    finished = {run_id for run_id, r in before.items() if r.info.status == "FINISHED"}
+    assert len(finished) >= 3
+
     resumed = _resume(tmp_path, str(folder))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    _check_complete(tmp_path, N_TRIALS)
+    assert (f"saved state of search {folder.name}: {snapshot} is damaged (JSONDecodeError: "
+            in resumed.stdout + resumed.stderr)
+    assert "the search is rebuilt from MLflow and search.json" in resumed.stdout + resumed.stderr
+    assert (folder / f"{snapshot.name}.damaged").read_bytes() == whole[: len(whole) // 2]
+    assert (folder / "tuner.pkl.damaged").exists(), "set aside: the rebuilt search wrote its own"
+    parent, children = parent_and_children(_store(tmp_path), "space")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["tuneforge.rebuilt"].startswith(
+        f"its Ray Tune state was damaged: rebuilt from MLflow and search.json, {len(finished)} finished "
+        "trials kept as warm-start observations")
+    after = {r.info.run_id: r for r in children}
+    for run_id in finished:  # never re-marked, nor run again
+        assert after[run_id].info.status == "FINISHED"
+        assert after[run_id].info.end_time == before[run_id].info.end_time
+        assert "tuneforge.lost" not in after[run_id].data.tags
+    counted = [r for r in children if "tuneforge.lost" not in r.data.tags]
+    assert len(counted) == N_TRIALS and all(r.info.status == "FINISHED" for r in counted)
+    assert len(set(_configs(counted))) == N_TRIALS, "no configuration was evaluated twice"
+    assert parent.data.metrics["n_trials_finished"] == N_TRIALS
+    assert parent.data.metrics["best_score"] == pytest.approx(max(r.data.metrics["score"] for r in counted))
+    for run in children:
+        if "tuneforge.lost" in run.data.tags:  # was running: closed, its configuration ran anew or not
+            assert run.info.run_id in before and run.info.run_id not in finished
+            assert run.info.status == "KILLED"
+            assert run.data.tags["tuneforge.lost"].startswith("the search's Ray Tune state was damaged")

@@ -1,7 +1,7 @@
 """What ``tuneforge resume`` checks of Ray Tune's saved state before restoring it: a damaged
-newest snapshot is set aside for an earlier whole one; a damaged tuner or no whole snapshot
-is refused in one line with nothing changed. Files as Tune writes them, cut as a killed writer
-leaves them; the resume itself is tests/platform/test_resume.py's."""
+newest snapshot is set aside for an earlier whole one; a damaged tuner or no whole snapshot sets
+all of Tune's state aside, for the search to be rebuilt from MLflow. Files as Tune writes them,
+cut as a killed writer leaves them; the resume itself is tests/platform/test_resume.py's."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tuneforge.errors import ConfigError
-from tuneforge.platform.resume import check_saved_state
+from tuneforge.platform.resume import SavedState, check_saved_state
 
 EARLIER, NEWER = "2026-12-07_10-00-00", "2026-12-07_11-00-00"
 
@@ -35,13 +34,15 @@ def _folder(tmp_path: Path, *, cut: tuple[str, ...] = (), tuner_cut: bool = Fals
 def test_whole_state_is_restored_as_it_is(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
     before = sorted(p.name for p in folder.iterdir())
-    assert check_saved_state(str(folder), folder.name) is None
+    assert check_saved_state(str(folder), folder.name) == SavedState(restorable=True)
     assert sorted(p.name for p in folder.iterdir()) == before
 
 
 def test_a_damaged_newest_snapshot_is_set_aside_for_the_earlier_whole_one(tmp_path: Path) -> None:
     folder = _folder(tmp_path, cut=(f"experiment_state-{NEWER}.json",))
-    line = check_saved_state(str(folder), folder.name)
+    state = check_saved_state(str(folder), folder.name)
+    assert state.restorable
+    line = state.note
     assert line.startswith(f"damaged saved state set aside: experiment_state-{NEWER}.json (JSONDecodeError: ")
     assert line.endswith(f"; resuming from experiment_state-{EARLIER}.json")
     assert sorted(p.name for p in folder.glob("*.json*")) == [
@@ -51,20 +52,20 @@ def test_a_damaged_newest_snapshot_is_set_aside_for_the_earlier_whole_one(tmp_pa
 
 @pytest.mark.parametrize(("cut", "tuner_cut", "message"), [
     ((f"experiment_state-{NEWER}.json", f"experiment_state-{EARLIER}.json"), False,
-     f"its saved state {{folder}}/experiment_state-{NEWER}.json is damaged (JSONDecodeError: "),
+     f"{{folder}}/experiment_state-{NEWER}.json is damaged (JSONDecodeError: "),
     ((), True, "{folder}/tuner.pkl is damaged (ValueError: "),
 ], ids=["every-snapshot", "tuner"])
-def test_damage_without_a_whole_state_is_refused_with_nothing_changed(
+def test_damage_without_a_whole_state_sets_all_of_it_aside_for_a_rebuild(
         tmp_path: Path, cut: tuple[str, ...], tuner_cut: bool, message: str) -> None:
     folder = _folder(tmp_path, cut=cut, tuner_cut=tuner_cut)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    with pytest.raises(ConfigError) as refused:
-        check_saved_state(str(folder), folder.name)
-    text = str(refused.value)
-    assert text.startswith(f"search {folder.name} cannot be resumed: ") and "\n" not in text
-    assert message.format(folder=folder) in text and text.endswith("its finished trials stay in MLflow")
-    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    state = check_saved_state(str(folder), folder.name)
+    assert not state.restorable and "\n" not in state.note
+    assert state.note.startswith(f"saved state of search {folder.name}: {message.format(folder=folder)}")
+    assert state.note.endswith("set aside, the search is rebuilt from MLflow and search.json")
+    after = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert after == {f"{name}.damaged": content for name, content in before.items()}, "kept, renamed"
 
 
 def test_a_remote_storage_is_not_checked(tmp_path: Path) -> None:
-    assert check_saved_state("s3://bucket/space-random-20261207-100000", "space-random") is None
+    assert check_saved_state("s3://bucket/space-random-20261207-100000", "space-random").restorable

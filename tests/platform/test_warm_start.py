@@ -324,3 +324,31 @@ def test_typed_params_reads_mlflow_text_back() -> None:
 def test_summary_counts_in_words() -> None:
     warm = WarmStart(source_run_ids=("a", "b"), trials=(({"x": 1}, 1.0),), skipped={})
     assert warm.summary() == "warm start: 1 of 1 trial of 2 earlier searches used"
+
+
+# -- a search rebuilt from its own finished trials (resume without Tune's state) ------------------
+
+
+def _grid_setup(evaluated: tuple, *, evaluated_here: bool) -> Any:
+    from tuneforge.platform.searchers import Budget, setup_search
+
+    space = parse_space({"trainable": "sklearn", "metric": "score", "mode": "max",
+                         "params": {"a": {"type": "categorical", "choices": [1, 2, 3]},
+                                    "b": {"type": "categorical", "choices": ["x", "y"]}}}, name="grid")
+    budget = Budget(trials=None, seed=0, grid_points=3, evaluated=evaluated, evaluated_here=evaluated_here)
+    return setup_search("grid", space, budget), setup_search("random", space, budget)
+
+
+def test_a_rebuilt_search_does_not_run_its_own_finished_trials_again() -> None:
+    from tuneforge.platform.searchers import Evaluated
+
+    done = (Evaluated({"a": 2, "b": "y"}, 0.9), Evaluated({"a": 1, "b": "x"}, 0.5))
+    grid, random = _grid_setup(done, evaluated_here=True)
+    assert grid.n_trials == 4, "the grid's 6 cells less the 2 run before"
+    points = grid.make_search_alg(None)._points_to_evaluate
+    assert sorted(map(repr, points)) == sorted(repr({"a": a, "b": b}) for a, b in
+                                               [(1, "y"), (2, "x"), (3, "x"), (3, "y")])
+    assert random.make_search_alg(None)._points_to_evaluate == []
+    # A warm start from another search runs their best first, as before.
+    grid, random = _grid_setup(done, evaluated_here=False)
+    assert grid.n_trials == 8 and random.make_search_alg(None)._points_to_evaluate[0] == {"a": 2, "b": "y"}

@@ -57,13 +57,14 @@ class TrialEvents(Callback):
     ``budget``: the search's time budget (a :class:`~.budget.TimeBudget`); the trials still
     running when it is spent are recorded STOPPED at the epoch they reached. A user's trial that
     never reported the space's metric stops the search with it: the next would not either.
+    ``kept``: the trials a search rebuilt from MLflow keeps from before (never closed as lost).
     """
 
     def __init__(self, name: str, recorder: SearchRecorder, space: SearchSpace, n_trials: int | None,
                  notify: Callable[[Any], None], artifacts: Path, *, check_metric: bool = False,
                  schedule: Schedule | None = None, step_metric: str = "training_iteration",
                  run_params: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
-                 budget: Any = None) -> None:
+                 budget: Any = None, kept: frozenset[str] = frozenset()) -> None:
         self.name = name
         """The Tune experiment's name: how a restored experiment finds this callback again."""
         self.recorder = recorder
@@ -77,6 +78,8 @@ class TrialEvents(Callback):
         self.step_metric = step_metric
         self.run_params = run_params
         self.budget = budget
+        self.kept = kept
+        """Trials a rebuilt search keeps from before (its Tune state lost): Tune never knows them."""
         ended = [t for t in recorder.trials.values() if t.status in ENDED]
         self.n_ended = len(ended)
         """Trials ended so far (a resumed search counts those its recorder knew)."""
@@ -128,8 +131,9 @@ class TrialEvents(Callback):
                 self.on_trial_complete(0, trials, trial)
             elif trial.status == "ERROR":
                 self.on_trial_error(0, trials, trial)
-        for trial_id in [t for t in self.recorder.trials if t not in known]:
-            self.recorder.mark_lost(trial_id, "its configuration may have been tried again as another trial")
+        for trial_id in [t for t in self.recorder.trials if t not in known and t not in self.kept]:
+            self.recorder.mark_lost(trial_id, "Ray Tune had not saved this trial when its driver died; its "
+                                              "configuration may have been tried again as another trial")
         if self.budget is not None and self.budget.stopped:
             self._stopped_by_budget(trials)
 
@@ -141,8 +145,7 @@ class TrialEvents(Callback):
             if trial.status == "TERMINATED" and record is not None and record.status not in ENDED:
                 self.recorder.end_trial(trial.trial_id, TrialStatus.STOPPED,
                                         artifacts=self.artifacts / trial.trial_id,
-                                        no_score=self._no_score(record))
-                self._ended(trial)
+                                        no_score=self._no_score(record), then=self._ended(trial))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if trial.trial_id in self.replayed:
@@ -172,8 +175,8 @@ class TrialEvents(Callback):
         else:
             status = TrialStatus.FINISHED
         self.recorder.end_trial(trial.trial_id, status, artifacts=self.artifacts / trial.trial_id,
-                                error=error, no_score=None if error else self._no_score(record))
-        self._ended(trial)
+                                error=error, no_score=None if error else self._no_score(record),
+                                then=self._ended(trial))
 
     def _no_score(self, record: Any) -> str | None:
         """Why a trial that ended without error has no score: its last metric was not finite."""
@@ -186,16 +189,16 @@ class TrialEvents(Callback):
         # Tune writes the error to the trial's local folder just before calling us.
         error = Path(trial.error_file).read_text() if trial.error_file else None
         self.recorder.end_trial(trial.trial_id, TrialStatus.FAILED, artifacts=self.artifacts / trial.trial_id,
-                                error=error)
-        self._ended(trial)
+                                error=error, then=self._ended(trial))
 
-    def _ended(self, trial: Any) -> None:
-        if self.recorder.store_error:  # the search is stopping: its writes go nowhere
-            return  # (a trial is never shown as scored where the store could not record it)
+    def _ended(self, trial: Any) -> Callable[[], None]:
+        """Count the trial as ended; what tells the caller so (:class:`TrialEnded`) once its run
+        is written: a trial is never shown as scored where the store could not record it."""
         self.n_ended += 1
         record = self.recorder.trials[trial.trial_id]
         self._count_score(record)
-        self.notify(TrialEnded(record, self.n_ended, self.n_trials, self.best_score))
+        event = TrialEnded(record, self.n_ended, self.n_trials, self.best_score)
+        return lambda: self.notify(event)
 
     def _count_score(self, record: Any) -> None:
         score = record.metrics.get(self.space.metric)

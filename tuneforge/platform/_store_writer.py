@@ -165,7 +165,7 @@ class StoreWriter:
         self.client.set_tag(run.run_id, Tags.LOST, reason)
         self.client.set_terminated(run.run_id, status=TrialStatus.KILLED.value)
 
-    def resume_search(self, parent_run_id: str) -> list[dict[str, Any]]:
+    def resume_search(self, parent_run_id: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
         """Continue the search of ``parent_run_id``: the parent is RUNNING again, each trial's
         run is known by its trial id (never created twice); returns each trial run's status,
         tags, params (as text) and last metrics, with the step of its last result."""
@@ -174,7 +174,7 @@ class StoreWriter:
         self.experiment_id, self.parent_run_id = parent.info.experiment_id, parent_run_id
         resumes = int(parent.data.tags.get(Tags.RESUMES, "0")) + 1
         self.client.update_run(parent_run_id, status=TrialStatus.RUNNING.value)
-        self.client.set_tag(parent_run_id, Tags.RESUMES, str(resumes))
+        self._log_batch(parent_run_id, tags=_tags({Tags.RESUMES: str(resumes), **tags}))
         children = []
         for run in _all_runs(self.client, self.experiment_id,
                              f"tags.`{Tags.PARENT_RUN_ID}` = '{parent_run_id}'"):

@@ -54,7 +54,8 @@ class TrialResult:
 
 @dataclass(frozen=True)
 class TrialEnded:
-    """One trial finished, failed or was stopped."""
+    """One trial finished, failed or was stopped, and its run is written in the store: sent from
+    the store's writer thread, and never for a trial whose run could not be written."""
 
     record: TrialRecord
     n_ended: int

@@ -193,10 +193,13 @@ def _check_reachable(uri: str) -> None:
 
 
 def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None = None, *,
-                trainable: Callable[[dict[str, Any]], None] | None = None) -> SearchPlan:
+                trainable: Callable[[dict[str, Any]], None] | None = None,
+                rebuilding: bool = False) -> SearchPlan:
     """Check a search's space and options, without side effects; each problem is a ConfigError.
 
-    ``trainable`` is a user's own function, run instead of the space's ``trainable``."""
+    ``trainable`` is a user's own function, run instead of the space's ``trainable``.
+    ``rebuilding``: ``options.warm_start`` is the search's own parent run (a resume whose saved
+    state was lost), whose finished trials random and grid search do not run again."""
     options = options or SearchOptions()
     space = space if isinstance(space, SearchSpace) else load_space(space)
     _check_names(space)
@@ -228,7 +231,8 @@ def plan_search(space: SearchSpace | str | Path, options: SearchOptions | None =
     time_budget_s = parse_duration("--time-budget", options.time_budget) if options.time_budget else None
     budget = Budget(trials=options.trials, seed=seed, grid_points=options.grid_points,
                     step_metric=progress_key(space, family), start=to_run.points,
-                    evaluated=_evaluated(warm), unlimited=time_budget_s is not None)
+                    evaluated=_evaluated(warm), unlimited=time_budget_s is not None,
+                    evaluated_here=rebuilding)
     setup = setup_search(options.algo, space, budget)
     storage, local_dir = _storage(options.storage)
     return SearchPlan(space=space, trainable=family, setup=setup, options=options,

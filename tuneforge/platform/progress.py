@@ -10,6 +10,7 @@ CI, a notebook) it is a plain line at most every ``interval_s`` seconds. The CLI
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -55,6 +56,7 @@ class SearchProgress:
         self._ended: dict[TrialStatus, int] = dict.fromkeys(TrialStatus, 0)
         self._best: float | None = None
         self._status_shown = False
+        self._lock = threading.Lock()
 
     @property
     def _out(self) -> TextIO:
@@ -67,7 +69,8 @@ class SearchProgress:
     def __call__(self, event: SearchEvent) -> None:
         handler = {Stage: self._stage, SearchStarted: self._search_started, TrialStarted: self._trial_started,
                    TrialResult: self._trial_result, TrialEnded: self._trial_ended}[type(event)]
-        handler(event)
+        with self._lock:  # TrialEnded comes from the store's writer thread
+            handler(event)
 
     def _print(self, text: str) -> None:
         if self._status_shown:

@@ -24,8 +24,8 @@ from tuneforge.errors import ConfigError
 from tuneforge.platform.planning import SearchOptions
 from tuneforge.schema import Artifacts, Roles, Tags, TrialStatus, interrupted
 
-__all__ = ["LOCK_FILE", "SavedSearch", "SearchRun", "check_saved_state", "find_search", "list_searches",
-           "resume_command", "search_lock"]
+__all__ = ["LOCK_FILE", "SavedSearch", "SavedState", "SearchRun", "check_saved_state", "find_search",
+           "list_searches", "resume_command", "search_lock"]
 
 _TUNER_FILE = "tuner.pkl"
 _SNAPSHOTS = "experiment_state-*.json"
@@ -108,36 +108,61 @@ def search_lock(folder: Path, name: str) -> Iterator[None]:
         handle.close()
 
 
-def check_saved_state(experiment_path: str, name: str) -> str | None:
+@dataclass(frozen=True)
+class SavedState:
+    """What :func:`check_saved_state` found of a search's saved Tune state."""
+
+    restorable: bool
+    """Whether ``Tuner.restore`` can continue it; else the search is rebuilt from MLflow."""
+    note: str | None = None
+    """One line on what was set aside, where anything was."""
+
+
+def check_saved_state(experiment_path: str, name: str) -> SavedState:
     """Check what ``Tuner.restore`` will read of the search ``name`` in its local results folder
-    (a remote storage is not checked): its ``tuner.pkl`` and its experiment snapshots. Where the
-    newest snapshots are damaged (a driver killed while writing one) and an earlier one is
-    whole, the damaged ones and their search-algorithm states are renamed ``*.damaged``, so
-    that Tune restores the earlier one; returns one line saying so (None when all was whole).
-    ConfigError, with nothing changed, when the tuner or every snapshot is damaged."""
+    (a remote storage is not checked): its ``tuner.pkl`` and its experiment snapshots.
+
+    Where the newest snapshots are damaged (a driver killed while writing one) and an earlier
+    one is whole, the damaged ones and their search-algorithm states are renamed ``*.damaged``,
+    so that Tune restores the earlier one. Where the tuner or every snapshot is damaged, all of
+    Tune's saved state is renamed so, and the search is not restorable: the runner rebuilds it
+    from MLflow and ``search.json`` (see :func:`tuneforge.platform.runner.resume`). The note
+    names each damaged file and its problem."""
     folder = Path(experiment_path)
     if "://" in experiment_path or not folder.is_dir():
-        return None
-    problem = _pickle_problem(folder / _TUNER_FILE)
-    if problem:
-        raise ConfigError(f"search {name} cannot be resumed: {folder / _TUNER_FILE} is damaged ({problem}); "
-                          "its finished trials stay in MLflow")
+        return SavedState(restorable=True)
     snapshots = sorted(folder.glob(_SNAPSHOTS), reverse=True)  # newest first: names hold the time
     problems = {snapshot: _json_problem(snapshot) for snapshot in snapshots}
     whole = [snapshot for snapshot in snapshots if problems[snapshot] is None]
-    if snapshots and not whole:
-        raise ConfigError(f"search {name} cannot be resumed: its saved state {snapshots[0]} is damaged "
-                          f"({problems[snapshots[0]]}) and Ray Tune kept no earlier one whole; its finished "
-                          "trials stay in MLflow")
-    damaged = [snapshot for snapshot in snapshots if whole and snapshot.name > whole[0].name]
-    for snapshot in damaged:
-        session = snapshot.name.removeprefix("experiment_state-").removesuffix(".json")
-        for path in folder.glob(f"*-{session}.*"):  # the snapshot and its search algorithm's state
-            path.rename(path.with_name(path.name + ".damaged"))
-    if not damaged:
-        return None
-    names = ", ".join(f"{snapshot.name} ({problems[snapshot]})" for snapshot in damaged)
-    return f"damaged saved state set aside: {names}; resuming from {whole[0].name}"
+    tuner_problem = _pickle_problem(folder / _TUNER_FILE)
+    if tuner_problem or (snapshots and not whole):
+        damaged = (f"{folder / _TUNER_FILE} is damaged ({tuner_problem})" if tuner_problem else
+                   f"{snapshots[0]} is damaged ({problems[snapshots[0]]}) and Ray Tune kept no earlier "
+                   "snapshot whole")
+        for path in [folder / _TUNER_FILE, *snapshots]:
+            _set_aside(path)
+        return SavedState(restorable=False, note=f"saved state of search {name}: {damaged}; set aside, "
+                                                 "the search is rebuilt from MLflow and search.json")
+    damaged_snapshots = [snapshot for snapshot in snapshots if whole and snapshot.name > whole[0].name]
+    for snapshot in damaged_snapshots:
+        _set_aside(snapshot)
+    if not damaged_snapshots:
+        return SavedState(restorable=True)
+    names = ", ".join(f"{snapshot.name} ({problems[snapshot]})" for snapshot in damaged_snapshots)
+    return SavedState(restorable=True,
+                      note=f"damaged saved state set aside: {names}; resuming from {whole[0].name}")
+
+
+def _set_aside(path: Path) -> None:
+    """Rename ``path`` (a snapshot with its search algorithm's state, or the tuner) ``*.damaged``."""
+    if path.name.startswith("experiment_state-"):
+        session = path.name.removeprefix("experiment_state-").removesuffix(".json")
+        paths = list(path.parent.glob(f"*-{session}.*"))
+    else:
+        paths = [path] if path.exists() else []
+    for each in paths:
+        if not each.name.endswith(".damaged"):
+            each.rename(each.with_name(each.name + ".damaged"))
 
 
 def _json_problem(path: Path) -> str | None:

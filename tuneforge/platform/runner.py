@@ -51,6 +51,7 @@ from tuneforge.platform.planning import (
 from tuneforge.platform.resume import SavedSearch, check_saved_state, find_search, resume_command, search_lock
 from tuneforge.platform.starting_points import Gain, start_scores
 from tuneforge.platform.tracking import ENDED, SCORED, SearchRecorder, TrialRecord, resolve_tracking_uri
+from tuneforge.platform.warm_start import read_warm_start
 from tuneforge.platform.warm_start import typed_params as _typed_params
 from tuneforge.schema import Artifacts, Metrics, Tags, TrialStatus
 from tuneforge.search_spaces import SearchSpace, parse_space, space_document
@@ -165,19 +166,43 @@ def resume(target: str | Path, *, tracking_uri: str | None = None, address: str 
     options = saved.search_options(**({"address": address} if address else {}))
     space = parse_space(yaml.safe_load(saved.space_yaml), name=saved.space_name,
                         source=Path(saved.space_source) if saved.space_source else None)
-    plan = plan_search(space, options, trainable=trainable)
-    plan = dataclasses.replace(plan, tracking_uri=saved.tracking_uri, experiment=saved.experiment)
     with search_lock(Path(saved.local_dir), saved.name):  # one driver at a time: a second is refused
         _check_resumable(saved)
-        set_aside = check_saved_state(saved.experiment_path, saved.name)
-        if set_aside:
-            notify(Stage(set_aside))
-        return _execute(plan, notify, saved)
+        plan = plan_search(space, options, trainable=trainable)
+        state = check_saved_state(saved.experiment_path, saved.name)
+        if state.note:
+            notify(Stage(state.note))
+        if not state.restorable:
+            plan = _rebuilt_plan(space, options, saved, trainable)
+        plan = dataclasses.replace(plan, tracking_uri=saved.tracking_uri, experiment=saved.experiment)
+        return _execute(plan, notify, saved, rebuilt=not state.restorable)
+
+
+def _rebuilt_plan(space: SearchSpace, options: SearchOptions, saved: SavedSearch,
+                  trainable: Callable[[dict[str, Any]], None] | None) -> SearchPlan:
+    """The rest of a search whose Ray Tune state was lost, from MLflow and ``search.json``: its
+    finished trials are warm-start observations (GPSearcher and Optuna condition on them; random
+    and grid search do not run them again), the trials it had left run anew (of ``--trials``; a
+    grid's cells not yet run), with the seed + 1 (a random search's draws are not repeated) and
+    the rest of its time budget."""
+    options = dataclasses.replace(options, warm_start=saved.parent_run_id, tracking_uri=saved.tracking_uri)
+    warm = read_warm_start(saved.parent_run_id, space, saved.tracking_uri, smoke=options.smoke)
+    trials = options.trials
+    if trials is not None and options.algo != "grid":
+        if trials <= len(warm.trials):
+            raise ConfigError(f"search {saved.name}: its Ray Tune state is lost and its {len(warm.trials)} "
+                              f"finished trials are all it had to run (--trials {trials}); its results "
+                              "stay in MLflow")
+        trials -= len(warm.trials)
+    seed = None if options.seed is None else options.seed + 1
+    return plan_search(space, dataclasses.replace(options, trials=trials, seed=seed), trainable=trainable,
+                       rebuilding=True)
 
 
 def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
-             saved: SavedSearch | None = None) -> SearchResult:
-    """Run ``plan``: a new search, or the interrupted search ``saved`` again. The trainable checks
+             saved: SavedSearch | None = None, rebuilt: bool = False) -> SearchResult:
+    """Run ``plan``: a new search, or the interrupted search ``saved`` again (restored by Ray
+    Tune, or ``rebuilt`` from MLflow as a new Tune experiment in its folder). The trainable checks
     its settings and data and a local Ray's resources are checked first (refusals before
     anything starts); then it opens the MLflow store, starts or joins Ray, opens the parent run
     (a new one, or ``saved``'s again), runs the trials, closes the search and logs its report."""
@@ -194,14 +219,14 @@ def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
         if saved is None:  # a resumed search keeps the sizing it started with (its saved options)
             plan = _fit_to_cluster(plan, cluster, notify)
         name, experiment_path = (_start_search(plan, config, cluster, recorder) if saved is None
-                                 else _reopen_search(plan, saved, recorder))
+                                 else _reopen_search(plan, saved, recorder, rebuilt))
         if saved is None:  # a resume holds its lock already
             held.enter_context(search_lock(plan.local_dir / name, name))
         notify(SearchStarted(plan, cluster, recorder.parent_run_id, experiment_path,
                              known=tuple(recorder.trials.values()),
                              time_used_s=saved.time_used_s if saved else 0.0))
         status, best, model_uri, gain = _run(plan, config, name, recorder, notify,
-                                             restore=saved.experiment_path if saved else None,
+                                             restore=saved.experiment_path if saved and not rebuilt else None,
                                              time_used_s=saved.time_used_s if saved else 0.0,
                                              local_dir=Path(saved.local_dir) if saved else None)
     _log_report(plan, recorder, notify)
@@ -290,10 +315,21 @@ def _warm_start_tags(plan: SearchPlan) -> dict[str, str]:
     return {Tags.WARM_START: ",".join(plan.warm_start.source_run_ids)}
 
 
-def _reopen_search(plan: SearchPlan, saved: SavedSearch, recorder: SearchRecorder) -> tuple[str, str]:
+def _reopen_search(plan: SearchPlan, saved: SavedSearch, recorder: SearchRecorder,
+                   rebuilt: bool = False) -> tuple[str, str]:
     """The interrupted search's parent run, RUNNING again, with the trials it recorded; the Tune
-    experiment's name and path."""
-    recorder.resume_search(saved.parent_run_id, lambda text: _typed_params(plan.space, text))
+    experiment's name and path. A ``rebuilt`` search keeps the trials that finished (tag
+    :attr:`Tags.REBUILT` says how many) and closes the others as lost: they run anew."""
+    tags = {}
+    if rebuilt:
+        n_kept = len(plan.warm_start.trials) if plan.warm_start else 0
+        tags[Tags.REBUILT] = (f"its Ray Tune state was damaged: rebuilt from MLflow and search.json, "
+                              f"{n_kept} finished trials kept as warm-start observations, the rest run anew")
+    recorder.resume_search(saved.parent_run_id, lambda text: _typed_params(plan.space, text), tags)
+    if rebuilt:
+        for record in [r for r in recorder.trials.values() if r.status not in ENDED]:
+            recorder.mark_lost(record.trial_id, "the search's Ray Tune state was damaged when it was "
+                                                "resumed; its trial was not continued (others ran anew)")
     return saved.name, saved.experiment_path
 
 
@@ -473,7 +509,9 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
     events = TrialEvents(name, recorder, space, setup.n_trials, notify, artifacts,
                          check_metric=plan.trainable.metrics is None, schedule=plan.schedule,
                          step_metric=plan.trainable.step_metric, run_params=plan.trainable.run_params,
-                         budget=budget)
+                         budget=budget,
+                         # a new Tune experiment of a rebuilt search never knows the trials kept
+                         kept=frozenset() if restore else frozenset(recorder.trials))
     inbox = open_inbox(name, artifacts)
     if restore:  # its callback is `events` again (TrialEvents.__reduce__), its searcher restored
         tuner = tune.Tuner.restore(restore, trainable, resume_unfinished=True,

@@ -124,14 +124,15 @@ class SearchRecorder:
         """Tag the search's experiment (a shared view of the MLflow UI), before the trials start."""
         self._call("set_experiment_tag", name, value)
 
-    def resume_search(self, parent_run_id: str, params_of: Any) -> None:
+    def resume_search(self, parent_run_id: str, params_of: Any,
+                      tags: Mapping[str, str] | None = None) -> None:
         """Continue the search ``parent_run_id`` (``tuneforge resume``): the parent is RUNNING
-        again, driven by this process; each trial it recorded is known again, with its one run,
-        status and last metrics. ``params_of`` turns a run's params (MLflow's text) back into
-        the trial's values."""
+        again, driven by this process, with ``tags`` added; each trial it recorded is known
+        again, with its one run, status and last metrics. ``params_of`` turns a run's params
+        (MLflow's text) back into the trial's values."""
         if self._thread is None:
             self.preload()
-        children = self._call("resume_search", parent_run_id)
+        children = self._call("resume_search", parent_run_id, dict(tags or {}))
         self.parent_run_id, self.experiment_id = parent_run_id, self._writer.experiment_id
         for child in children:
             tags = child["tags"]
@@ -184,11 +185,11 @@ class SearchRecorder:
 
     def mark_lost(self, trial_id: str, reason: str) -> None:
         """Forget a trial the resumed search does not know (Ray Tune had not saved it when the
-        driver died): its run is deleted if it reported nothing, else closed KILLED with tag
-        :attr:`Tags.LOST` (its result is kept, though the search does not count it)."""
+        driver died, or its saved state was lost): its run is deleted if it reported nothing,
+        else closed KILLED with tag :attr:`Tags.LOST`, ``reason`` (its result is kept, though the
+        search does not count it)."""
         record = self.trials.pop(trial_id)
-        self._send("mark_lost", trial_id, f"Ray Tune had not saved this trial when its driver died; {reason}",
-                   delete=not record.metrics)
+        self._send("mark_lost", trial_id, reason, delete=not record.metrics)
 
     def log_metrics(self, trial_id: str, metrics: Mapping[str, float], *, step: int,
                     node_ip: str | None = None, device: str | None = None,
@@ -211,11 +212,13 @@ class SearchRecorder:
         self._send("log_result", trial_id, dict(metrics), step, tags, artifacts)
 
     def end_trial(self, trial_id: str, status: TrialStatus, *, artifacts: Path | None = None,
-                  error: str | None = None, no_score: str | None = None) -> None:
+                  error: str | None = None, no_score: str | None = None,
+                  then: Callable[[], None] | None = None) -> None:
         """A trial ended (FINISHED, STOPPED, FAILED or KILLED): log the artifact batches under
         ``artifacts`` not yet logged, its error trace if any, and close its run (a STOPPED one
         with the iteration it reached, tag ``tuneforge.stopped_at``; ``no_score`` says why one
-        that ended without error has no score, tag ``tuneforge.no_score``)."""
+        that ended without error has no score, tag ``tuneforge.no_score``). ``then`` is called
+        once the run is written (on the writer thread; never if the write failed)."""
         record = self.trials[trial_id]
         record.status, record.ended_at = status, time.time()
         if error:
@@ -224,7 +227,7 @@ class SearchRecorder:
         tags = {Tags.STOPPED_AT: str(record.iterations)} if status is TrialStatus.STOPPED else {}
         if no_score:
             tags[Tags.NO_SCORE] = no_score
-        self._send("end_trial", trial_id, status, artifacts, error, tags)
+        self._send("end_trial", trial_id, status, artifacts, error, tags, then=then)
 
     def log_text(self, run_id: str, text: str, name: str) -> None:
         """Log ``text`` as the artifact ``name`` of the run ``run_id`` (in order, not waited on)."""
@@ -283,9 +286,12 @@ class SearchRecorder:
         if self._thread is not None:
             self._thread.shutdown(wait=False, cancel_futures=True)
 
-    def _send(self, method: str, *args: Any, **kwargs: Any) -> None:
+    def _send(self, method: str, *args: Any, then: Callable[[], None] | None = None, **kwargs: Any) -> None:
         future = self._thread.submit(getattr(self._writer, method), *args, **kwargs)
         future.add_done_callback(self._written)
+        if then is not None:
+            future.add_done_callback(lambda done: then() if not done.cancelled() and done.exception() is None
+                                     else None)
         self._pending.append(future)
         if len(self._pending) >= _REAP_EVERY:
             self._reap()

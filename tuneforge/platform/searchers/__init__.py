@@ -67,13 +67,16 @@ class Budget:
     them again; random and grid search run the best :data:`WARM_BEST` of them first."""
     unlimited: bool = False
     """Without ``trials``, run trials until something else ends the search (a time budget)."""
+    evaluated_here: bool = False
+    """``evaluated`` are this search's own finished trials (a resume whose saved state was lost):
+    random and grid search do not run them again (a grid skips their cells)."""
 
     def first_points(self, mode: str, limit: int | None = None) -> list[dict[str, Any]]:
         """What random and grid search evaluate first: the starting points, then the best of the
         earlier trials that are not among them; at most ``limit``."""
         points = [dict(point) for point in self.start]
         sign = 1.0 if mode == "max" else -1.0
-        for earlier in sorted(self.evaluated, key=lambda e: -sign * e.score):
+        for earlier in sorted(() if self.evaluated_here else self.evaluated, key=lambda e: -sign * e.score):
             if len(points) >= len(self.start) + WARM_BEST:
                 break
             if dict(earlier.values) not in points:
@@ -116,13 +119,17 @@ def _grid(space: SearchSpace, budget: Budget) -> SearchSetup:
                           f"{_MAX_GRID_TRIALS}); lower --grid-points or give params an explicit `grid:`")
     values = to_grid(space, grid_points)
     first = budget.first_points(space.mode)
-    if not first:
+    done = [dict(earlier.values) for earlier in budget.evaluated] if budget.evaluated_here else []
+    if not first and not done:
         return SearchSetup({name: tune.grid_search(v) for name, v in values.items()}, repeats, n_cells,
                            _variants())
     # Tune expands a grid again around each of its points_to_evaluate: with first points, every
     # cell is a point of its own, after them.
-    cells = [dict(zip(values, cell, strict=True)) for cell in itertools.product(*values.values())]
-    points = first + cells * repeats
+    cells = [dict(zip(values, cell, strict=True)) for cell in itertools.product(*values.values())] * repeats
+    for cell in done:  # run once already
+        if cell in cells:
+            cells.remove(cell)
+    points = first + cells
     return SearchSetup(to_tune_domains(space), len(points), len(points), _variants(points_to_evaluate=points))
 
 
