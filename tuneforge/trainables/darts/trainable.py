@@ -168,6 +168,8 @@ class DartsSearchFamily(_DartsFamily):
                   "val_images")
     data_parallel = False
     """The architecture step differentiates through the whole supernet in one process."""
+    compiles = False
+    """Its weight and architecture steps call the supernet itself, alternately."""
 
     def network(self, model_config: SupernetConfig) -> nn.Module:
         return Supernet(model_config)

@@ -63,5 +63,11 @@ def _check_config(family: TorchFamily, config: Mapping[str, Any], where: Any) ->
             raise ConfigError(f"{where}: {name}: expected a positive integer, got {value!r}")
     if not settings.lr > 0:
         raise ConfigError(f"{where}: lr: expected a positive learning rate, got {settings.lr!r}")
+    if settings.compile not in (True, False):
+        raise ConfigError(f"{where}: compile: expected true or false, got {settings.compile!r}")
+    if settings.compile and not family.compiles:
+        raise ConfigError(f"{where}: compile: trainable {family.name!r} steps its model's parts itself "
+                          "(its architecture and weight steps), which torch.compile does not speed up; "
+                          "set compile: false")
     family.check_config(config)
 

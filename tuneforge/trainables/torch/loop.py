@@ -27,6 +27,13 @@ each worker trains on its own share of every epoch's permutation (:meth:`EpochRu
 batches of :attr:`EpochRun.batch_size`, the config's ``batch_size`` divided among the workers.
 Rank 0 alone evaluates, checkpoints, draws and exports (the plain module, never the wrapper);
 every rank reports each epoch. A single-process trial is the one-worker case and runs as before.
+
+``compile: true`` (a config key of every torch family, :attr:`TrainSettings.compile`) trains
+through ``torch.compile`` of the model (of the data-parallel wrapper, in such a trial; of each
+trained part of a GAN), while evaluation, checkpoints and the logged model use the plain module,
+so checkpoints of compiled and eager trials are the same. It is off for ``--smoke`` trials, and
+falls back to eager mode, with one warning, on a machine without the C++ compiler and Python
+headers inductor needs on the CPU.
 """
 
 from __future__ import annotations
@@ -87,6 +94,8 @@ class TrainSettings:
     grad_clip: float = 1.0
     """Largest gradient norm; 0 turns clipping off."""
     seed: int = 0
+    compile: bool = False
+    """Train through ``torch.compile`` (see the module's docstring); never in a ``--smoke`` trial."""
     smoke: bool = False
     """Set by ``tuneforge search --smoke``: SMOKE_EPOCHS epochs on the family's small subset."""
 
@@ -139,8 +148,9 @@ class EpochRun:
     """This worker's rank in a data-parallel trial (0 in a single-process one)."""
     world_size: int = 1
     """How many workers train the trial together (1: a single-process trial)."""
-    parallel_model: nn.Module | None = None
-    """The ``DistributedDataParallel`` wrapper of ``state.model`` when ``world_size > 1``."""
+    training_model: nn.Module | None = None
+    """What ``train_epoch`` calls as ``state.model``, where it is not the model itself: its
+    ``DistributedDataParallel`` wrapper when ``world_size > 1``, and/or ``torch.compile``'s."""
 
     @property
     def batch_size(self) -> int:
@@ -207,6 +217,9 @@ class TorchFamily(ABC):
     data_parallel: bool = True
     """Whether a trial can run on several workers (``--workers-per-trial``): False for a family
     whose steps need the whole model in one process (DARTS' architecture step)."""
+    compiles: bool = True
+    """Whether ``compile: true`` applies: False for a family whose ``train_epoch`` steps its
+    model's parts itself rather than through ``state.model`` (DARTS' bilevel search)."""
 
     @abstractmethod
     def prepare(self, config: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
@@ -312,8 +325,7 @@ def run_trial(family: TorchFamily, config: Mapping[str, Any]) -> None:
     run.state = family.build(run)
     with restored_checkpoint() as folder:
         first_epoch = _restore(run, folder / _CHECKPOINT_FILE) + 1 if folder else 1
-    if run.world_size > 1:  # after the restore: the wrapper broadcasts rank 0's weights
-        run.parallel_model = _distributed(run.state.model, device)
+    run.training_model = _for_training(run)  # after the restore: a wrapper broadcasts rank 0's weights
     for epoch in range(first_epoch, settings.n_epochs + 1):
         run.epoch = epoch
         _report_epoch(family, run, _timed_epoch(family, run), is_last=epoch == settings.n_epochs)
@@ -327,6 +339,47 @@ def _trial_device() -> torch.device:
     elif device.index is not None:
         torch.cuda.set_device(device)  # NCCL's collectives run on the current device
     return device
+
+
+def _for_training(run: EpochRun) -> nn.Module | None:
+    """:attr:`EpochRun.training_model`: the model behind DistributedDataParallel in a
+    data-parallel trial, then compiled where ``compile`` is on; None where neither applies."""
+    module = run.state.model
+    if run.world_size > 1:
+        module = _distributed(module, run.device)
+    if run.settings.compile and not run.settings.smoke and can_compile(run.device):
+        module = _compiled(module)
+    return None if module is run.state.model else module
+
+
+def can_compile(device: torch.device) -> bool:
+    """Whether ``torch.compile`` can build kernels for ``device``: on the CPU, inductor needs a
+    C++ compiler and Python's headers; without them, one warning a process and False."""
+    import shutil
+    import sysconfig
+    import warnings
+
+    if device.type != "cpu":
+        return True
+    candidates = (os.environ.get("CXX"), "g++", "c++", "clang++")
+    compiler = next((c for c in candidates if c and shutil.which(c)), None)
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").is_file()
+    if compiler and headers:
+        return True
+    include = sysconfig.get_paths()["include"]
+    missing = "a C++ compiler (g++)" if not compiler else f"Python's headers ({include})"
+    warnings.warn(f"compile: torch.compile needs {missing} on the CPU; training in eager mode "
+                  "(Debian: apt-get install g++ python3-dev)", RuntimeWarning, stacklevel=2)
+    return False
+
+
+def _compiled(module: nn.Module) -> nn.Module:
+    """``torch.compile`` of ``module``; of each trained part of an ``nn.ModuleDict`` (a GAN's
+    generator and discriminator, which ``train_epoch`` calls one by one)."""
+    if isinstance(module, nn.ModuleDict):
+        return nn.ModuleDict({name: _compiled(part) if _trains(part) else part
+                              for name, part in module.items()})
+    return torch.compile(module)
 
 
 def _distributed(model: nn.Module, device: torch.device) -> nn.Module:
@@ -343,10 +396,11 @@ def _distributed(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def unwrapped(module: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel wrapper (itself when there is none): for a
-    family's ``train_epoch``, which gets the wrapper in a data-parallel trial."""
+    """The module inside torch.compile's and DistributedDataParallel's wrappers (itself when there
+    are none): for a family's ``train_epoch``, which gets :attr:`EpochRun.training_model`."""
     from torch.nn.parallel import DistributedDataParallel
 
+    module = getattr(module, "_orig_mod", module)  # torch.compile's OptimizedModule
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
@@ -356,10 +410,10 @@ def _trains(module: nn.Module) -> bool:
 
 @contextmanager
 def _training_model(run: EpochRun) -> Iterator[None]:
-    """``run.state.model`` is the data-parallel wrapper inside the block (a no-op without one)."""
+    """``run.state.model`` is :attr:`EpochRun.training_model` inside the block (where there is one)."""
     module = run.state.model
-    if run.parallel_model is not None:
-        run.state.model = run.parallel_model
+    if run.training_model is not None:
+        run.state.model = run.training_model
     try:
         yield
     finally:
