@@ -228,6 +228,25 @@ def test_the_hessian_vector_product_is_the_exact_double_backward(mode: str, monk
     _assert_close_overall(got, _exact_hvp(supernet, vector, batch), rtol=1e-3)
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_the_exact_hessian_vector_product_is_the_double_backward_at_the_papers_step_too(mode: str) -> None:
+    # The finite difference needs r = 1e-6 to come within 1e-3; hvp="exact" needs no step.
+    supernet = _double_supernet(mode)
+    batch = _batch(n=8, seed=1, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(3)
+    vector = [torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in supernet.weights()]
+    weights, alphas = _snapshot(supernet.weights()), _snapshot(supernet.arch_parameters())
+    buffers = _snapshot(supernet.buffers())
+    got = hessian_vector_product(supernet, vector, batch, "exact")
+    assert _identical(weights, supernet.weights()) and _identical(alphas, supernet.arch_parameters())
+    assert _identical(buffers, supernet.buffers()), "no BatchNorm statistic moves"
+    # The reference runs at the model's own weights, in train mode updating the statistics: after ours.
+    _assert_close_overall(got, _exact_hvp(supernet, vector, batch), rtol=1e-10)
+    paper = hessian_vector_product(supernet, vector, batch)  # r = 0.01
+    assert any(float((a - b).norm()) > 1e-3 * float(b.norm()) for a, b in zip(paper, got, strict=True)), (
+        "at the paper's step the difference is visibly off the exact product")
+
+
 def test_the_hessian_vector_product_is_linear_in_the_vector() -> None:
     """eps = r / ||v||: scaling v scales eps inversely, so the perturbed weights are the same and
     the product scales exactly (up to rounding), at the paper's r."""
@@ -261,7 +280,10 @@ def test_the_second_order_gradient_is_that_of_the_unrolled_validation_loss(mode:
         functional_call(supernet, {**unrolled, **buffers}, (val_batch[0],)), val_batch[1]
     )
     assert float(loss) == pytest.approx(float(val_loss.detach()), rel=1e-9)
-    _assert_close_overall(got, list(torch.autograd.grad(val_loss, supernet.arch_parameters())), rtol=1e-3)
+    expected = list(torch.autograd.grad(val_loss, supernet.arch_parameters()))
+    _assert_close_overall(got, expected, rtol=1e-3)
+    exact, _ = arch_gradients(supernet, train_batch, val_batch, order=2, xi=xi, hvp="exact")
+    _assert_close_overall(exact, expected, rtol=1e-9)
 
 
 def test_second_order_differs_from_first_order() -> None:

@@ -114,10 +114,16 @@ def _check_genotype(value: object) -> Genotype:
 
 
 def test_the_search_settings_default_to_the_papers() -> None:
-    assert SearchSettings() == SearchSettings(order=1, arch_lr=3e-4, arch_weight_decay=1e-3, lr_min=1e-3,
-                                              momentum=0.9, auxiliary_weight=0.4, train_images=None)
+    assert SearchSettings() == SearchSettings(order=1, hvp="finite_difference", arch_lr=3e-4,
+                                              arch_weight_decay=1e-3, lr_min=1e-3, momentum=0.9,
+                                              auxiliary_weight=0.4, train_images=None)
     assert not DARTS.data_parallel and DARTS_NET.data_parallel
-    assert {"order", "arch_lr", "dataset"} <= DARTS.config_keys()
+    assert {"order", "hvp", "arch_lr", "dataset"} <= DARTS.config_keys()
+    from tuneforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^hvp: 'hessian' is not allowed; it must be one of "
+                                          r"finite_difference, exact$"):
+        SearchSettings(hvp="hessian")
     assert {"genotype", "genotypes", "auxiliary", "drop_path"} <= DARTS_NET.config_keys()
 
 

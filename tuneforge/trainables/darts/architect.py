@@ -8,9 +8,14 @@ own validation split for its reports). Each step of ``a`` uses one of two gradie
 - first order: ``grad_a L_val(w, a)``, as if w* did not depend on a;
 - second order (eq. 7-8): one unrolled SGD step ``w' = w - xi grad_w L_train(w, a)``, then
   ``grad_a L_val(w', a) - xi H v`` with ``v = grad_w' L_val(w', a)`` and the Hessian-vector
-  product ``H v = grad^2_{a,w} L_train(w, a) v`` by central finite differences:
-  ``[grad_a L_train(w+, a) - grad_a L_train(w-, a)] / (2 eps)``, ``w+- = w +- eps v``,
-  ``eps = 0.01 / ||v||``.
+  product ``H v = grad^2_{a,w} L_train(w, a) v``, by the paper's central finite difference
+  (``hvp="finite_difference"``): ``[grad_a L_train(w+, a) - grad_a L_train(w-, a)] / (2 eps)``,
+  ``w+- = w +- eps v``, ``eps = 0.01 / ||v||``; or exactly (``hvp="exact"``), by double backward:
+  ``grad_a (grad_w L_train(w, a) . v)``. The supernet's loss is only piecewise smooth (ReLU,
+  pooling, BatchNorm over few values), and a finite step of that size crosses its kinks: on a
+  small supernet in float64 the difference was 6% to 10x off the exact product
+  (tests/trainables/darts/test_models.py); the exact one costs a second backward pass through
+  the graph of the first instead of two forward-backward passes.
 
 Symbols: ``w`` the supernet's weights (:meth:`~.search_model.Supernet.weights`), ``a`` its
 architecture parameters (two (E, K) tensors), ``xi`` the weights' current learning rate (the
@@ -34,12 +39,13 @@ from torch.nn import functional as F
 
 from tuneforge.trainables.darts.search_model import Supernet
 
-__all__ = ["Batch", "arch_gradients", "arch_step", "hessian_vector_product", "loss_at"]
+__all__ = ["HVP_METHODS", "Batch", "arch_gradients", "arch_step", "hessian_vector_product", "loss_at"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 _FINITE_DIFFERENCE_R = 0.01
 """eps = r / ||v||: the paper's step for the finite difference of eq. 8."""
+HVP_METHODS = ("finite_difference", "exact")
 
 
 def loss_at(model: Supernet, batch: Batch, weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -64,13 +70,20 @@ def _named_weights(model: Supernet) -> dict[str, torch.Tensor]:
     return {name: p for name, p in model.named_parameters() if id(p) not in arch}
 
 
-def hessian_vector_product(model: Supernet, vector: Sequence[torch.Tensor],
-                           batch: Batch) -> list[torch.Tensor]:
-    """``grad^2_{a,w} L(w, a) v`` on ``batch`` by the central difference of eq. 8; ``vector``
-    matches the weights (:meth:`Supernet.weights`' order). One (E, K) tensor per alpha."""
+def hessian_vector_product(model: Supernet, vector: Sequence[torch.Tensor], batch: Batch,
+                           method: str = "finite_difference") -> list[torch.Tensor]:
+    """``grad^2_{a,w} L(w, a) v`` on ``batch``, by the central difference of eq. 8 or ``exact``ly
+    (see the module's notes); ``vector`` matches the weights (:meth:`Supernet.weights`' order).
+    One (E, K) tensor per alpha. Neither changes a weight, an alpha or a BatchNorm statistic."""
     weights = _named_weights(model)
-    eps = _FINITE_DIFFERENCE_R / torch.cat([v.flatten() for v in vector]).norm().clamp_min(1e-12)
     alphas = model.arch_parameters()
+    if method == "exact":
+        at = {name: w.detach().requires_grad_() for name, w in weights.items()}
+        gradients = torch.autograd.grad(loss_at(model, batch, at), list(at.values()), create_graph=True)
+        dot = sum((g * v.detach()).sum() for g, v in zip(gradients, vector, strict=True))
+        return _grad(dot, alphas)
+    assert method == "finite_difference", f"method must be one of {HVP_METHODS}, got {method!r}"
+    eps = _FINITE_DIFFERENCE_R / torch.cat([v.flatten() for v in vector]).norm().clamp_min(1e-12)
     gradients = []
     for sign in (1.0, -1.0):
         moved = {name: w.detach() + sign * eps * v
@@ -80,9 +93,10 @@ def hessian_vector_product(model: Supernet, vector: Sequence[torch.Tensor],
 
 
 def arch_gradients(model: Supernet, train_batch: Batch, val_batch: Batch, *, order: int,
-                   xi: float) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """The gradient of the validation loss with respect to each alpha (first or second order)
-    and that loss (at ``w``, or at the unrolled ``w'``; detached, 0-dim, on the model's device)."""
+                   xi: float, hvp: str = "finite_difference") -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The gradient of the validation loss with respect to each alpha (first or second order,
+    whose Hessian-vector product is computed by ``hvp``) and that loss (at ``w``, or at the
+    unrolled ``w'``; detached, 0-dim, on the model's device)."""
     alphas = model.arch_parameters()
     if order == 1:
         loss = loss_at(model, val_batch)
@@ -95,18 +109,18 @@ def arch_gradients(model: Supernet, train_batch: Batch, val_batch: Batch, *, ord
     loss = loss_at(model, val_batch, unrolled)
     gradients = _grad(loss, [*alphas, *unrolled.values()])
     alpha_gradients, v = gradients[:len(alphas)], gradients[len(alphas):]
-    hessian_v = hessian_vector_product(model, v, train_batch)
+    hessian_v = hessian_vector_product(model, v, train_batch, hvp)
     return [g - xi * h for g, h in zip(alpha_gradients, hessian_v, strict=True)], loss.detach()
 
 
 def arch_step(model: Supernet, optimizer: torch.optim.Optimizer, train_batch: Batch, val_batch: Batch, *,
-              order: int, xi: float) -> torch.Tensor:
+              order: int, xi: float, hvp: str = "finite_difference") -> torch.Tensor:
     """One step of the architecture optimiser (``optimizer`` holds the alphas alone) on a held-out
     ``val_batch`` (and, second order, the weights' ``train_batch``); returns the validation loss,
     a 0-dim tensor on the model's device (reading it is a host sync: the trainable sums the
     epoch's losses there and reads them once). Only the alphas change: the weights get no
     gradient and no step (the BatchNorm running statistics do move, see the module's notes)."""
-    gradients, loss = arch_gradients(model, train_batch, val_batch, order=order, xi=xi)
+    gradients, loss = arch_gradients(model, train_batch, val_batch, order=order, xi=xi, hvp=hvp)
     optimizer.zero_grad(set_to_none=True)
     for alpha, gradient in zip(model.arch_parameters(), gradients, strict=True):
         alpha.grad = gradient.detach()

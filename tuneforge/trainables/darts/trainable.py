@@ -6,7 +6,7 @@ network trained from scratch from a genotype (how ``tuneforge darts retrain`` co
 ``stem_multiplier``; the image's side, channels and classes come from the dataset), the loop's
 :class:`~tuneforge.trainables.torch.loop.TrainSettings` (``lr`` is the weights' SGD learning rate,
 cosine-annealed to ``lr_min``; ``batch_size``, ``epochs``, ``seed``, ...) and
-:class:`SearchSettings` (``order``, ``arch_lr``, ``arch_weight_decay``, ``lr_min``,
+:class:`SearchSettings` (``order``, ``hvp``, ``arch_lr``, ``arch_weight_decay``, ``lr_min``,
 ``momentum``, ``train_images``, ``val_images``). The training images are split in two halves:
 the weights train on the first, the architecture on the second (:mod:`.architect`); every weight
 step follows an architecture step. Each epoch reports ``train_loss``, ``arch_loss`` (the held-out half's),
@@ -41,7 +41,7 @@ from torch.nn import functional as F
 
 from tuneforge._checks import check_int, check_number
 from tuneforge.errors import ConfigError
-from tuneforge.trainables.darts.architect import arch_step
+from tuneforge.trainables.darts.architect import HVP_METHODS, arch_step
 from tuneforge.trainables.darts.genotypes import GENOTYPES, Genotype
 from tuneforge.trainables.darts.model import DartsNetwork, NetworkConfig
 from tuneforge.trainables.darts.search_model import Supernet, SupernetConfig
@@ -79,6 +79,9 @@ class SearchSettings:
 
     order: int = 1
     """1: first-order architecture gradients; 2: second order (the unrolled step, eq. 7-8)."""
+    hvp: str = "finite_difference"
+    """Second order: the Hessian-vector product by the paper's finite difference, or ``exact``
+    (double backward; :mod:`.architect`)."""
     arch_lr: float = 3e-4
     arch_weight_decay: float = 1e-3
     lr_min: float = 1e-3
@@ -94,6 +97,8 @@ class SearchSettings:
     def __post_init__(self) -> None:
         if self.order not in (1, 2) or isinstance(self.order, bool):
             raise ConfigError(f"order: {self.order!r} is not allowed; it must be 1 or 2")
+        if self.hvp not in HVP_METHODS:
+            raise ConfigError(f"hvp: {self.hvp!r} is not allowed; it must be one of {', '.join(HVP_METHODS)}")
         for name in ("arch_lr", "lr_min"):
             check_number(name, getattr(self, name), above=0)
         for name in ("arch_weight_decay", "auxiliary_weight"):
@@ -164,8 +169,8 @@ class _DartsFamily(ImageClassification):
 class DartsSearchFamily(_DartsFamily):
     name = "darts"
     model_config = SupernetConfig
-    extra_keys = ("dataset", "order", "arch_lr", "arch_weight_decay", "lr_min", "momentum", "train_images",
-                  "val_images")
+    extra_keys = ("dataset", "order", "hvp", "arch_lr", "arch_weight_decay", "lr_min", "momentum",
+                  "train_images", "val_images")
     data_parallel = False
     """The architecture step differentiates through the whole supernet in one process."""
     compiles = False
@@ -194,7 +199,7 @@ class DartsSearchFamily(_DartsFamily):
     def train_epoch(self, run: EpochRun) -> dict[str, float]:
         """Alternate an architecture step on the second half and a weight step on the first."""
         images, labels = run.data.train_images, run.data.train_labels
-        supernet, order = run.state.model.network, _settings(run.config).order
+        supernet, settings = run.state.model.network, _settings(run.config)
         half = len(labels) // 2
         rng = np.random.default_rng([run.settings.seed, run.epoch, 1])  # apart from run.shuffled's
         held_out = half + rng.permutation(len(labels) - half)
@@ -208,7 +213,7 @@ class DartsSearchFamily(_DartsFamily):
             val_batch = standardise(x), y
             xi = run.state.schedulers["main"].get_last_lr()[0]
             arch_losses.add(arch_step(supernet, run.state.optimizers["arch"], train_batch, val_batch,
-                                      order=order, xi=xi), len(idx))
+                                      order=settings.order, xi=xi, hvp=settings.hvp), len(idx))
             with run.autocast():
                 loss = F.cross_entropy(supernet(train_batch[0]), train_batch[1])
             run.step(loss)
