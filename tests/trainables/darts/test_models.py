@@ -105,9 +105,56 @@ def test_the_supernet_maps_images_to_logits(side: int) -> None:
     assert supernet.cells[1].reduction and not supernet.cells[0].reduction
 
 
+# -- PC-DARTS: partial channels and edge normalisation ------------------------------------------
+
+
+@pytest.mark.parametrize("side", [8, 7])
+def test_a_partial_channel_supernet_maps_images_to_logits_with_a_quarter_of_the_op_weights(side: int) -> None:
+    darts, pc = _supernet(image_size=side), _supernet(image_size=side, partial_channels=2)
+    images, _ = _batch(side=side)
+    assert pc(images).shape == (6, N_CLASSES)
+    op_weights = [sum(p.numel() for name, p in net.named_parameters() if ".ops." in name)
+                  for net in (darts, pc)]
+    assert op_weights[1] < 0.6 * op_weights[0], op_weights  # ops at C/2 channels: about a quarter
+    assert [a.shape for a in pc.arch_parameters()] == [(14, 8), (14, 8), (14,), (14,)]
+    assert [a.shape for a in darts.arch_parameters()] == [(14, 8), (14, 8)], "P = 1 is DARTS"
+
+
+def test_edge_normalisation_weighs_each_nodes_edges_and_steers_the_derivation() -> None:
+    supernet = _supernet(partial_channels=2)
+    with torch.no_grad():
+        supernet.alphas_normal.zero_()
+        supernet.alphas_normal[:, PRIMITIVES.index("sep_conv_3x3")] = 1.0  # every edge alike
+        supernet.betas_normal.zero_()
+        for edge in (0, 2, 4, 7, 9):  # node 0: edge 0 of (0, 1); node 1: edges 2, 4 of (2, 3, 4); ...
+            supernet.betas_normal[edge] = 3.0
+    shares = supernet._edge_weights(supernet.betas_normal.detach())
+    for start, n in ((0, 2), (2, 3), (5, 4), (9, 5)):
+        assert float(shares[start:start + n].sum()) == pytest.approx(1.0)
+    normal, _ = supernet.arch_weights()
+    np.testing.assert_allclose(normal.sum(axis=1), shares.numpy(), rtol=1e-6)
+    genotype = supernet.genotype()  # the top two edges of each node by alpha * beta
+    assert [source for _, source in genotype.normal[:4]] == [0, 1, 0, 2]
+    assert {op for op, _ in genotype.normal} == {"sep_conv_3x3"}
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_an_architecture_step_of_a_partial_channel_supernet_moves_its_alphas_and_betas(order: int) -> None:
+    supernet = _supernet(partial_channels=2)
+    optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=1e-3)
+    weights, arch = _snapshot(supernet.weights()), _snapshot(supernet.arch_parameters())
+    loss = float(arch_step(supernet, optimizer, _batch(seed=1), _batch(seed=2), order=order, xi=0.01,
+                           hvp="exact"))
+    assert np.isfinite(loss) and loss > 0
+    for before, after in zip(arch, supernet.arch_parameters(), strict=True):
+        assert (before != after).float().mean() > 0.5, "alphas and betas move"
+    assert _identical(weights, supernet.weights())
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
+        ({"partial_channels": 3}, "partial_channels: 3 does not divide channels 4; choose a divisor"),
         ({"channels": 3}, "channels: 3 is not allowed; it must be even"),
         ({"layers": 0}, "layers: 0 is not allowed; it must be a positive integer"),
         ({"stem_stride": 3}, "stem_stride: 3 is not allowed; it must be 1 or 2"),

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from tuneforge.errors import ConfigError
 from tuneforge.trainables.darts.genotypes import (
@@ -27,7 +28,7 @@ from tuneforge.trainables.darts.genotypes import (
     random_genotype,
 )
 from tuneforge.trainables.darts.operations import OPS, PRIMITIVES, FactorizedReduce, ReLUConvBN, Zero
-from tuneforge.trainables.darts.search_model import MixedOp
+from tuneforge.trainables.darts.search_model import MixedOp, channel_shuffle
 
 N, C = 2, 4
 """Batch and channels of the op tests: more than one image, so that BatchNorm has batch statistics."""
@@ -127,6 +128,38 @@ def test_a_mixed_op_with_one_hot_weights_is_that_op(stride: int) -> None:
             one_hot = torch.zeros(K)
             one_hot[k] = 1.0
             assert torch.equal(mixed(x, one_hot), mixed.ops[k](x)), name
+
+
+@pytest.mark.parametrize(("stride", "side"), [(1, 7), (2, 7), (2, 8)])
+def test_a_partial_channel_mixed_op_mixes_a_quarter_and_passes_the_rest_shuffled(stride: int,
+                                                                                 side: int) -> None:
+    torch.manual_seed(0)
+    c, partial = 8, 4
+    mixed = MixedOp(c, stride, partial)
+    assert all(op_channels(op) in (None, c // partial) for op in mixed.ops), "the ops see C/P channels"
+    x, weights = torch.randn(2, c, side, side), torch.softmax(torch.randn(K), dim=0)
+    with torch.no_grad():
+        out = mixed(x, weights)
+        out_side = -(-side // stride)
+        assert out.shape == (2, c, out_side, out_side)
+        unshuffled = channel_shuffle(out, c // partial)  # shuffling by the other factor undoes it
+        expected_mixed = sum(w * op(x[:, :c // partial]) for w, op in zip(weights, mixed.ops, strict=True))
+        torch.testing.assert_close(unshuffled[:, :c // partial], expected_mixed)
+        rest = x[:, c // partial:]
+        passed = rest if stride == 1 else F.max_pool2d(rest, 2, 2, ceil_mode=True)
+        assert torch.equal(unshuffled[:, c // partial:], passed)
+
+
+def test_channel_shuffle_interleaves_the_groups() -> None:
+    x = torch.arange(6.0).view(1, 6, 1, 1)
+    assert channel_shuffle(x, 2).flatten().tolist() == [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+    assert torch.equal(channel_shuffle(channel_shuffle(x, 2), 3), x)
+
+
+def op_channels(op: nn.Module) -> int | None:
+    """The input channels of an op's first convolution (None for pooling, skip and zero)."""
+    convs = [m for m in op.modules() if isinstance(m, nn.Conv2d)]
+    return convs[0].in_channels if convs else None
 
 
 def test_a_mixed_op_is_the_weighted_sum_of_every_candidate() -> None:
