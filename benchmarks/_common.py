@@ -189,3 +189,40 @@ def measure_and_report(args: Any, spaces: Iterable[str], measure: Callable[[Any,
         if not args.report:
             measure(args, space)
         report(args, space)
+
+
+TORCH_FAMILIES = {"vit": "vit-mnist", "dcgan": "dcgan-mnist", "cgan": "cgan-fashion-mnist",
+                  "wgan-gp": "wgan-gp-mnist", "darts-net": None, "transformer": "transformer-cmudict"}
+"""Each torch family that trains a model of its own, and the bundled space whose fixed config
+:func:`family_config` takes (darts-net has none: it trains DARTS_V2)."""
+
+
+def trial_data(folder: Path, n: int) -> dict[str, Path]:
+    """Data every torch family trains on in a short benchmark trial, written to ``folder``: the
+    first ``n`` MNIST training images (``npz``) and the first ``n`` CMUdict pairs (``tsv``)."""
+    from tuneforge.trainables.transformer.data import load_sequence_dataset
+
+    pairs = load_sequence_dataset("cmudict").train.pairs()[:n]
+    tsv = folder / "pairs.tsv"
+    tsv.write_text("".join(f"{''.join(s)}\t{' '.join(t)}\n" for s, t in pairs), encoding="utf-8")
+    return {"npz": mnist_subset(folder, n), "tsv": tsv}
+
+
+def family_config(family: str, data: dict[str, Path], epochs: int, **settings: Any) -> dict[str, Any]:
+    """One trial's whole config for ``family``: its bundled space's fixed config on ``data``
+    (:func:`trial_data`), ``epochs``, seed 0, the family's defaults, then ``settings``."""
+    from tuneforge.search_spaces import load_space, parse_space
+    from tuneforge.trainables import get_trainable
+
+    if family == "transformer":
+        fixed = {**load_space("transformer-cmudict").config, "dataset": {"tsv": str(data["tsv"])},
+                 "tokens": {"source": "chars", "target": "words"}}
+    elif family == "darts-net":
+        fixed = {"dataset": {"npz": str(data["npz"])}, "genotype": "darts-v2"}
+    else:
+        fixed = {**load_space(TORCH_FAMILIES[family]).config, "dataset": {"npz": str(data["npz"])}}
+    fixed = {**{key: value for key, value in fixed.items() if key != "epochs"}, "epochs": epochs}
+    space = parse_space({"trainable": family, "metric": "epoch", "mode": "max", "config": fixed,
+                         "params": {"seed": {"type": "categorical", "choices": [0]}}},
+                        name=f"benchmark-{family}")
+    return {**get_trainable(family).prepare(space), "seed": 0, **settings}

@@ -18,7 +18,6 @@ prints Markdown for BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import sys
@@ -27,35 +26,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, append_json_line, machine, mnist_subset, read_json_lines
+from _common import (
+    RESULTS,
+    TORCH_FAMILIES,
+    append_json_line,
+    family_config,
+    machine,
+    read_json_lines,
+    trial_data,
+)
 
-from tuneforge.search_spaces import CategoricalParam, load_space
 from tuneforge.trainables import get_trainable
 
 RESULTS_FILE = RESULTS / "compile.jsonl"
 DEFAULT_ON_RATIO = 1.2
 """Issue 27: on by default where compiling raises samples/s by at least this much."""
-SPACES = {"vit": "vit-mnist", "dcgan": "dcgan-mnist", "cgan": "cgan-fashion-mnist",
-          "wgan-gp": "wgan-gp-mnist", "darts-net": None, "transformer": "transformer-cmudict"}
-"""Each family's bundled space, whose fixed config a trial takes (darts-net has none: DARTS_V2)."""
-
-
-def _config(family: str, data: dict[str, Path], epochs: int, compile_: bool) -> dict[str, Any]:
-    """The trial's whole config: the space's fixed config on the data subset, the defaults."""
-    from tuneforge.search_spaces import parse_space
-
-    if family == "transformer":
-        fixed = {**load_space("transformer-cmudict").config, "dataset": {"tsv": str(data["tsv"])},
-                 "tokens": {"source": "chars", "target": "words"}}
-    elif family == "darts-net":
-        fixed = {"dataset": {"npz": str(data["npz"])}, "genotype": "DARTS_V2"}
-    else:
-        fixed = {**load_space(SPACES[family]).config, "dataset": {"npz": str(data["npz"])}}
-    fixed = {key: value for key, value in fixed.items() if key != "epochs"}
-    space = parse_space({"trainable": family, "metric": "epoch", "mode": "max",
-                         "config": {**fixed, "epochs": epochs, "seed": 0}}, name=f"compile-{family}")
-    space = dataclasses.replace(space, params=(CategoricalParam("compile", (compile_,)),))
-    return {**get_trainable(family).prepare(space), "compile": compile_}
 
 
 def _trial(family: str, config: dict[str, Any], cpus: float, storage: Path, name: str) -> dict[str, float]:
@@ -86,13 +71,13 @@ def measure(args: argparse.Namespace) -> None:
     ray.init(address="local", num_cpus=int(args.cpus), log_to_driver=False, logging_level="WARNING")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        data = {"npz": mnist_subset(folder, args.train), "tsv": _cmudict_subset(folder, args.train)}
+        data = trial_data(folder, args.train)
         for family in args.families:
             for repeat in range(args.repeats):
                 for compile_ in ((False, True) if repeat % 2 == 0 else (True, False)):
                     if (family, compile_, repeat) in done:
                         continue
-                    config = _config(family, data, args.epochs, compile_)
+                    config = family_config(family, data, args.epochs, compile=compile_)
                     row = _trial(family, config, args.cpus, folder / "ray", f"{family}-{compile_}-{repeat}")
                     row.update(family=family, compile=compile_, repeat=repeat, epochs_asked=args.epochs,
                                train=args.train, cpus=args.cpus)
@@ -101,16 +86,6 @@ def measure(args: argparse.Namespace) -> None:
                           f"samples/s (first epoch {row['first_epoch_s']:.0f} s)", file=sys.stderr,
                           flush=True)
     ray.shutdown()
-
-
-def _cmudict_subset(folder: Path, n_pairs: int) -> Path:
-    """The first ``n_pairs`` CMUdict training pairs as a user's TSV file."""
-    from tuneforge.trainables.transformer.data import load_sequence_dataset
-
-    pairs = load_sequence_dataset("cmudict").train.pairs()[:n_pairs]
-    tsv = folder / "pairs.tsv"
-    tsv.write_text("".join(f"{''.join(s)}\t{' '.join(t)}\n" for s, t in pairs), encoding="utf-8")
-    return tsv
 
 
 def report(args: argparse.Namespace) -> None:
@@ -144,7 +119,8 @@ def report(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", nargs="+", choices=list(SPACES), default=list(SPACES))
+    parser.add_argument("--families", nargs="+", choices=list(TORCH_FAMILIES),
+                        default=list(TORCH_FAMILIES))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train", type=int, default=10_000, help="training images (pairs) of the subset")
     parser.add_argument("--repeats", type=int, default=2)
