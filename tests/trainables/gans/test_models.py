@@ -21,6 +21,8 @@ from tuneforge.trainables.gans.dcgan import (
     dcgan_init,
     discriminator_loss,
     generator_loss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
     stages,
 )
 from tuneforge.trainables.gans.wgan_gp import Critic, WGANGPConfig, critic_loss, gradient_penalty
@@ -186,6 +188,37 @@ def test_generator_loss_is_the_non_saturating_minus_log_sigmoid_of_the_logit() -
     loss.backward()
     # d/dl -log sigmoid(l) = sigmoid(l) - 1: about -1 for a confidently rejected sample, not 0.
     torch.testing.assert_close(fake.grad[0] * len(fake), torch.tensor(-1.0))
+
+
+def test_the_hinge_losses_stop_at_the_margin() -> None:
+    real, fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-3.0, 0.0, 1.5])
+    # relu(1 - real): 0, 0.5, 2 -> mean 0.8333; relu(1 + fake): 0, 1, 2.5 -> mean 1.1667
+    torch.testing.assert_close(hinge_discriminator_loss(real, fake), torch.tensor(0.5 / 3 + 2 / 3 + 3.5 / 3))
+    torch.testing.assert_close(hinge_generator_loss(fake), torch.tensor(0.5))
+    beyond = torch.tensor([5.0], requires_grad=True)  # a real image past the margin: no push
+    hinge_discriminator_loss(beyond, torch.tensor([-5.0])).backward()
+    assert float(beyond.grad) == 0.0
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_a_spectrally_normalised_discriminator_has_no_batchnorm_and_unit_spectral_norms(conditional) -> None:
+    torch.manual_seed(0)
+    config = (CGANConfig(image_size=28, n_classes=10, label_dim=4, spectral_norm=True, **TINY) if conditional
+              else DCGANConfig(image_size=28, spectral_norm=True, **TINY))
+    network = ConditionalDiscriminator(config) if conditional else Discriminator(config)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in network.modules())
+    normalised = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Embedding))]
+    assert normalised and all(nn.utils.parametrize.is_parametrized(m, "weight") for m in normalised)
+    images = _images(28, 1)
+    args = (images, _labels()) if conditional else (images,)
+    network.train()
+    for _ in range(30):  # power iterations run in training passes
+        network(*args)
+    for module in normalised:
+        if isinstance(module, nn.Conv2d):
+            sigma = torch.linalg.matrix_norm(module.weight.detach().flatten(1), ord=2)
+            assert float(sigma) == pytest.approx(1.0, abs=0.05), type(module).__name__
+    assert network(*args).shape == (N,)
 
 
 def test_wasserstein_losses_are_mean_score_differences() -> None:

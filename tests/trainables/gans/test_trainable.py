@@ -66,6 +66,12 @@ BAD = {
     "the classes of a cGAN": (_space("cgan-fashion-mnist", n_classes=3), "cgan",
                               "'n_classes' is not a setting"),
     "a zero width": (_space("dcgan-mnist", g_width=0), "dcgan", "g_width: 0 is not allowed"),
+    "an unknown loss": (_space("dcgan-mnist", loss="wasserstein"), "dcgan",
+                        "loss: 'wasserstein' is not allowed; it must be one of bce, hinge"),
+    "a hinge loss for a WGAN-GP": (_space("wgan-gp-mnist", loss="hinge"), "wgan-gp",
+                                   "'loss' is not a setting of trainable 'wgan-gp'"),
+    "spectral norm as a word": (_space("cgan-fashion-mnist", spectral_norm="yes"), "cgan",
+                                "spectral_norm: 'yes' is not allowed; it must be true or false"),
     "no dataset": (dataclasses.replace(load_space("dcgan-mnist"), config={"epochs": 2}), "dcgan",
                    "config.dataset: missing"),
 }
@@ -165,3 +171,18 @@ def test_wgan_gp_smoke_search_reports_the_critics_estimate_and_penalty(smoke_sea
                                       GAN_METRICS | {"wasserstein", "gradient_penalty"})
     assert all(np.isfinite(c.data.metrics["wasserstein"]) and c.data.metrics["gradient_penalty"] >= 0
                for c in children)
+
+
+def test_a_hinge_loss_dcgan_with_a_spectrally_normalised_discriminator_trains(ray_local,
+                                                                            tmp_path: Path) -> None:
+    from ray import tune
+
+    space = _space("dcgan-mnist", loss="hinge", spectral_norm=True)
+    trainable = get_trainable("dcgan")
+    config = {**trainable.prepare(space), **space.decode(np.full(space.n_dims, 0.5)), "smoke": True}
+    function = tune.with_resources(trainable.function, {"cpu": 1})
+    [trial] = tune.run(function, config=config, storage_path=str(tmp_path), verbose=0).trials
+    assert trial.status == "TERMINATED" and trial.last_result["epoch"] == 2
+    assert np.isfinite(trial.last_result["g_loss"])
+    assert trial.last_result["d_loss"] >= 0, "a hinge loss is never negative"
+    assert trial.last_result["clf_fid"] > 0

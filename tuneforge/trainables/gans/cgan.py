@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tuneforge._checks import check_positive_ints
-from tuneforge.trainables.gans.dcgan import DownStack, UpStack, dcgan_init, stages
+from tuneforge._checks import check_bool, check_positive_ints
+from tuneforge.trainables.gans.dcgan import DownStack, UpStack, dcgan_init, spectrally_normalised, stages
 
 __all__ = ["CGANConfig", "ConditionalDiscriminator", "ConditionalGenerator"]
 
@@ -39,8 +39,12 @@ class CGANConfig:
     """E: the generator's label embedding, concatenated with the latent."""
     g_width: int = 64
     d_width: int = 64
+    spectral_norm: bool = False
+    """The discriminator's layers (its label embedding too) spectrally normalised, without
+    BatchNorm, as in SNGAN's projection discriminator."""
 
     def __post_init__(self) -> None:
+        check_bool("spectral_norm", self.spectral_norm)
         check_positive_ints(self, ("image_size", "channels", "n_classes", "latent_dim", "label_dim",
                                    "g_width", "d_width"))
         stages(self.image_size)
@@ -67,10 +71,13 @@ class ConditionalDiscriminator(nn.Module):
     def __init__(self, config: CGANConfig) -> None:
         super().__init__()
         side, _ = stages(config.image_size)
-        self.body = DownStack(config.channels, config.d_width, config.image_size, nn.BatchNorm2d)
+        norm = (lambda channels: nn.Identity()) if config.spectral_norm else nn.BatchNorm2d
+        self.body = DownStack(config.channels, config.d_width, config.image_size, norm)
         self.head = nn.Conv2d(self.body.out_channels, 1, side)
         self.embed = nn.Embedding(config.n_classes, self.body.out_channels)
         self.apply(dcgan_init)
+        if config.spectral_norm:
+            spectrally_normalised(self)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         features = self.body(images)  # (N, D', s0, s0)

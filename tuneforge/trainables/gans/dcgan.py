@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tuneforge._checks import check_positive_ints
+from tuneforge._checks import check_bool, check_positive_ints
 from tuneforge.errors import ConfigError
 
 __all__ = ["DCGANConfig", "Discriminator", "DownStack", "Generator", "UpStack", "dcgan_init",
@@ -56,9 +56,13 @@ class DCGANConfig:
     latent_dim: int = 64
     g_width: int = 64
     d_width: int = 64
+    spectral_norm: bool = False
+    """The discriminator's layers spectrally normalised (:func:`spectrally_normalised`), and
+    without BatchNorm, as in SNGAN."""
 
     def __post_init__(self) -> None:
         check_positive_ints(self, ("image_size", "channels", "latent_dim", "g_width", "d_width"))
+        check_bool("spectral_norm", self.spectral_norm)
         stages(self.image_size)
 
 
@@ -86,6 +90,11 @@ def dcgan_init(module: nn.Module) -> None:
     elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+def _no_norm(channels: int) -> nn.Module:
+    """A discriminator stage's norm where spectral normalisation stands in for BatchNorm."""
+    return nn.Identity()
 
 
 class UpStack(nn.Module):
@@ -152,9 +161,13 @@ class Discriminator(nn.Module):
     def __init__(self, config: DCGANConfig, norm: Callable[[int], nn.Module] = nn.BatchNorm2d) -> None:
         super().__init__()
         side, _ = stages(config.image_size)
-        self.body = DownStack(config.channels, config.d_width, config.image_size, norm)
+        spectral = getattr(config, "spectral_norm", False)
+        self.body = DownStack(config.channels, config.d_width, config.image_size,
+                              _no_norm if spectral else norm)
         self.head = nn.Conv2d(self.body.out_channels, 1, side)  # (N, D', s0, s0) -> (N, 1, 1, 1)
         self.apply(dcgan_init)
+        if spectral:
+            spectrally_normalised(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(images)).flatten()
@@ -170,3 +183,29 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> 
 def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """The generator's non-saturating loss: -log D(G(z)), i.e. generated images labelled 1."""
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The hinge loss (Lim & Ye 2017; SNGAN, BigGAN): mean(relu(1 - D(x))) + mean(relu(1 + D(G(z)))),
+    which stops pushing a logit once it is past the margin."""
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def hinge_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The generator's side of the hinge loss: -mean(D(G(z)))."""
+    return -fake_logits.mean()
+
+
+LOSSES = {"bce": (discriminator_loss, generator_loss),
+          "hinge": (hinge_discriminator_loss, hinge_generator_loss)}
+"""A DCGAN's or cGAN's ``loss`` setting: its discriminator's and generator's loss functions."""
+
+
+def spectrally_normalised(module: nn.Module) -> nn.Module:
+    """``module`` with every convolution, linear map and embedding spectrally normalised (Miyato
+    et al. 2018: each weight divided by its largest singular value, one power iteration a step),
+    in place."""
+    for child in list(module.modules()):
+        if isinstance(child, (nn.Conv2d, nn.Linear, nn.Embedding)):
+            nn.utils.parametrizations.spectral_norm(child)
+    return module

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from tuneforge._checks import check_int, check_number
+from tuneforge.errors import ConfigError
 from tuneforge.trainables.gans import cgan, dcgan, wgan_gp
 from tuneforge.trainables.gans.features import TrainedClassifier, feature_classifier
 from tuneforge.trainables.gans.metrics import SampleQuality
@@ -83,6 +84,9 @@ class GANSettings:
     """WGAN-GP's lambda."""
     feature_seed: int = 0
     """Seeds the feature classifier of the scores: trials compare only under the same one."""
+    loss: str = "bce"
+    """DCGAN and cGAN: ``bce``, the non-saturating cross-entropy of the DCGAN paper, or ``hinge``
+    (:data:`~.dcgan.LOSSES`); WGAN-GP's critic has its own."""
     ema_decay: float = 0.999
     """The averaged generator's decay: after the n-th generator step its weights (and BatchNorm
     statistics) move 1 - d of the way to the generator's, d = min(ema_decay, (1 + n) / (10 + n))
@@ -97,6 +101,9 @@ class GANSettings:
         check_int("n_critic", self.n_critic, minimum=1)
         check_number("gp_weight", self.gp_weight, at_least=0)
         check_number("ema_decay", self.ema_decay, at_least=0, below=1)
+        if self.loss not in dcgan.LOSSES:
+            raise ConfigError(f"loss: {self.loss!r} is not allowed; it must be one of "
+                              f"{', '.join(dcgan.LOSSES)}")
         check_int("feature_seed", self.feature_seed)
 
 
@@ -344,6 +351,7 @@ class GANFamily(TorchFamily):
 class DCGANFamily(GANFamily):
     name = "dcgan"
     model_config = dcgan.DCGANConfig
+    extra_keys = (*GANFamily.extra_keys, "loss")
 
     def networks(self, model_config: dcgan.DCGANConfig) -> tuple[nn.Module, nn.Module]:
         return dcgan.Generator(model_config), dcgan.Discriminator(model_config)
@@ -351,11 +359,12 @@ class DCGANFamily(GANFamily):
     def discriminator_loss(self, run: EpochRun, real: torch.Tensor, fake: torch.Tensor,
                            labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         nets = run.state.model
-        return dcgan.discriminator_loss(self.discriminate(nets, real, labels),
-                                        self.discriminate(nets, fake, labels)), {}
+        loss, _ = dcgan.LOSSES[self.gan_settings(run.config).loss]
+        return loss(self.discriminate(nets, real, labels), self.discriminate(nets, fake, labels)), {}
 
     def generator_loss(self, run: EpochRun, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return dcgan.generator_loss(self.discriminate(run.state.model, fake, labels))
+        _, loss = dcgan.LOSSES[self.gan_settings(run.config).loss]
+        return loss(self.discriminate(run.state.model, fake, labels))
 
 
 class CGANFamily(DCGANFamily):
