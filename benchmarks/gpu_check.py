@@ -94,9 +94,10 @@ def main() -> int:
         if n_gpus >= 2:
             checks.append(("1 trial at --workers-per-trial 2", {"trials": 1, "gpus_per_trial": 1,
                                                                 "workers_per_trial": 2}))
-        for name, options in checks:
+        for n, (name, options) in enumerate(checks):
             try:
-                lines.append(f"- {name}: {_search(folder / name.split()[-1], data['npz'], **options)}")
+                (folder / f"search-{n}").mkdir()
+                lines.append(f"- {name}: {_search(folder / f'search-{n}', data['npz'], **options)}")
             except Exception:
                 failures += 1
                 traceback.print_exc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from tuneforge.platform.cluster import Cluster
-from tuneforge.platform.events import SearchStarted, Stage, TrialEnded, TrialResult, TrialStarted
+from tuneforge.platform.events import RayLost, SearchStarted, Stage, TrialEnded, TrialResult, TrialStarted
 from tuneforge.platform.planning import SearchOptions, plan_search
 from tuneforge.platform.progress import SearchProgress
 from tuneforge.platform.tracking import TrialRecord
@@ -92,3 +92,12 @@ def test_the_header_names_the_scheduler_and_workers_and_no_seed_for_a_grid() -> 
     assert _header("ridge-diabetes", algo="grid").endswith("with grid: 10 trials")
     assert _header("vit-digits", trials=8, scheduler="asha", workers_per_trial=2).endswith(
         "with random: 8 trials, seed 5, asha (grace 3, max 15 epochs), 2 workers a trial")
+
+
+def test_a_lost_ray_is_said_with_the_resume_command() -> None:
+    out = io.StringIO()
+    progress = SearchProgress(stream=out, live=False, interval_s=3600)
+    progress(RayLost("its gcs_server (pid 7, killed by SIGKILL)", "/tmp/ray_results/space-random-1"))
+    assert out.getvalue() == ("this search's Ray lost its gcs_server (pid 7, killed by SIGKILL); the search "
+                              "stopped, what finished is in MLflow; continue with: tuneforge resume "
+                              "/tmp/ray_results/space-random-1\n")

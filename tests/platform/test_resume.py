@@ -452,18 +452,33 @@ def test_a_search_whose_saved_state_is_damaged_is_rebuilt_from_mlflow_keeping_it
     finished = {run_id for run_id, r in before.items() if r.info.status == "FINISHED"}
     assert len(finished) >= 3
 
-    resumed = _resume(tmp_path, str(folder))
+    command = [TUNEFORGE, "resume", str(folder), "--tracking-uri", _store(tmp_path)]
+    if algo == "random":  # the rebuilt search killed in turn, then resumed as any other
+        with open(tmp_path / "rebuilt.out", "w") as out:
+            rebuilding = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                          env=SAVE_EVERY_SECOND)
+            try:
+                _kill_after(rebuilding, tmp_path, 2, signal.SIGKILL)
+                rebuilding.wait(timeout=60)
+            finally:
+                rebuilding.kill()
+        rebuilt_output = (tmp_path / "rebuilt.out").read_text()
+    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    if algo != "random":
+        rebuilt_output = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert (f"saved state of search {folder.name}: {snapshot} is damaged (JSONDecodeError: "
-            in resumed.stdout + resumed.stderr)
-    assert "the search is rebuilt from MLflow and search.json" in resumed.stdout + resumed.stderr
+    assert f"saved state of search {folder.name}: {snapshot} is damaged (JSONDecodeError: " in rebuilt_output
+    assert "the search is rebuilt from MLflow and search.json" in rebuilt_output
     assert (folder / f"{snapshot.name}.damaged").read_bytes() == whole[: len(whole) // 2]
     assert (folder / "tuner.pkl.damaged").exists(), "set aside: the rebuilt search wrote its own"
+    saved = json.loads((folder / "search.json").read_text())
+    assert saved["rebuilds"] == 1 and sorted(saved["kept_trials"]) == sorted(
+        before[run_id].data.tags["tuneforge.trial_id"] for run_id in finished)
     parent, children = parent_and_children(_store(tmp_path), "space")
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["tuneforge.rebuilt"].startswith(
-        f"its Ray Tune state was damaged: rebuilt from MLflow and search.json, {len(finished)} finished "
-        "trials kept as warm-start observations")
+        f"its Ray Tune state was damaged: rebuilt from MLflow and search.json (1 time(s)), {len(finished)} "
+        "ended trials kept (the scored ones as warm-start observations)")
     after = {r.info.run_id: r for r in children}
     for run_id in finished:  # never re-marked, nor run again
         assert after[run_id].info.status == "FINISHED"
@@ -476,6 +491,7 @@ def test_a_search_whose_saved_state_is_damaged_is_rebuilt_from_mlflow_keeping_it
     assert parent.data.metrics["best_score"] == pytest.approx(max(r.data.metrics["score"] for r in counted))
     for run in children:
         if "tuneforge.lost" in run.data.tags:  # was running: closed, its configuration ran anew or not
-            assert run.info.run_id in before and run.info.run_id not in finished
-            assert run.info.status == "KILLED"
-            assert run.data.tags["tuneforge.lost"].startswith("the search's Ray Tune state was damaged")
+            assert run.info.run_id not in finished and run.info.status == "KILLED"
+            assert run.data.tags["tuneforge.lost"].startswith(
+                "the search's Ray Tune state was damaged" if run.info.run_id in before
+                else "Ray Tune had not saved this trial")  # the rebuilt search's, killed in turn

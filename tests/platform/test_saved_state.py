@@ -40,8 +40,11 @@ def test_whole_state_is_restored_as_it_is(tmp_path: Path) -> None:
 
 def test_a_damaged_newest_snapshot_is_set_aside_for_the_earlier_whole_one(tmp_path: Path) -> None:
     folder = _folder(tmp_path, cut=(f"experiment_state-{NEWER}.json",))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
     state = check_saved_state(str(folder), folder.name)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before, "checking changes nothing"
     assert state.restorable
+    state.set_aside()
     line = state.note
     assert line.startswith(f"damaged saved state set aside: experiment_state-{NEWER}.json (JSONDecodeError: ")
     assert line.endswith(f"; resuming from experiment_state-{EARLIER}.json")
@@ -54,13 +57,18 @@ def test_a_damaged_newest_snapshot_is_set_aside_for_the_earlier_whole_one(tmp_pa
     ((f"experiment_state-{NEWER}.json", f"experiment_state-{EARLIER}.json"), False,
      f"{{folder}}/experiment_state-{NEWER}.json is damaged (JSONDecodeError: "),
     ((), True, "{folder}/tuner.pkl is damaged (ValueError: "),
-], ids=["every-snapshot", "tuner"])
+    ((), None, "{folder}/tuner.pkl is missing"),
+], ids=["every-snapshot", "tuner", "no-tuner"])
 def test_damage_without_a_whole_state_sets_all_of_it_aside_for_a_rebuild(
-        tmp_path: Path, cut: tuple[str, ...], tuner_cut: bool, message: str) -> None:
-    folder = _folder(tmp_path, cut=cut, tuner_cut=tuner_cut)
+        tmp_path: Path, cut: tuple[str, ...], tuner_cut: bool | None, message: str) -> None:
+    folder = _folder(tmp_path, cut=cut, tuner_cut=bool(tuner_cut))
+    if tuner_cut is None:  # a driver killed before Tune wrote it (or a rebuild, before its own)
+        (folder / "tuner.pkl").unlink()
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     state = check_saved_state(str(folder), folder.name)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before, "checking changes nothing"
     assert not state.restorable and "\n" not in state.note
+    state.set_aside()
     assert state.note.startswith(f"saved state of search {folder.name}: {message.format(folder=folder)}")
     assert state.note.endswith("set aside, the search is rebuilt from MLflow and search.json")
     after = {p.name: p.read_bytes() for p in folder.iterdir()}

@@ -271,8 +271,7 @@ def watching_local_ray(on_lost: Callable[[str], None]) -> Iterator[None]:
             for kind, process in vital:
                 code = process.poll()
                 if code is not None:
-                    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-                    on_lost(f"its {kind} (pid {process.pid}, {how})")
+                    on_lost(f"its {kind} (pid {process.pid}, {_how_it_ended(code)})")
                     return
 
     thread = threading.Thread(target=watch, name="tuneforge-ray-watch", daemon=True)
@@ -284,6 +283,16 @@ def watching_local_ray(on_lost: Callable[[str], None]) -> Iterator[None]:
         stop.set()
         if vital:
             thread.join()
+
+
+def _how_it_ended(code: int) -> str:
+    """A child's return code in words: "killed by SIGKILL", "killed by signal 35", "exit code 1"."""
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:  # a real-time signal has no name
+        return f"killed by signal {-code}"
 
 
 def _connect(address: str | None, job_name: str, working_dir: Path | None) -> bool:

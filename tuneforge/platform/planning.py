@@ -83,6 +83,9 @@ class SearchPlan:
     """Earlier searches' trials the search learns from (``--warm-start``)."""
     time_budget_s: float | None = None
     """The search's wall-clock budget (``--time-budget``); None: none."""
+    kept_trials: frozenset[str] = frozenset()
+    """Trials of a resumed search that its Ray Tune experiment does not know: those that ended
+    before a resume rebuilt it from MLflow (:attr:`~.resume.SavedSearch.kept_trials`)."""
 
     def experiment_path(self, name: str) -> str:
         """Where Tune keeps the experiment ``name``: a folder or a URI."""

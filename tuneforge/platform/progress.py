@@ -14,7 +14,15 @@ import threading
 import time
 from typing import Any, TextIO
 
-from tuneforge.platform.events import SearchEvent, SearchStarted, Stage, TrialEnded, TrialResult, TrialStarted
+from tuneforge.platform.events import (
+    RayLost,
+    SearchEvent,
+    SearchStarted,
+    Stage,
+    TrialEnded,
+    TrialResult,
+    TrialStarted,
+)
 from tuneforge.platform.tracking import ENDED
 from tuneforge.schema import TrialStatus
 
@@ -68,7 +76,8 @@ class SearchProgress:
 
     def __call__(self, event: SearchEvent) -> None:
         handler = {Stage: self._stage, SearchStarted: self._search_started, TrialStarted: self._trial_started,
-                   TrialResult: self._trial_result, TrialEnded: self._trial_ended}[type(event)]
+                   TrialResult: self._trial_result, TrialEnded: self._trial_ended,
+                   RayLost: self._ray_lost}[type(event)]
         with self._lock:  # TrialEnded comes from the store's writer thread
             handler(event)
 
@@ -128,6 +137,12 @@ class SearchProgress:
         self._print(f"[{event.n_ended:>{width}}{total}] {record.trial_id}  {outcome}  "
                     f"{best}{params}")
         self._show_status(force=not self._is_live)
+
+    def _ray_lost(self, event: RayLost) -> None:
+        from tuneforge.platform.resume import resume_command
+
+        self._print(f"this search's Ray lost {event.what}; the search stopped, what finished is in MLflow; "
+                    f"continue with: {resume_command(event.experiment_path)}")
 
     def status_line(self) -> str:
         """The live status as text (also what a terminal's line shows, less the bar)."""

@@ -24,8 +24,8 @@ from tuneforge.errors import ConfigError
 from tuneforge.platform.planning import SearchOptions
 from tuneforge.schema import Artifacts, Roles, Tags, TrialStatus, interrupted
 
-__all__ = ["LOCK_FILE", "SavedSearch", "SavedState", "SearchRun", "check_saved_state", "find_search",
-           "list_searches", "resume_command", "search_lock"]
+__all__ = ["LOCK_FILE", "SavedSearch", "SavedState", "SearchRun", "check_saved_state", "ended_trials",
+           "find_search", "list_searches", "resume_command", "search_lock"]
 
 _TUNER_FILE = "tuner.pkl"
 _SNAPSHOTS = "experiment_state-*.json"
@@ -57,6 +57,11 @@ class SavedSearch:
     time_used_s: float = 0.0
     """Seconds of its ``--time-budget`` spent so far (written while it runs; a resumed search
     gets what is left)."""
+    rebuilds: int = 0
+    """How many times a resume rebuilt it from MLflow, its Ray Tune state damaged."""
+    kept_trials: tuple[str, ...] = ()
+    """The trials that ended before its last rebuild: the Tune experiment that runs it now does
+    not know them, and they are never closed as lost."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, default=str)
@@ -65,6 +70,7 @@ class SavedSearch:
     def from_json(cls, text: str, where: str) -> SavedSearch:
         try:
             data = json.loads(text)
+            data["kept_trials"] = tuple(data.get("kept_trials", ()))
             return cls(**data)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{where}: not a tuneforge search.json ({exc})") from None
@@ -115,19 +121,27 @@ class SavedState:
     restorable: bool
     """Whether ``Tuner.restore`` can continue it; else the search is rebuilt from MLflow."""
     note: str | None = None
-    """One line on what was set aside, where anything was."""
+    """One line on what is damaged and what becomes of it, where anything is."""
+    damaged: tuple[Path, ...] = ()
+    """The files to set aside before the search goes on (:meth:`set_aside`)."""
+
+    def set_aside(self) -> None:
+        """Rename each damaged file ``*.damaged`` (a snapshot with its search algorithm's state),
+        so that Tune reads the rest, or, for a rebuild, writes its own."""
+        for path in self.damaged:
+            _set_aside(path)
 
 
 def check_saved_state(experiment_path: str, name: str) -> SavedState:
-    """Check what ``Tuner.restore`` will read of the search ``name`` in its local results folder
-    (a remote storage is not checked): its ``tuner.pkl`` and its experiment snapshots.
+    """Check, without changing anything, what ``Tuner.restore`` will read of the search ``name``
+    in its local results folder (a remote storage is not checked): its ``tuner.pkl`` and its
+    experiment snapshots.
 
     Where the newest snapshots are damaged (a driver killed while writing one) and an earlier
-    one is whole, the damaged ones and their search-algorithm states are renamed ``*.damaged``,
-    so that Tune restores the earlier one. Where the tuner or every snapshot is damaged, all of
-    Tune's saved state is renamed so, and the search is not restorable: the runner rebuilds it
-    from MLflow and ``search.json`` (see :func:`tuneforge.platform.runner.resume`). The note
-    names each damaged file and its problem."""
+    one is whole, the search is restorable once they are set aside. Where the tuner is damaged
+    or missing, or every snapshot is damaged, it is not: all of Tune's saved state is to be set
+    aside and the search rebuilt from MLflow and ``search.json`` (see
+    :func:`tuneforge.platform.runner.resume`). The note names each damaged file and its problem."""
     folder = Path(experiment_path)
     if "://" in experiment_path or not folder.is_dir():
         return SavedState(restorable=True)
@@ -136,20 +150,17 @@ def check_saved_state(experiment_path: str, name: str) -> SavedState:
     whole = [snapshot for snapshot in snapshots if problems[snapshot] is None]
     tuner_problem = _pickle_problem(folder / _TUNER_FILE)
     if tuner_problem or (snapshots and not whole):
-        damaged = (f"{folder / _TUNER_FILE} is damaged ({tuner_problem})" if tuner_problem else
+        damaged = (f"{folder / _TUNER_FILE} is {tuner_problem}" if tuner_problem else
                    f"{snapshots[0]} is damaged ({problems[snapshots[0]]}) and Ray Tune kept no earlier "
                    "snapshot whole")
-        for path in [folder / _TUNER_FILE, *snapshots]:
-            _set_aside(path)
-        return SavedState(restorable=False, note=f"saved state of search {name}: {damaged}; set aside, "
-                                                 "the search is rebuilt from MLflow and search.json")
-    damaged_snapshots = [snapshot for snapshot in snapshots if whole and snapshot.name > whole[0].name]
-    for snapshot in damaged_snapshots:
-        _set_aside(snapshot)
+        return SavedState(restorable=False, damaged=(folder / _TUNER_FILE, *snapshots),
+                          note=f"saved state of search {name}: {damaged}; set aside, the search is "
+                               "rebuilt from MLflow and search.json")
+    damaged_snapshots = tuple(snapshot for snapshot in snapshots if whole and snapshot.name > whole[0].name)
     if not damaged_snapshots:
         return SavedState(restorable=True)
     names = ", ".join(f"{snapshot.name} ({problems[snapshot]})" for snapshot in damaged_snapshots)
-    return SavedState(restorable=True,
+    return SavedState(restorable=True, damaged=damaged_snapshots,
                       note=f"damaged saved state set aside: {names}; resuming from {whole[0].name}")
 
 
@@ -174,18 +185,35 @@ def _json_problem(path: Path) -> str | None:
 
 
 def _pickle_problem(path: Path) -> str | None:
-    """Whether ``path`` is a whole pickle, read without running it (its opcodes, to STOP)."""
+    """What is wrong with ``path`` as a pickle ("missing", "damaged (...)"), read without running
+    it (its opcodes, to STOP); None where it is whole."""
     import pickletools
 
     if not path.is_file():
-        return None  # Tune says what is missing
+        return "missing"  # a driver killed before Tune wrote it, or a rebuild killed before
     try:
         last = None
         for opcode, _, _ in pickletools.genops(path.read_bytes()):
             last = opcode
     except Exception as exc:  # a truncated or garbled stream, whatever pickletools raises
-        return f"{type(exc).__name__}: {exc}"
-    return None if last is not None and last.name == "STOP" else "it ends before the pickle does"
+        return f"damaged ({type(exc).__name__}: {exc})"
+    return None if last is not None and last.name == "STOP" else "damaged (it ends before the pickle does)"
+
+
+def ended_trials(saved: SavedSearch) -> frozenset[str]:
+    """The trial ids of the search's runs that ended in MLflow (finished, stopped or failed; a
+    run closed as lost is not counted). Only reads the store."""
+    from mlflow import MlflowClient
+
+    from tuneforge.platform._store_writer import _all_runs
+    from tuneforge.platform.tracking import ENDED
+
+    client = MlflowClient(saved.tracking_uri)
+    experiment_id = client.get_run(saved.parent_run_id).info.experiment_id
+    runs = _all_runs(client, experiment_id, f"tags.`{Tags.PARENT_RUN_ID}` = '{saved.parent_run_id}'")
+    return frozenset(run.data.tags[Tags.TRIAL_ID] for run in runs
+                     if Tags.TRIAL_ID in run.data.tags and Tags.LOST not in run.data.tags
+                     and TrialStatus(run.data.tags.get(Tags.STATUS, run.info.status)) in ENDED)
 
 
 def find_search(target: str | Path, tracking_uri: str) -> SavedSearch:

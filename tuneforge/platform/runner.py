@@ -48,10 +48,16 @@ from tuneforge.platform.planning import (
     plan_search,
     prepare_trials,
 )
-from tuneforge.platform.resume import SavedSearch, check_saved_state, find_search, resume_command, search_lock
+from tuneforge.platform.resume import (
+    SavedSearch,
+    check_saved_state,
+    ended_trials,
+    find_search,
+    resume_command,
+    search_lock,
+)
 from tuneforge.platform.starting_points import Gain, start_scores
 from tuneforge.platform.tracking import ENDED, SCORED, SearchRecorder, TrialRecord, resolve_tracking_uri
-from tuneforge.platform.warm_start import read_warm_start
 from tuneforge.platform.warm_start import typed_params as _typed_params
 from tuneforge.schema import Artifacts, Metrics, Tags, TrialStatus
 from tuneforge.search_spaces import SearchSpace, parse_space, space_document
@@ -170,33 +176,40 @@ def resume(target: str | Path, *, tracking_uri: str | None = None, address: str 
         _check_resumable(saved)
         plan = plan_search(space, options, trainable=trainable)
         state = check_saved_state(saved.experiment_path, saved.name)
+        if not state.restorable:  # planned before anything is set aside: a refusal changes nothing
+            saved, plan = _rebuilt(space, options, saved, plan, trainable)
+        state.set_aside()
         if state.note:
             notify(Stage(state.note))
-        if not state.restorable:
-            plan = _rebuilt_plan(space, options, saved, trainable)
-        plan = dataclasses.replace(plan, tracking_uri=saved.tracking_uri, experiment=saved.experiment)
+        plan = dataclasses.replace(plan, tracking_uri=saved.tracking_uri, experiment=saved.experiment,
+                                   kept_trials=frozenset(saved.kept_trials))
         return _execute(plan, notify, saved, rebuilt=not state.restorable)
 
 
-def _rebuilt_plan(space: SearchSpace, options: SearchOptions, saved: SavedSearch,
-                  trainable: Callable[[dict[str, Any]], None] | None) -> SearchPlan:
-    """The rest of a search whose Ray Tune state was lost, from MLflow and ``search.json``: its
-    finished trials are warm-start observations (GPSearcher and Optuna condition on them; random
-    and grid search do not run them again), the trials it had left run anew (of ``--trials``; a
-    grid's cells not yet run), with the seed + 1 (a random search's draws are not repeated) and
-    the rest of its time budget."""
-    options = dataclasses.replace(options, warm_start=saved.parent_run_id, tracking_uri=saved.tracking_uri)
-    warm = read_warm_start(saved.parent_run_id, space, saved.tracking_uri, smoke=options.smoke)
+def _rebuilt(space: SearchSpace, options: SearchOptions, saved: SavedSearch, plan: SearchPlan,
+             trainable: Callable[[dict[str, Any]], None] | None) -> tuple[SavedSearch, SearchPlan]:
+    """The rest of a search whose Ray Tune state is lost, from MLflow and ``search.json``: the
+    trials that ended are kept (``kept_trials``), its scored ones warm-start observations
+    (GPSearcher and Optuna condition on them; random and grid search do not run them again); the
+    trials it had left run anew (of ``--trials``; a grid's cells not yet run), drawn with the
+    seed + the number of rebuilds (a random search's draws are not repeated), in the rest of its
+    time budget. The plan counts the whole search's trials, as ``plan`` (the search as it was
+    planned) does. ConfigError, with nothing changed, where none is left to run."""
+    kept = tuple(sorted(set(saved.kept_trials) | ended_trials(saved)))
     trials = options.trials
     if trials is not None and options.algo != "grid":
-        if trials <= len(warm.trials):
-            raise ConfigError(f"search {saved.name}: its Ray Tune state is lost and its {len(warm.trials)} "
-                              f"finished trials are all it had to run (--trials {trials}); its results "
-                              "stay in MLflow")
-        trials -= len(warm.trials)
-    seed = None if options.seed is None else options.seed + 1
-    return plan_search(space, dataclasses.replace(options, trials=trials, seed=seed), trainable=trainable,
-                       rebuilding=True)
+        if trials <= len(kept):
+            raise ConfigError(f"search {saved.name}: its Ray Tune state is damaged and its {len(kept)} "
+                              f"ended trials are all it had to run (--trials {trials}); its results stay "
+                              "in MLflow")
+        trials -= len(kept)
+    rebuilds = saved.rebuilds + 1
+    rest = dataclasses.replace(options, warm_start=saved.parent_run_id, tracking_uri=saved.tracking_uri,
+                               trials=trials, seed=None if options.seed is None else options.seed + rebuilds)
+    rebuilt = plan_search(space, rest, trainable=trainable, rebuilding=True)
+    whole = dataclasses.replace(rebuilt.setup, n_trials=plan.setup.n_trials)  # kept and new together
+    rebuilt = dataclasses.replace(rebuilt, setup=whole)
+    return dataclasses.replace(saved, rebuilds=rebuilds, kept_trials=kept), rebuilt
 
 
 def _execute(plan: SearchPlan, notify: Callable[[SearchEvent], None],
@@ -322,9 +335,12 @@ def _reopen_search(plan: SearchPlan, saved: SavedSearch, recorder: SearchRecorde
     :attr:`Tags.REBUILT` says how many) and closes the others as lost: they run anew."""
     tags = {}
     if rebuilt:
-        n_kept = len(plan.warm_start.trials) if plan.warm_start else 0
-        tags[Tags.REBUILT] = (f"its Ray Tune state was damaged: rebuilt from MLflow and search.json, "
-                              f"{n_kept} finished trials kept as warm-start observations, the rest run anew")
+        tags[Tags.REBUILT] = (f"its Ray Tune state was damaged: rebuilt from MLflow and search.json "
+                              f"({saved.rebuilds} time(s)), {len(saved.kept_trials)} ended trials kept (the "
+                              "scored ones as warm-start observations), the rest run anew")
+        text = saved.to_json()  # its kept trials and rebuilds, for every later resume
+        (Path(saved.local_dir) / Artifacts.SEARCH).write_text(text)
+        recorder.log_text(saved.parent_run_id, text, Artifacts.SEARCH)
     recorder.resume_search(saved.parent_run_id, lambda text: _typed_params(plan.space, text), tags)
     if rebuilt:
         for record in [r for r in recorder.trials.values() if r.status not in ENDED]:
@@ -509,9 +525,7 @@ def _fit(plan: SearchPlan, config: dict[str, Any], name: str, recorder: SearchRe
     events = TrialEvents(name, recorder, space, setup.n_trials, notify, artifacts,
                          check_metric=plan.trainable.metrics is None, schedule=plan.schedule,
                          step_metric=plan.trainable.step_metric, run_params=plan.trainable.run_params,
-                         budget=budget,
-                         # a new Tune experiment of a rebuilt search never knows the trials kept
-                         kept=frozenset() if restore else frozenset(recorder.trials))
+                         budget=budget, kept=plan.kept_trials)
     inbox = open_inbox(name, artifacts)
     if restore:  # its callback is `events` again (TrialEvents.__reduce__), its searcher restored
         tuner = tune.Tuner.restore(restore, trainable, resume_unfinished=True,

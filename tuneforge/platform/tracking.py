@@ -274,7 +274,7 @@ class SearchRecorder:
 
     def flush(self) -> None:
         """Mark trials still running as KILLED and wait for every write so far."""
-        for record in self.trials.values():
+        for record in list(self.trials.values()):  # a copy: another thread may add a trial meanwhile
             if record.status is TrialStatus.RUNNING:
                 self.end_trial(record.trial_id, TrialStatus.KILLED)
         for trial_id, run_id in self._call("run_ids").items():

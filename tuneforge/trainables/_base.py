@@ -58,6 +58,9 @@ class Trainable:
     smoke: bool = False
     iterative: bool | None = False
     data_parallel: bool = False
+    compiles: bool = False
+    """Whether its trials take ``compile: true`` (a torch family that trains through
+    ``torch.compile``; see :mod:`tuneforge.trainables.torch.loop`)."""
     step_metric: str = "training_iteration"
     """The result key that counts a trial's steps, for schedulers, searchers and MLflow steps:
     Tune's own count of results, or the torch loop's ``epoch``, which a data-parallel trial

@@ -386,6 +386,9 @@ class WGANGPFamily(GANFamily):
     extra_keys = (*GANFamily.extra_keys, "gp_weight")
     train_defaults = MappingProxyType({**GANFamily.train_defaults, "lr": 1e-4})
     gan_defaults = MappingProxyType({"beta1": 0.0, "beta2": 0.9, "n_critic": 5})
+    compiles = False
+    """The gradient penalty differentiates the critic's gradient (a double backward), which
+    torch.compile's autograd does not support."""
 
     def networks(self, model_config: wgan_gp.WGANGPConfig) -> tuple[nn.Module, nn.Module]:
         return dcgan.Generator(model_config), wgan_gp.Critic(model_config)

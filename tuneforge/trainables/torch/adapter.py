@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneforge._checks import is_int
+from tuneforge._checks import check_bool, is_int
 from tuneforge.errors import ConfigError
 from tuneforge.search_spaces import CategoricalParam, SearchSpace
 from tuneforge.trainables._base import Trainable
@@ -22,7 +22,7 @@ def torch_trainable(family: TorchFamily, function: Callable[[dict[str, Any]], No
                      prepare=lambda space: prepare(family, space),
                      metrics=lambda config: family.metrics() | LOOP_METRICS,
                      reuse_actors=family.reuse_actors, smoke=True, iterative=True,
-                     data_parallel=family.data_parallel, step_metric="epoch",
+                     data_parallel=family.data_parallel, compiles=family.compiles, step_metric="epoch",
                      search_artifacts=family.search_artifacts,
                      run_params=family.run_params,
                      defaults=lambda config: family.default_config())
@@ -63,8 +63,10 @@ def _check_config(family: TorchFamily, config: Mapping[str, Any], where: Any) ->
             raise ConfigError(f"{where}: {name}: expected a positive integer, got {value!r}")
     if not settings.lr > 0:
         raise ConfigError(f"{where}: lr: expected a positive learning rate, got {settings.lr!r}")
-    if settings.compile not in (True, False):
-        raise ConfigError(f"{where}: compile: expected true or false, got {settings.compile!r}")
+    try:
+        check_bool("compile", settings.compile)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     if settings.compile and not family.compiles:
         raise ConfigError(f"{where}: compile: trainable {family.name!r} steps its model's parts itself "
                           "(its architecture and weight steps), which torch.compile does not speed up; "
