@@ -90,7 +90,8 @@ BAD_INPUTS = {  # name: (space file text, or None for no file; extra arguments; 
     "missing image folder": (_vit("dataset: digits", "dataset: {folder: no-images}"), [],
                              "no-images does not exist"),
     "unknown ViT setting": (_vit("depth: 1", "depth: 1, colour: red"), [],
-                            "'colour' is not a setting of trainable 'vit'; valid: batch_size, compile, dataset,"),
+                            "'colour' is not a setting of trainable 'vit'; valid: batch_size, compile, "
+                            "dataset,"),
     "patch that does not divide the image": (
         _vit("log: true}", "log: true}\n  patch_size: {type: categorical, choices: [2, 3]}"), [],
         "patch_size: 3 does not divide image_size 8; choose one of 1, 2, 4, 8"),

@@ -100,6 +100,9 @@ def test_vit_smoke_search_logs_each_epoch_and_a_model_that_predicts_raw_images(
     assert logits.shape == (16, 10) and torch.isfinite(logits).all()
     assert not model.training, "loaded in eval mode"
     assert model.eval().to("cpu") is model and torch.equal(model(raw), logits), "a plain torch module"
+    best_metrics = MlflowClient(tracking_uri).get_run(result.best.run_id).data.metrics
+    assert best_metrics["n_params"] == sum(p.numel() for p in model.parameters()), "the logged model's size"
+    assert best_metrics["latency_ms"] > 0, "one image's inference was timed"
     with pytest.raises(ValueError, match=r"^this model takes images of shape \(N, 1, 8, 8\) with values "
                                          r"in \[0, 1\]; got \(16, 1, 28, 28\)$"):
         model(torch.rand(16, 1, 28, 28))

@@ -19,7 +19,8 @@ from tuneforge.schema import TrialStatus
 from tuneforge.search_spaces import load_space
 from tuneforge.trainables import get_trainable
 
-TIMINGS = {"epoch_s", "samples_per_s", "tokens_per_s", "peak_rss_mb", "fit_time_s", "score_time_s"}
+TIMINGS = {"epoch_s", "samples_per_s", "tokens_per_s", "peak_rss_mb", "latency_ms", "fit_time_s",
+           "score_time_s"}
 """Metrics that measure the machine, not the model."""
 
 

@@ -11,7 +11,9 @@ owns everything else, so a fix here fixes every family:
   of the trial's epochs done), ``epoch_s``, ``samples_per_s`` (training samples a second, all
   workers' together; and ``tokens_per_s`` where the family counts tokens), ``peak_rss_mb``
   (the trial process's peak memory), ``workers`` (how many
-  train it) and ``device`` (a string, e.g. ``"cpu"``, ``"cuda:0"``: where it trained), the
+  train it), ``n_params`` and ``latency_ms`` (the logged model's parameters and its inference
+  time for one sample on the trial's device: :meth:`TorchFamily.inference`) and ``device`` (a
+  string, e.g. ``"cpu"``, ``"cuda:0"``: where it trained), the
   ``system/...`` metrics of the MLflow UI's system-metrics tab (:func:`system_metrics`), a
   checkpoint, and the family's pictures;
 - a checkpoint holds the model, optimisers, LR schedulers, the AMP scaler, every RNG state, the
@@ -70,9 +72,12 @@ from tuneforge.trainables._session import (
 __all__ = ["LOOP_METRICS", "EpochRun", "LossMean", "TorchFamily", "TrainSettings", "TrialState", "batches",
            "run_trial", "unwrapped", "warmup_cosine"]
 
+_LATENCY_CALLS = 10
+"""Timed inference calls of one sample (after two untimed ones); latency_ms is their median."""
 _CHECKPOINT_FILE = "state.pt"
 _MODEL_FOLDER = "model"
-LOOP_METRICS = frozenset({"epoch", "progress", "epoch_s", "samples_per_s", "peak_rss_mb", "workers"})
+LOOP_METRICS = frozenset({"epoch", "progress", "epoch_s", "samples_per_s", "peak_rss_mb", "workers",
+                          "n_params", "latency_ms"})
 """What the loop reports every epoch besides the family's metrics (numbers; with them the
 string ``device``)."""
 
@@ -267,6 +272,16 @@ class TorchFamily(ABC):
         for the default :meth:`save_model`; a family that writes its own flavour needs none."""
         raise NotImplementedError(f"{self.name}: implement export, or save_model")
 
+    def inference(self, run: EpochRun) -> tuple[nn.Module, Callable[[], Any]]:
+        """The model a user gets (the logged one) and a call of it on one validation sample, on
+        the trial's device, for ``n_params`` and ``latency_ms``. Default: :meth:`export`'s module
+        on its example's first row; a family that writes its own flavour says what its model
+        does with one input (a Transformer decodes one word)."""
+        module, example = self.export(run)
+        inputs = example if isinstance(example, tuple) else (example,)
+        tensors = [torch.from_numpy(np.asarray(array[:1])).to(run.device) for array in inputs]
+        return module, lambda: module(*tensors)
+
     def save_model(self, run: EpochRun, folder: Path) -> None:
         """After the last epoch, on rank 0: write the trained model as an MLflow model folder.
         Default: :meth:`export`'s module in MLflow's PyTorch flavour; a family whose model takes
@@ -435,12 +450,30 @@ def _timed_epoch(family: TorchFamily, run: EpochRun) -> dict[str, Any]:
     run.state.model.eval()
     if run.rank == 0:
         with torch.no_grad():
-            metrics.update(family.evaluate(run))
+            metrics.update({**_size_and_latency(family, run), **family.evaluate(run)})
     wall = time.perf_counter() - started
     return {**metrics, "epoch": float(run.epoch), "progress": run.epoch / run.settings.n_epochs,
             "epoch_s": seconds, "samples_per_s": n_samples / seconds, "peak_rss_mb": _peak_rss_mb(),
             "workers": float(run.world_size), "device": str(run.device),
             **system_metrics(run.device, time.process_time() - cpu_started, wall)}
+
+
+def _size_and_latency(family: TorchFamily, run: EpochRun) -> dict[str, float]:
+    """``n_params`` and ``latency_ms`` of the model :meth:`TorchFamily.inference` gives, in eval
+    mode without gradients: the median of :data:`_LATENCY_CALLS` timed calls of one sample (after
+    two untimed ones), waited for on a GPU. A family's ``evaluate`` may report its own
+    ``n_params`` (the DARTS network's, its auxiliary head left out, as the paper counts)."""
+    module, call = family.inference(run)
+    seconds = []
+    for i in range(2 + _LATENCY_CALLS):
+        started = time.perf_counter()
+        call()
+        if run.is_cuda:
+            torch.cuda.synchronize(run.device)
+        if i >= 2:
+            seconds.append(time.perf_counter() - started)
+    return {"n_params": float(sum(p.numel() for p in module.parameters())),
+            "latency_ms": 1000.0 * float(np.median(seconds))}
 
 
 def system_metrics(device: torch.device, cpu_s: float, wall_s: float) -> dict[str, float]:

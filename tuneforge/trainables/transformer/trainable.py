@@ -22,7 +22,7 @@ model as an MLflow pyfunc (:mod:`.pyfunc`) that maps source strings to output st
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from tuneforge._checks import check_int
@@ -293,6 +294,14 @@ class TransformerFamily(TorchFamily):
             test_wer, test_per = error_rates(decoded, test.references)
             metrics.update(test_wer=test_wer, test_per=test_per)
         return metrics
+
+    def inference(self, run: EpochRun) -> tuple[nn.Module, Callable[[], Any]]:
+        """The logged model decodes one validation word, by beam search of the trial's width."""
+        source = _padded([run.data.val.sources[0]]).to(run.device)
+        beam, limit = self._beam(run), run.data.output_limit
+        model = run.state.model
+        return model, (lambda: greedy_decode(model, source, limit) if beam == 1
+                       else beam_search(model, source, beam, limit))
 
     def _beam(self, run: EpochRun) -> int:
         return int(run.config.get("beam_width", _DEFAULT_BEAM))
