@@ -618,9 +618,15 @@ def _quiet_tune_output(*, lenient_metric: bool, max_pending: int | None = None) 
         settings["TUNE_MAX_PENDING_TRIALS_PG"] = str(max_pending)
     saved = {key: os.environ.get(key) for key in settings}
     os.environ.update(settings)
+    # Its warning, as the fit ends, naming each trial that never reported ("Failed to fetch metrics
+    # ... FileNotFoundError"): the trials a time budget ended while they waited for resources.
+    analysis = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = analysis.level
+    analysis.setLevel(logging.ERROR)
     try:
         yield
     finally:
+        analysis.setLevel(level)
         for key, value in saved.items():
             if value is None:
                 del os.environ[key]
