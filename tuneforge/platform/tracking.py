@@ -116,6 +116,8 @@ class SearchRecorder:
         """Why the store stopped taking writes (its last error, one line); None while it takes them."""
         self.on_store_failure: Callable[[str], None] | None = None
         self._failures_in_a_row = 0
+        self._closed = False
+        """Set once the search is closed (:meth:`end_search`) or given up (:meth:`abandon`)."""
 
     def preload(self) -> None:
         """Start the writer thread, which imports MLflow and opens the store if it exists.
@@ -298,17 +300,28 @@ class SearchRecorder:
         try:
             self._call("end_search", status, dict(metrics), dict(tags), dict(artifacts))
         finally:
+            self._closed = True
             self._thread.shutdown(wait=True)
 
     def abandon(self) -> None:
         """Give up on a store that stopped taking writes: no more writes, the heartbeat stops,
         the writes still queued are dropped."""
         self._alive.clear()
+        self._closed = True
         if self._thread is not None:
             self._thread.shutdown(wait=False, cancel_futures=True)
 
     def _send(self, method: str, *args: Any, then: Callable[[], None] | None = None, **kwargs: Any) -> None:
-        future = self._thread.submit(getattr(self._writer, method), *args, **kwargs)
+        """Queue a write; one sent once the search is closed (:meth:`end_search`, :meth:`abandon`:
+        the thread that watches Ray closed it while Tune's own thread still reported) is dropped."""
+        if self._closed:
+            return
+        try:
+            future = self._thread.submit(getattr(self._writer, method), *args, **kwargs)
+        except RuntimeError:  # "cannot schedule new futures after shutdown": closed meanwhile
+            if self._closed:
+                return
+            raise
         future.add_done_callback(self._written)
         if then is not None:
             future.add_done_callback(lambda done: then() if not done.cancelled() and done.exception() is None
