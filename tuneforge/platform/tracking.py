@@ -194,7 +194,8 @@ class SearchRecorder:
         run is closed as lost (:meth:`mark_lost`) and the new trial gets its own."""
         known = self.trials.get(trial_id)
         if known is not None and known.params != dict(params):
-            self.mark_lost(trial_id, "its trial id now names another configuration")
+            self.mark_lost(trial_id, "Ray Tune had not saved this trial when its driver died; its trial id "
+                                     "now names another configuration")
             known = None
         if known is not None:
             known.n_restarts += 1
