@@ -40,6 +40,12 @@ class TrialStatus(str, Enum):
         # "FINISHED", not "TrialStatus.FINISHED", in f-strings, results.csv and MLflow tags.
         return self.value
 
+    @classmethod
+    def of_run(cls, mlflow_status: str, tags: dict[str, str]) -> TrialStatus:
+        """A trial's status from its MLflow run: its :attr:`Tags.STATUS` tag (STOPPED), else the
+        run's own status."""
+        return cls(tags.get(Tags.STATUS, mlflow_status))
+
     @property
     def mlflow_status(self) -> str:
         """The MLflow run status to end a run with: STOPPED is FINISHED, the others themselves."""

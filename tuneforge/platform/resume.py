@@ -213,7 +213,7 @@ def ended_trials(saved: SavedSearch) -> frozenset[str]:
     runs = _all_runs(client, experiment_id, f"tags.`{Tags.PARENT_RUN_ID}` = '{saved.parent_run_id}'")
     return frozenset(run.data.tags[Tags.TRIAL_ID] for run in runs
                      if Tags.TRIAL_ID in run.data.tags and Tags.LOST not in run.data.tags
-                     and TrialStatus(run.data.tags.get(Tags.STATUS, run.info.status)) in ENDED)
+                     and TrialStatus.of_run(run.info.status, run.data.tags) in ENDED)
 
 
 def find_search(target: str | Path, tracking_uri: str) -> SavedSearch:

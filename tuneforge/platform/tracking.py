@@ -159,7 +159,7 @@ class SearchRecorder:
         self.parent_run_id, self.experiment_id = parent_run_id, self._writer.experiment_id
         for child in children:
             tags = child["tags"]
-            status = TrialStatus(tags.get(Tags.STATUS, child["status"]))
+            status = TrialStatus.of_run(child["status"], tags)
             self.trials[child["trial_id"]] = TrialRecord(
                 trial_id=child["trial_id"], name=child["name"], params=params_of(child["params"]),
                 started_at=child["started_at"], ended_at=child["ended_at"], status=status,
